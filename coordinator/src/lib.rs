@@ -1,1 +1,98 @@
-//! The coordinator library.
+//! `fjord-coordinator`: a coordination service that speaks the ZooKeeper 3.8 client protocol.
+//!
+//! Layers, from the wire inwards:
+//!
+//! - [`server`]: accepts connections, frames jute messages, enforces limits, answers the
+//!   four-letter words, and writes replies in request order once they are durable.
+//! - [`processor`]: the single ordered pipeline. Requests are validated against the tree,
+//!   turned into transactions, logged, applied, and answered; watch notifications for a write
+//!   are queued before its reply.
+//! - [`persist`]: the transaction log (group commit) and snapshots, and recovery.
+//! - [`tree`], [`session`], [`watch`], [`acl`]: pure state, tested without I/O.
+
+pub mod acl;
+pub mod config;
+pub mod four_letter;
+pub mod persist;
+pub mod processor;
+pub mod server;
+pub mod session;
+pub mod tree;
+pub mod txn;
+pub mod watch;
+
+use anyhow::Context;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Runs a coordinator with `cfg` until SIGTERM or SIGINT: bind, recover, print
+/// `listening on ADDR`, serve, then shut down cleanly (sessions are kept, since they are
+/// durable and survive a restart).
+pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    let lock_path = cfg.data_dir.join("LOCK");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        return Err(persist::PersistError::Locked(cfg.data_dir.clone()).into());
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let stats = Arc::new(four_letter::ServerStats::default());
+    let handle = processor::start(
+        processor::Config {
+            data_dir: cfg.data_dir.clone(),
+            tick_ms: cfg.tick_ms,
+            min_session_ms: cfg.min_session(),
+            max_session_ms: cfg.max_session(),
+            snapshot_txns: cfg.snapshot_txns,
+            container_check_ms: cfg.container_check_ms,
+            max_frame: cfg.max_frame_bytes,
+        },
+        stats.clone(),
+    )
+    .context("recovery failed")?;
+    let limits = server::Limits {
+        max_frame: cfg.max_frame_bytes,
+        max_connections: cfg.max_connections,
+        max_connections_per_ip: cfg.max_connections_per_ip,
+        max_outstanding: cfg.max_outstanding as usize,
+        handshake_timeout: std::time::Duration::from_secs(30),
+    };
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        signal.cancel();
+    });
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "coordinator started");
+    println!("listening on {addr}");
+    server::run(listener, handle.tx.clone(), handle.durable.clone(), stats, limits, shutdown).await;
+    tracing::info!("shutting down");
+    // Blocking join of the processor, which drains the log and stops the snapshot writer.
+    tokio::task::spawn_blocking(move || handle.join()).await?;
+    drop(lock);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
