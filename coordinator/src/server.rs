@@ -233,6 +233,9 @@ async fn handshake_and_serve(
     let _ = shared.processor.send(Msg::Disconnected { conn });
     // The processor drops the outbox on Disconnected, which ends the writer.
     let _ = writer.await;
+    // Requests that were never answered no longer count as outstanding.
+    let unanswered = shared.limits.max_outstanding.saturating_sub(outstanding.available_permits());
+    shared.stats.outstanding.fetch_sub(unanswered as u64, Ordering::Relaxed);
     result
 }
 

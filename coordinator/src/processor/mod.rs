@@ -492,21 +492,19 @@ impl Processor {
                 self.send(conn, last, frame, started);
             }
             Request::Exists(r) => {
+                // exists checks no ACL in ZooKeeper, and sets the watch even on a missing node.
                 let frame = if r.path.contains('\0') {
                     reply_frame(xid, last, ErrorCode::BadArguments.code(), no_body)
                 } else {
-                    let node = self.state.tree.get(&r.path);
-                    match node.map(|n| acl::check(&n.acl, perms::READ, &ids).map(|_| n.client_stat())) {
-                        Some(Err(e)) => reply_frame(xid, last, e.code(), no_body),
-                        found => {
-                            if r.watch {
-                                self.watches.add_data(&r.path, conn);
-                            }
-                            match found {
-                                Some(Ok(stat)) => reply_frame(xid, last, 0, |b| StatResponse { stat }.write(b)),
-                                _ => reply_frame(xid, last, ErrorCode::NoNode.code(), no_body),
-                            }
+                    if r.watch {
+                        self.watches.add_data(&r.path, conn);
+                    }
+                    match self.state.tree.get(&r.path) {
+                        Some(n) => {
+                            let stat = n.client_stat();
+                            reply_frame(xid, last, 0, |b| StatResponse { stat }.write(b))
                         }
+                        None => reply_frame(xid, last, ErrorCode::NoNode.code(), no_body),
                     }
                 };
                 self.send(conn, last, frame, started);
@@ -547,9 +545,18 @@ impl Processor {
                 self.send(conn, last, frame, started);
             }
             Request::GetAcl(r) => {
-                let res = self
-                    .readable(&r.path, perms::READ | perms::ADMIN, &ids)
-                    .map(|n| ((*n.acl).clone(), n.client_stat()));
+                let res = self.readable(&r.path, perms::READ | perms::ADMIN, &ids).map(|n| {
+                    // Without ADMIN, digest hashes are masked as `user:x`, as ZooKeeper does.
+                    let admin = acl::check(&n.acl, perms::ADMIN, &ids).is_ok();
+                    let acl = n.acl.iter().cloned().map(|mut a| {
+                        if !admin && a.id.scheme == "digest" {
+                            let user = a.id.id.split(':').next().unwrap_or("").to_owned();
+                            a.id.id = format!("{user}:x");
+                        }
+                        a
+                    });
+                    (acl.collect(), n.client_stat())
+                });
                 let frame = match res {
                     Ok((acl, stat)) => reply_frame(xid, last, 0, |b| GetAclResponse { acl, stat }.write(b)),
                     Err(e) => reply_frame(xid, last, e.code(), no_body),
