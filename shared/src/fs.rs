@@ -23,7 +23,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     tmp_name.push(".tmp");
     let tmp = Path::new(&tmp_name);
     {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -76,7 +80,10 @@ pub fn read_frame(buf: &[u8], pos: usize, max_len: usize) -> Frame<'_> {
     if crc32c::crc32c(payload) != crc {
         return Frame::Corrupt;
     }
-    Frame::Ok { payload, next: start + len }
+    Frame::Ok {
+        payload,
+        next: start + len,
+    }
 }
 
 #[cfg(test)]
@@ -88,9 +95,13 @@ mod tests {
         let mut buf = Vec::new();
         frame(b"hello", &mut buf);
         frame(b"world!", &mut buf);
-        let Frame::Ok { payload, next } = read_frame(&buf, 0, 1024) else { panic!("first") };
+        let Frame::Ok { payload, next } = read_frame(&buf, 0, 1024) else {
+            panic!("first")
+        };
         assert_eq!(payload, b"hello");
-        let Frame::Ok { payload, next: end } = read_frame(&buf, next, 1024) else { panic!("second") };
+        let Frame::Ok { payload, next: end } = read_frame(&buf, next, 1024) else {
+            panic!("second")
+        };
         assert_eq!(payload, b"world!");
         assert_eq!(read_frame(&buf, end, 1024), Frame::End);
         // Torn: cut inside the second payload.

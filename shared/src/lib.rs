@@ -1,9 +1,13 @@
 //! Code that the coordinator, the broker and the `fjord` CLI share.
 //!
 //! - [`jute`]: the ZooKeeper wire codec (records, opcodes, error codes). Pure: no I/O.
+//! - [`coord_client`]: the async ZooKeeper-protocol client (sessions, watches, multi).
 //! - [`fs`]: durable file helpers (atomic replace, directory fsync, checksummed frames).
 //! - [`telemetry`]: tracing setup, driven by `RUST_LOG`.
 
+// Tests may unwrap: a panic there is a failed assertion with its reason.
+
+pub mod coord_client;
 pub mod fs;
 pub mod jute;
 pub mod telemetry;

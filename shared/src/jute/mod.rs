@@ -20,7 +20,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum JuteError {
     #[error("truncated: needed {needed} bytes at offset {offset}, {remaining} remain")]
-    Truncated { offset: usize, needed: usize, remaining: usize },
+    Truncated {
+        offset: usize,
+        needed: usize,
+        remaining: usize,
+    },
     #[error("bad length {len} at offset {offset}")]
     BadLength { offset: usize, len: i32 },
     #[error("string at offset {offset} is not UTF-8")]
@@ -116,7 +120,10 @@ impl<'a> Reader<'a> {
 
     /// A buffer, with null read as empty (as ZooKeeper does for data).
     pub fn buffer(&mut self) -> Result<Bytes> {
-        Ok(self.opt_buffer()?.map(Bytes::copy_from_slice).unwrap_or_default())
+        Ok(self
+            .opt_buffer()?
+            .map(Bytes::copy_from_slice)
+            .unwrap_or_default())
     }
 
     /// A buffer where null stays distinct from empty.
@@ -137,12 +144,17 @@ impl<'a> Reader<'a> {
     /// A non-null string.
     pub fn string(&mut self) -> Result<String> {
         let offset = self.pos;
-        self.opt_string()?.ok_or(JuteError::UnexpectedNull { offset })
+        self.opt_string()?
+            .ok_or(JuteError::UnexpectedNull { offset })
     }
 
     /// A vector; null reads as empty. Each item must occupy at least `min_item` bytes, which
     /// bounds the count by the bytes that remain before anything is allocated.
-    pub fn vec<T>(&mut self, min_item: usize, mut item: impl FnMut(&mut Self) -> Result<T>) -> Result<Vec<T>> {
+    pub fn vec<T>(
+        &mut self,
+        min_item: usize,
+        mut item: impl FnMut(&mut Self) -> Result<T>,
+    ) -> Result<Vec<T>> {
         let offset = self.pos;
         let n = self.i32()?;
         if n == -1 {

@@ -153,7 +153,11 @@ pub struct ConnectRequest {
 impl Record for ConnectRequest {
     fn read(r: &mut Reader<'_>) -> Result<Self> {
         let b = ConnectRequestBase::read(r)?;
-        let read_only = if r.remaining() > 0 { Some(r.bool()?) } else { None };
+        let read_only = if r.remaining() > 0 {
+            Some(r.bool()?)
+        } else {
+            None
+        };
         Ok(ConnectRequest {
             protocol_version: b.protocol_version,
             last_zxid_seen: b.last_zxid_seen,
@@ -192,8 +196,18 @@ impl Record for ConnectResponse {
         let timeout = r.i32()?;
         let session_id = r.i64()?;
         let passwd = r.buffer()?;
-        let read_only = if r.remaining() > 0 { Some(r.bool()?) } else { None };
-        Ok(ConnectResponse { protocol_version, timeout, session_id, passwd, read_only })
+        let read_only = if r.remaining() > 0 {
+            Some(r.bool()?)
+        } else {
+            None
+        };
+        Ok(ConnectResponse {
+            protocol_version,
+            timeout,
+            session_id,
+            passwd,
+            read_only,
+        })
     }
     fn write(&self, w: &mut BytesMut) {
         w.put_i32(self.protocol_version);
@@ -250,7 +264,10 @@ impl Acl {
     pub fn open_unsafe() -> Vec<Acl> {
         vec![Acl {
             perms: super::perms::ALL,
-            id: Id { scheme: "world".into(), id: "anyone".into() },
+            id: Id {
+                scheme: "world".into(),
+                id: "anyone".into(),
+            },
         }]
     }
 }
@@ -411,7 +428,19 @@ mod tests {
             acl: Acl::open_unsafe(),
             flags: 3,
         });
-        round_trip(Stat { czxid: 1, mzxid: 2, ctime: 3, mtime: 4, version: 5, cversion: 6, aversion: 7, ephemeral_owner: 8, data_length: 9, num_children: 10, pzxid: 11 });
+        round_trip(Stat {
+            czxid: 1,
+            mzxid: 2,
+            ctime: 3,
+            mtime: 4,
+            version: 5,
+            cversion: 6,
+            aversion: 7,
+            ephemeral_owner: 8,
+            data_length: 9,
+            num_children: 10,
+            pzxid: 11,
+        });
         round_trip(SetWatches2 {
             relative_zxid: 42,
             data_watches: vec!["/a".into()],
@@ -421,18 +450,45 @@ mod tests {
             persistent_recursive_watches: vec!["/r".into()],
         });
         round_trip(WhoAmIResponse {
-            client_info: vec![ClientInfo { auth_scheme: "ip".into(), user: "127.0.0.1".into() }],
+            client_info: vec![ClientInfo {
+                auth_scheme: "ip".into(),
+                user: "127.0.0.1".into(),
+            }],
         });
-        round_trip(ConnectRequest { timeout: 30000, passwd: Bytes::from_static(&[0; 16]), read_only: Some(false), ..Default::default() });
-        round_trip(ConnectRequest { timeout: 30000, passwd: Bytes::from_static(&[0; 16]), read_only: None, ..Default::default() });
-        round_trip(ConnectResponse { protocol_version: 0, timeout: 4000, session_id: 77, passwd: Bytes::from_static(&[1; 16]), read_only: Some(false) });
+        round_trip(ConnectRequest {
+            timeout: 30000,
+            passwd: Bytes::from_static(&[0; 16]),
+            read_only: Some(false),
+            ..Default::default()
+        });
+        round_trip(ConnectRequest {
+            timeout: 30000,
+            passwd: Bytes::from_static(&[0; 16]),
+            read_only: None,
+            ..Default::default()
+        });
+        round_trip(ConnectResponse {
+            protocol_version: 0,
+            timeout: 4000,
+            session_id: 77,
+            passwd: Bytes::from_static(&[1; 16]),
+            read_only: Some(false),
+        });
     }
 
     #[test]
     fn connect_sizes_match_real_clients() {
-        let req = ConnectRequest { passwd: Bytes::from_static(&[0; 16]), read_only: Some(false), ..Default::default() };
+        let req = ConnectRequest {
+            passwd: Bytes::from_static(&[0; 16]),
+            read_only: Some(false),
+            ..Default::default()
+        };
         assert_eq!(req.to_bytes().len(), 45);
-        let resp = ConnectResponse { passwd: Bytes::from_static(&[0; 16]), read_only: Some(false), ..Default::default() };
+        let resp = ConnectResponse {
+            passwd: Bytes::from_static(&[0; 16]),
+            read_only: Some(false),
+            ..Default::default()
+        };
         assert_eq!(resp.to_bytes().len(), 37);
     }
 
@@ -441,23 +497,38 @@ mod tests {
         // A string claiming 2 GiB.
         let mut b = BytesMut::new();
         b.put_i32(i32::MAX);
-        assert!(matches!(PathRequest::decode(&b), Err(JuteError::Truncated { .. })));
+        assert!(matches!(
+            PathRequest::decode(&b),
+            Err(JuteError::Truncated { .. })
+        ));
         // A negative length other than -1.
         let mut b = BytesMut::new();
         b.put_i32(-7);
-        assert!(matches!(PathRequest::decode(&b), Err(JuteError::BadLength { .. })));
+        assert!(matches!(
+            PathRequest::decode(&b),
+            Err(JuteError::BadLength { .. })
+        ));
         // A vector claiming more items than bytes remain.
         let mut b = BytesMut::new();
         b.put_i32(1_000_000);
-        assert!(matches!(GetChildrenResponse::decode(&b), Err(JuteError::BadLength { .. })));
+        assert!(matches!(
+            GetChildrenResponse::decode(&b),
+            Err(JuteError::BadLength { .. })
+        ));
         // Trailing bytes.
         let mut b = PathRequest { path: "/x".into() }.to_bytes();
         b.put_u8(0);
-        assert!(matches!(PathRequest::decode(&b), Err(JuteError::TrailingBytes { extra: 1 })));
+        assert!(matches!(
+            PathRequest::decode(&b),
+            Err(JuteError::TrailingBytes { extra: 1 })
+        ));
         // Invalid UTF-8.
         let mut b = BytesMut::new();
         b.put_buffer(&[0xff, 0xfe]);
-        assert!(matches!(PathRequest::decode(&b), Err(JuteError::BadUtf8 { .. })));
+        assert!(matches!(
+            PathRequest::decode(&b),
+            Err(JuteError::BadUtf8 { .. })
+        ));
         // Deterministic pseudo-random garbage never panics.
         let mut x: u32 = 12345;
         for len in 0..200usize {
