@@ -13,7 +13,9 @@ use std::sync::Arc;
 pub const ZK_VERSION: &str = concat!("3.8.0-fjord-", env!("CARGO_PKG_VERSION"));
 
 /// The words we answer.
-pub const WORDS: [&str; 12] = ["ruok", "srvr", "stat", "mntr", "cons", "wchs", "wchc", "wchp", "dump", "envi", "conf", "isro"];
+pub const WORDS: [&str; 12] = [
+    "ruok", "srvr", "stat", "mntr", "cons", "wchs", "wchc", "wchp", "dump", "envi", "conf", "isro",
+];
 
 /// Whether the first bytes of a connection are a four-letter word.
 pub fn is_word(first: &[u8]) -> Option<&'static str> {
@@ -126,7 +128,11 @@ pub fn render(word: &str, v: &View) -> String {
             if word == "stat" {
                 let _ = writeln!(s, "Clients:");
                 for c in &v.conns {
-                    let _ = writeln!(s, " /{}[1](queued=0,recved={},sent={})", c.peer, c.received, c.received);
+                    let _ = writeln!(
+                        s,
+                        " /{}[1](queued=0,recved={},sent={})",
+                        c.peer, c.received, c.received
+                    );
                 }
                 let _ = writeln!(s);
             }
@@ -175,13 +181,24 @@ pub fn render(word: &str, v: &View) -> String {
             writeln!(s)
         }
         "wchs" => {
-            let paths: std::collections::BTreeSet<&String> = v.watches_by_conn.iter().flat_map(|(_, p)| p).collect();
-            let _ = writeln!(s, "{} connections watching {} paths", v.watches_by_conn.len(), paths.len());
+            let paths: std::collections::BTreeSet<&String> =
+                v.watches_by_conn.iter().flat_map(|(_, p)| p).collect();
+            let _ = writeln!(
+                s,
+                "{} connections watching {} paths",
+                v.watches_by_conn.len(),
+                paths.len()
+            );
             writeln!(s, "Total watches:{}", v.watch_count)
         }
         "wchc" => {
             for (conn, paths) in &v.watches_by_conn {
-                let sid = v.conns.iter().find(|c| c.id == *conn).map(|c| c.session).unwrap_or(0);
+                let sid = v
+                    .conns
+                    .iter()
+                    .find(|c| c.id == *conn)
+                    .map(|c| c.session)
+                    .unwrap_or(0);
                 let _ = writeln!(s, "{sid:#x}");
                 for p in paths {
                     let _ = writeln!(s, "\t{p}");
@@ -192,7 +209,12 @@ pub fn render(word: &str, v: &View) -> String {
         "wchp" => {
             let mut by_path: std::collections::BTreeMap<&String, Vec<i64>> = Default::default();
             for (conn, paths) in &v.watches_by_conn {
-                let sid = v.conns.iter().find(|c| c.id == *conn).map(|c| c.session).unwrap_or(0);
+                let sid = v
+                    .conns
+                    .iter()
+                    .find(|c| c.id == *conn)
+                    .map(|c| c.session)
+                    .unwrap_or(0);
                 for p in paths {
                     by_path.entry(p).or_default().push(sid);
                 }
@@ -228,11 +250,21 @@ pub fn render(word: &str, v: &View) -> String {
         "envi" => {
             let _ = writeln!(s, "Environment:");
             let _ = writeln!(s, "zookeeper.version={ZK_VERSION}");
-            let _ = writeln!(s, "host.name={}", std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()));
+            let _ = writeln!(
+                s,
+                "host.name={}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into())
+            );
             let _ = writeln!(s, "server.name=fjord-coordinator");
             let _ = writeln!(s, "os.name={}", std::env::consts::OS);
             let _ = writeln!(s, "os.arch={}", std::env::consts::ARCH);
-            writeln!(s, "user.dir={}", std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default())
+            writeln!(
+                s,
+                "user.dir={}",
+                std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default()
+            )
         }
         "conf" => {
             let _ = writeln!(s, "dataDir={}", v.data_dir);
@@ -248,7 +280,9 @@ pub fn render(word: &str, v: &View) -> String {
 }
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -282,7 +316,10 @@ mod tests {
         assert_eq!(render("ruok", &v), "imok");
         assert!(render("srvr", &v).contains("Zxid: 0x2a\nMode: standalone\nNode count: 5\n"));
         assert!(render("mntr", &v).contains("zk_znode_count\t5\n"));
-        assert_eq!(render("wchs", &v), "1 connections watching 2 paths\nTotal watches:2\n");
+        assert_eq!(
+            render("wchs", &v),
+            "1 connections watching 2 paths\nTotal watches:2\n"
+        );
         assert!(render("dump", &v).contains("0x7:\n\t/e\n"));
         assert!(render("envi", &v).contains("zookeeper.version=3.8.0-"));
         assert_eq!(is_word(b"ruok"), Some("ruok"));

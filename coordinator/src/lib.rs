@@ -74,7 +74,15 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
     });
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "coordinator started");
     println!("listening on {addr}");
-    server::run(listener, handle.tx.clone(), handle.durable.clone(), stats, limits, shutdown).await;
+    server::run(
+        listener,
+        handle.tx.clone(),
+        handle.durable.clone(),
+        stats,
+        limits,
+        shutdown,
+    )
+    .await;
     tracing::info!("shutting down");
     // Blocking join of the processor, which drains the log and stops the snapshot writer.
     tokio::task::spawn_blocking(move || handle.join()).await?;
@@ -84,7 +92,10 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

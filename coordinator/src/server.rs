@@ -12,8 +12,8 @@
 //! - Connection limits: a total and a per-IP maximum; extra connections are closed at once.
 
 use crate::four_letter::{self, ServerStats};
-use crate::processor::{Msg, Out};
 use crate::persist::log::Durable;
+use crate::processor::{Msg, Out};
 use bytes::Bytes;
 use dashmap::DashMap;
 use fjord_shared::jute::{ConnectRequest, Record, RequestHeader};
@@ -59,7 +59,10 @@ enum ConnError {
     #[error("frame length {len} is outside 0..={max}")]
     BadLength { len: i64, max: usize },
     #[error("malformed {what}: {source}")]
-    Malformed { what: &'static str, source: fjord_shared::jute::JuteError },
+    Malformed {
+        what: &'static str,
+        source: fjord_shared::jute::JuteError,
+    },
     #[error("no ConnectRequest within {0:?}")]
     HandshakeTimeout(Duration),
     #[error("i/o: {0}")]
@@ -152,7 +155,11 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared, token: Canc
 }
 
 /// Reads one length-prefixed frame, checking the length before allocating.
-async fn read_frame(r: &mut BufReader<OwnedReadHalf>, max: usize, len_bytes: Option<[u8; 4]>) -> Result<Option<Bytes>, ConnError> {
+async fn read_frame(
+    r: &mut BufReader<OwnedReadHalf>,
+    max: usize,
+    len_bytes: Option<[u8; 4]>,
+) -> Result<Option<Bytes>, ConnError> {
     let len_bytes = match len_bytes {
         Some(b) => b,
         None => {
@@ -166,7 +173,10 @@ async fn read_frame(r: &mut BufReader<OwnedReadHalf>, max: usize, len_bytes: Opt
     };
     let len = i32::from_be_bytes(len_bytes);
     if len < 0 || len as usize > max {
-        return Err(ConnError::BadLength { len: len as i64, max });
+        return Err(ConnError::BadLength {
+            len: len as i64,
+            max,
+        });
     }
     let mut buf = vec![0u8; len as usize];
     r.read_exact(&mut buf).await?;
@@ -195,7 +205,14 @@ async fn handshake_and_serve(
     };
     if let Some(word) = four_letter::is_word(&first) {
         let (tx, rx) = oneshot::channel();
-        if shared.processor.send(Msg::FourLetter { word: word.to_owned(), reply: tx }).is_err() {
+        if shared
+            .processor
+            .send(Msg::FourLetter {
+                word: word.to_owned(),
+                reply: tx,
+            })
+            .is_err()
+        {
             return Err(ConnError::Shutdown);
         }
         let text = rx.await.map_err(|_| ConnError::Shutdown)?;
@@ -203,15 +220,30 @@ async fn handshake_and_serve(
         write.shutdown().await?;
         return Ok(());
     }
-    let body = tokio::time::timeout(limit, read_frame(reader, shared.limits.max_frame, Some(first)))
-        .await
-        .map_err(|_| ConnError::HandshakeTimeout(limit))??;
+    let body = tokio::time::timeout(
+        limit,
+        read_frame(reader, shared.limits.max_frame, Some(first)),
+    )
+    .await
+    .map_err(|_| ConnError::HandshakeTimeout(limit))??;
     let Some(body) = body else { return Ok(()) };
-    let req = ConnectRequest::decode(&body).map_err(|source| ConnError::Malformed { what: "ConnectRequest", source })?;
+    let req = ConnectRequest::decode(&body).map_err(|source| ConnError::Malformed {
+        what: "ConnectRequest",
+        source,
+    })?;
     shared.stats.received.fetch_add(1, Ordering::Relaxed);
 
     let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
-    if shared.processor.send(Msg::Connect { conn, req, out: out_tx, peer }).is_err() {
+    if shared
+        .processor
+        .send(Msg::Connect {
+            conn,
+            req,
+            out: out_tx,
+            peer,
+        })
+        .is_err()
+    {
         return Err(ConnError::Shutdown);
     }
     let outstanding = Arc::new(Semaphore::new(shared.limits.max_outstanding));
@@ -234,23 +266,44 @@ async fn handshake_and_serve(
     // The processor drops the outbox on Disconnected, which ends the writer.
     let _ = writer.await;
     // Requests that were never answered no longer count as outstanding.
-    let unanswered = shared.limits.max_outstanding.saturating_sub(outstanding.available_permits());
-    shared.stats.outstanding.fetch_sub(unanswered as u64, Ordering::Relaxed);
+    let unanswered = shared
+        .limits
+        .max_outstanding
+        .saturating_sub(outstanding.available_permits());
+    shared
+        .stats
+        .outstanding
+        .fetch_sub(unanswered as u64, Ordering::Relaxed);
     result
 }
 
-async fn read_loop(conn: u64, reader: &mut BufReader<OwnedReadHalf>, shared: &Shared, outstanding: &Semaphore) -> Result<(), ConnError> {
+async fn read_loop(
+    conn: u64,
+    reader: &mut BufReader<OwnedReadHalf>,
+    shared: &Shared,
+    outstanding: &Semaphore,
+) -> Result<(), ConnError> {
     loop {
-        let Some(frame) = read_frame(reader, shared.limits.max_frame, None).await? else { return Ok(()) };
+        let Some(frame) = read_frame(reader, shared.limits.max_frame, None).await? else {
+            return Ok(());
+        };
         let started = Instant::now();
         if frame.len() < 8 {
             return Err(ConnError::Malformed {
                 what: "request header",
-                source: fjord_shared::jute::JuteError::Truncated { offset: 0, needed: 8, remaining: frame.len() },
+                source: fjord_shared::jute::JuteError::Truncated {
+                    offset: 0,
+                    needed: 8,
+                    remaining: frame.len(),
+                },
             });
         }
-        let h = RequestHeader::read(&mut fjord_shared::jute::Reader::new(&frame[..8]))
-            .map_err(|source| ConnError::Malformed { what: "request header", source })?;
+        let h = RequestHeader::read(&mut fjord_shared::jute::Reader::new(&frame[..8])).map_err(
+            |source| ConnError::Malformed {
+                what: "request header",
+                source,
+            },
+        )?;
         // Backpressure: wait for a slot; the writer returns one per reply it sends.
         match outstanding.acquire().await {
             Ok(permit) => permit.forget(),
@@ -258,7 +311,13 @@ async fn read_loop(conn: u64, reader: &mut BufReader<OwnedReadHalf>, shared: &Sh
         }
         shared.stats.received.fetch_add(1, Ordering::Relaxed);
         shared.stats.outstanding.fetch_add(1, Ordering::Relaxed);
-        let msg = Msg::Request { conn, xid: h.xid, op: h.op, body: frame.slice(8..), started };
+        let msg = Msg::Request {
+            conn,
+            xid: h.xid,
+            op: h.op,
+            body: frame.slice(8..),
+            started,
+        };
         if shared.processor.send(msg).is_err() {
             return Err(ConnError::Shutdown);
         }
@@ -285,7 +344,11 @@ async fn write_loop(
                 if durable.borrow().zxid < after {
                     // Send what is already durable before waiting for the log.
                     w.flush().await?;
-                    let ok = durable.wait_for(|d| d.zxid >= after || d.failed).await.map(|d| !d.failed).unwrap_or(false);
+                    let ok = durable
+                        .wait_for(|d| d.zxid >= after || d.failed)
+                        .await
+                        .map(|d| !d.failed)
+                        .unwrap_or(false);
                     if !ok {
                         tracing::error!(conn, "the transaction log failed; closing the connection");
                         return Ok(());

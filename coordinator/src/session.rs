@@ -30,7 +30,11 @@ pub struct SessionTracker {
 
 impl SessionTracker {
     pub fn new(tick_ms: u64) -> SessionTracker {
-        SessionTracker { tick_ms: tick_ms.max(1), sessions: HashMap::new(), wheel: BTreeMap::new() }
+        SessionTracker {
+            tick_ms: tick_ms.max(1),
+            sessions: HashMap::new(),
+            wheel: BTreeMap::new(),
+        }
     }
 
     fn round_up(&self, t: u64) -> u64 {
@@ -41,7 +45,16 @@ impl SessionTracker {
     pub fn add(&mut self, id: i64, timeout_ms: i32, passwd: [u8; 16], now: u64) {
         self.remove(id);
         let deadline = self.round_up(now + timeout_ms.max(0) as u64);
-        self.sessions.insert(id, Session { id, timeout_ms, passwd, deadline, closing: false });
+        self.sessions.insert(
+            id,
+            Session {
+                id,
+                timeout_ms,
+                passwd,
+                deadline,
+                closing: false,
+            },
+        );
         self.wheel.entry(deadline).or_default().insert(id);
     }
 
@@ -68,7 +81,9 @@ impl SessionTracker {
     /// Pushes a live session's deadline out by its timeout. Returns false if the session is
     /// unknown or closing.
     pub fn touch(&mut self, id: i64, now: u64) -> bool {
-        let Some(s) = self.sessions.get(&id) else { return false };
+        let Some(s) = self.sessions.get(&id) else {
+            return false;
+        };
         if s.closing {
             return false;
         }
@@ -86,7 +101,9 @@ impl SessionTracker {
     }
 
     fn move_deadline(&mut self, id: i64, deadline: u64) {
-        let Some(s) = self.sessions.get_mut(&id) else { return };
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
         if s.deadline == deadline {
             return;
         }

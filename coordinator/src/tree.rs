@@ -39,7 +39,8 @@ pub struct StatPersisted {
 /// One znode.
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub data: Bytes,
+    /// `None` for null data, which ZooKeeper keeps apart from empty data.
+    pub data: Option<Bytes>,
     pub acl: Arc<Vec<Acl>>,
     pub stat: StatPersisted,
     pub children: BTreeSet<String>,
@@ -58,8 +59,13 @@ impl Node {
             version: s.version,
             cversion: s.cversion.wrapping_mul(2).wrapping_sub(n),
             aversion: s.aversion,
-            ephemeral_owner: s.ephemeral_owner,
-            data_length: self.data.len() as i32,
+            // Containers show owner 0 to clients, as in ZooKeeper.
+            ephemeral_owner: if self.is_container() {
+                0
+            } else {
+                s.ephemeral_owner
+            },
+            data_length: self.data.as_ref().map_or(0, |d| d.len() as i32),
             num_children: n,
             pzxid: s.pzxid,
         }
@@ -146,14 +152,17 @@ impl DataTree {
             open_acl: open_acl.clone(),
         };
         let empty = |acl: Arc<Vec<Acl>>| Node {
-            data: Bytes::new(),
+            data: None,
             acl,
             stat: StatPersisted::default(),
             children: BTreeSet::new(),
         };
         let read_only = Arc::new(vec![Acl {
             perms: perms::READ,
-            id: Id { scheme: "world".into(), id: "anyone".into() },
+            id: Id {
+                scheme: "world".into(),
+                id: "anyone".into(),
+            },
         }]);
         t.nodes.insert("/".into(), empty(open_acl.clone()));
         t.nodes.insert("/zookeeper".into(), empty(open_acl.clone()));
@@ -187,7 +196,10 @@ impl DataTree {
 
     /// Ephemeral paths of a session, sorted.
     pub fn ephemerals_of(&self, session: i64) -> Vec<String> {
-        self.ephemerals.get(&session).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.ephemerals
+            .get(&session)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Number of ephemeral nodes in the tree.
@@ -215,7 +227,10 @@ impl DataTree {
 
     /// Total bytes of node data, for `mntr`.
     pub fn approximate_data_size(&self) -> usize {
-        self.nodes.iter().map(|(k, n)| k.len() + n.data.len()).sum()
+        self.nodes
+            .iter()
+            .map(|(k, n)| k.len() + n.data.as_ref().map_or(0, Bytes::len))
+            .sum()
     }
 
     /// Number of descendants of `path` (not counting `path`).
@@ -241,7 +256,7 @@ impl DataTree {
     pub fn create(
         &mut self,
         path: &str,
-        data: Bytes,
+        data: Option<Bytes>,
         acl: Arc<Vec<Acl>>,
         ephemeral_owner: i64,
         zxid: i64,
@@ -264,11 +279,22 @@ impl DataTree {
             pzxid: zxid,
             ..StatPersisted::default()
         };
-        self.nodes.insert(path.to_owned(), Node { data, acl, stat, children: BTreeSet::new() });
+        self.nodes.insert(
+            path.to_owned(),
+            Node {
+                data,
+                acl,
+                stat,
+                children: BTreeSet::new(),
+            },
+        );
         if ephemeral_owner == CONTAINER_OWNER {
             self.containers.insert(path.to_owned());
         } else if ephemeral_owner != 0 {
-            self.ephemerals.entry(ephemeral_owner).or_default().insert(path.to_owned());
+            self.ephemerals
+                .entry(ephemeral_owner)
+                .or_default()
+                .insert(path.to_owned());
         }
         Some(vec![Change::Created(path.to_owned())])
     }
@@ -299,7 +325,13 @@ impl DataTree {
         Some(vec![Change::Deleted(path.to_owned())])
     }
 
-    pub fn set_data(&mut self, path: &str, data: Bytes, zxid: i64, time: i64) -> Option<Vec<Change>> {
+    pub fn set_data(
+        &mut self,
+        path: &str,
+        data: Option<Bytes>,
+        zxid: i64,
+        time: i64,
+    ) -> Option<Vec<Change>> {
         let node = self.nodes.get_mut(path)?;
         node.data = data;
         node.stat.mzxid = zxid;
@@ -344,7 +376,12 @@ impl DataTree {
             }
             t.nodes.insert(path, node);
         }
-        let paths: Vec<String> = t.nodes.keys().filter(|p| p.as_str() != "/").cloned().collect();
+        let paths: Vec<String> = t
+            .nodes
+            .keys()
+            .filter(|p| p.as_str() != "/")
+            .cloned()
+            .collect();
         for p in paths {
             t.link(&p);
         }
@@ -374,9 +411,10 @@ mod tests {
     fn create_and_delete_update_parent_like_zookeeper() {
         let mut t = DataTree::new();
         let acl = open(&t);
-        t.create("/a", Bytes::from_static(b"x"), acl.clone(), 0, 5, 100).unwrap();
-        t.create("/a/b", Bytes::new(), acl.clone(), 0, 6, 101).unwrap();
-        t.create("/a/c", Bytes::new(), acl.clone(), 0, 7, 102).unwrap();
+        t.create("/a", Some(Bytes::from_static(b"x")), acl.clone(), 0, 5, 100)
+            .unwrap();
+        t.create("/a/b", None, acl.clone(), 0, 6, 101).unwrap();
+        t.create("/a/c", None, acl.clone(), 0, 7, 102).unwrap();
         let a = t.get("/a").unwrap().client_stat();
         assert_eq!((a.cversion, a.num_children, a.pzxid, a.mzxid), (2, 2, 7, 5));
         t.delete("/a/b", 8).unwrap();
@@ -388,30 +426,40 @@ mod tests {
         // Non-empty or missing nodes are not deleted.
         assert!(t.delete("/a", 9).is_none());
         assert!(t.delete("/nope", 9).is_none());
-        assert!(t.create("/a/c", Bytes::new(), acl.clone(), 0, 9, 1).is_none());
-        assert!(t.create("/x/y", Bytes::new(), acl, 0, 9, 1).is_none());
+        assert!(t.create("/a/c", None, acl.clone(), 0, 9, 1).is_none());
+        assert!(t.create("/x/y", None, acl, 0, 9, 1).is_none());
     }
 
     #[test]
     fn set_data_bumps_version_and_mzxid() {
         let mut t = DataTree::new();
         let acl = open(&t);
-        t.create("/a", Bytes::new(), acl, 0, 1, 10).unwrap();
-        t.set_data("/a", Bytes::from_static(b"hello"), 2, 20).unwrap();
+        t.create("/a", None, acl, 0, 1, 10).unwrap();
+        t.set_data("/a", Some(Bytes::from_static(b"hello")), 2, 20)
+            .unwrap();
         let s = t.get("/a").unwrap().client_stat();
-        assert_eq!((s.version, s.mzxid, s.mtime, s.data_length, s.czxid), (1, 2, 20, 5, 1));
+        assert_eq!(
+            (s.version, s.mzxid, s.mtime, s.data_length, s.czxid),
+            (1, 2, 20, 5, 1)
+        );
     }
 
     #[test]
     fn ephemerals_are_indexed_and_killed_with_their_session() {
         let mut t = DataTree::new();
         let acl = open(&t);
-        t.create("/e1", Bytes::new(), acl.clone(), 42, 1, 0).unwrap();
-        t.create("/e2", Bytes::new(), acl.clone(), 42, 2, 0).unwrap();
-        t.create("/other", Bytes::new(), acl, 43, 3, 0).unwrap();
-        assert_eq!(t.ephemerals_of(42), vec!["/e1".to_string(), "/e2".to_string()]);
+        t.create("/e1", None, acl.clone(), 42, 1, 0).unwrap();
+        t.create("/e2", None, acl.clone(), 42, 2, 0).unwrap();
+        t.create("/other", None, acl, 43, 3, 0).unwrap();
+        assert_eq!(
+            t.ephemerals_of(42),
+            vec!["/e1".to_string(), "/e2".to_string()]
+        );
         let changes = t.kill_session(42, 4);
-        assert_eq!(changes, vec![Change::Deleted("/e1".into()), Change::Deleted("/e2".into())]);
+        assert_eq!(
+            changes,
+            vec![Change::Deleted("/e1".into()), Change::Deleted("/e2".into())]
+        );
         assert!(t.get("/e1").is_none());
         assert!(t.get("/other").is_some());
         assert_eq!(t.ephemeral_count(), 1);
@@ -421,9 +469,13 @@ mod tests {
     fn containers_become_due_once_emptied() {
         let mut t = DataTree::new();
         let acl = open(&t);
-        t.create("/c", Bytes::new(), acl.clone(), CONTAINER_OWNER, 1, 0).unwrap();
-        assert!(t.empty_containers().is_empty(), "a never-used container is kept");
-        t.create("/c/x", Bytes::new(), acl, 0, 2, 0).unwrap();
+        t.create("/c", None, acl.clone(), CONTAINER_OWNER, 1, 0)
+            .unwrap();
+        assert!(
+            t.empty_containers().is_empty(),
+            "a never-used container is kept"
+        );
+        t.create("/c/x", None, acl, 0, 2, 0).unwrap();
         assert!(t.empty_containers().is_empty());
         t.delete("/c/x", 3).unwrap();
         assert_eq!(t.empty_containers(), vec!["/c".to_string()]);
@@ -434,7 +486,9 @@ mod tests {
         for ok in ["/", "/a", "/a/b", "/a-b_c.d", "/zookeeper/quota", "/a/.b"] {
             assert!(validate_path(ok), "{ok}");
         }
-        for bad in ["", "a", "/a/", "//", "/a//b", "/a/./b", "/a/..", "/a\0b", "/a\u{1}"] {
+        for bad in [
+            "", "a", "/a/", "//", "/a//b", "/a/./b", "/a/..", "/a\0b", "/a\u{1}",
+        ] {
             assert!(!validate_path(bad), "{bad:?}");
         }
     }
@@ -443,14 +497,33 @@ mod tests {
     fn rebuild_from_nodes_restores_links_and_indexes() {
         let mut t = DataTree::new();
         let acl = open(&t);
-        t.create("/a", Bytes::new(), acl.clone(), 0, 1, 0).unwrap();
-        t.create("/a/e", Bytes::new(), acl.clone(), 7, 2, 0).unwrap();
-        t.create("/c", Bytes::new(), acl, CONTAINER_OWNER, 3, 0).unwrap();
+        t.create("/a", None, acl.clone(), 0, 1, 0).unwrap();
+        t.create("/a/e", None, acl.clone(), 7, 2, 0).unwrap();
+        t.create("/c", None, acl, CONTAINER_OWNER, 3, 0).unwrap();
         let nodes: Vec<(String, Node)> = t.nodes().map(|(k, v)| (k.clone(), v.clone())).collect();
         let r = DataTree::from_nodes(nodes);
-        assert_eq!(r.get("/a").unwrap().client_stat(), t.get("/a").unwrap().client_stat());
-        assert_eq!(r.get("/").unwrap().client_stat(), t.get("/").unwrap().client_stat());
+        assert_eq!(
+            r.get("/a").unwrap().client_stat(),
+            t.get("/a").unwrap().client_stat()
+        );
+        assert_eq!(
+            r.get("/").unwrap().client_stat(),
+            t.get("/").unwrap().client_stat()
+        );
         assert_eq!(r.ephemerals_of(7), vec!["/a/e".to_string()]);
         assert_eq!(r.node_count(), t.node_count());
+    }
+
+    #[test]
+    fn containers_show_owner_zero_and_null_data_stays_null() {
+        let mut t = DataTree::new();
+        let acl = open(&t);
+        t.create("/c", None, acl.clone(), CONTAINER_OWNER, 1, 0)
+            .unwrap();
+        assert_eq!(t.get("/c").unwrap().client_stat().ephemeral_owner, 0);
+        assert!(t.get("/c").unwrap().data.is_none());
+        t.create("/e", Some(Bytes::new()), acl, 0, 2, 0).unwrap();
+        assert_eq!(t.get("/e").unwrap().data.as_deref(), Some(&b""[..]));
+        assert_eq!(t.get("/e").unwrap().client_stat().data_length, 0);
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Follows ZooKeeper 3.8's `WatchManager` and `DataTree` rules:
 //!
-//! - Two tables: data watches (getData, exists, and every addWatch) and child watches
-//!   (getChildren, and persistent non-recursive addWatch).
+//! - Two tables: data watches (getData, exists) and child watches (getChildren); addWatch
+//!   registers in both. removeWatches picks the table, so removing a recursive watch takes
+//!   a DATA and a CHILDREN removal, as in ZooKeeper 3.8.
 //! - A watcher has one mode per path and table, and the last registration wins.
 //! - A trigger fires each matching watcher at most once. One-shot watches are removed when
 //!   they fire. A recursive watch on an ancestor fires for every event except
@@ -51,19 +52,30 @@ struct Table {
 
 impl Table {
     fn add(&mut self, path: &str, conn: ConnId, mode: Mode) {
-        let old = self.by_path.entry(path.to_owned()).or_default().insert(conn, mode);
+        let old = self
+            .by_path
+            .entry(path.to_owned())
+            .or_default()
+            .insert(conn, mode);
         if old == Some(Mode::Recursive) {
             self.recursive -= 1;
         }
         if mode == Mode::Recursive {
             self.recursive += 1;
         }
-        self.by_conn.entry(conn).or_default().insert(path.to_owned());
+        self.by_conn
+            .entry(conn)
+            .or_default()
+            .insert(path.to_owned());
     }
 
     fn remove(&mut self, path: &str, conn: ConnId) -> bool {
-        let Some(set) = self.by_path.get_mut(path) else { return false };
-        let Some(mode) = set.remove(&conn) else { return false };
+        let Some(set) = self.by_path.get_mut(path) else {
+            return false;
+        };
+        let Some(mode) = set.remove(&conn) else {
+            return false;
+        };
         if mode == Mode::Recursive {
             self.recursive -= 1;
         }
@@ -80,7 +92,9 @@ impl Table {
     }
 
     fn contains(&self, path: &str, conn: ConnId) -> bool {
-        self.by_path.get(path).is_some_and(|s| s.contains_key(&conn))
+        self.by_path
+            .get(path)
+            .is_some_and(|s| s.contains_key(&conn))
     }
 
     fn remove_conn(&mut self, conn: ConnId) {
@@ -123,7 +137,11 @@ impl Table {
             while p != "/" {
                 p = split_parent(p).0;
                 if let Some(set) = self.by_path.get(p) {
-                    fired.extend(set.iter().filter(|(_, m)| **m == Mode::Recursive).map(|(c, _)| *c));
+                    fired.extend(
+                        set.iter()
+                            .filter(|(_, m)| **m == Mode::Recursive)
+                            .map(|(c, _)| *c),
+                    );
                 }
             }
         }
@@ -157,14 +175,15 @@ impl WatchManager {
         self.child.add(path, conn, Mode::Standard);
     }
 
-    /// addWatch: persistent watches go in both tables, recursive ones in the data table only.
+    /// addWatch: both tables, with the persistent or recursive mode.
     pub fn add_persistent(&mut self, path: &str, conn: ConnId, recursive: bool) {
-        if recursive {
-            self.data.add(path, conn, Mode::Recursive);
+        let mode = if recursive {
+            Mode::Recursive
         } else {
-            self.data.add(path, conn, Mode::Persistent);
-            self.child.add(path, conn, Mode::Persistent);
-        }
+            Mode::Persistent
+        };
+        self.data.add(path, conn, mode);
+        self.child.add(path, conn, mode);
     }
 
     /// removeWatches: `data` and `child` select the tables. True if anything was removed.
@@ -203,7 +222,10 @@ impl WatchManager {
                 m.entry(*c).or_default().extend(paths.iter().cloned());
             }
         }
-        let mut v: Vec<_> = m.into_iter().map(|(c, p)| (c, p.into_iter().collect())).collect();
+        let mut v: Vec<_> = m
+            .into_iter()
+            .map(|(c, p)| (c, p.into_iter().collect()))
+            .collect();
         v.sort();
         v
     }
@@ -213,10 +235,15 @@ impl WatchManager {
         let mut m: HashMap<String, BTreeSet<ConnId>> = HashMap::new();
         for t in [&self.data, &self.child] {
             for (p, conns) in &t.by_path {
-                m.entry(p.clone()).or_default().extend(conns.keys().copied());
+                m.entry(p.clone())
+                    .or_default()
+                    .extend(conns.keys().copied());
             }
         }
-        let mut v: Vec<_> = m.into_iter().map(|(p, c)| (p, c.into_iter().collect())).collect();
+        let mut v: Vec<_> = m
+            .into_iter()
+            .map(|(p, c)| (p, c.into_iter().collect()))
+            .collect();
         v.sort();
         v
     }
@@ -224,13 +251,18 @@ impl WatchManager {
     /// The notifications one change causes, in delivery order.
     pub fn trigger(&mut self, change: &Change) -> Vec<Notification> {
         let mut out = Vec::new();
-        let mut push = |conns: BTreeSet<ConnId>, event_type: i32, path: &str, skip: &BTreeSet<ConnId>| {
-            for conn in conns {
-                if !skip.contains(&conn) {
-                    out.push(Notification { conn, event_type, path: path.to_owned() });
+        let mut push =
+            |conns: BTreeSet<ConnId>, event_type: i32, path: &str, skip: &BTreeSet<ConnId>| {
+                for conn in conns {
+                    if !skip.contains(&conn) {
+                        out.push(Notification {
+                            conn,
+                            event_type,
+                            path: path.to_owned(),
+                        });
+                    }
                 }
-            }
-        };
+            };
         let none = BTreeSet::new();
         match change {
             Change::Created(path) => {
@@ -263,7 +295,11 @@ mod tests {
     use super::*;
 
     fn n(conn: ConnId, t: i32, p: &str) -> Notification {
-        Notification { conn, event_type: t, path: p.into() }
+        Notification {
+            conn,
+            event_type: t,
+            path: p.into(),
+        }
     }
 
     #[test]
@@ -272,7 +308,13 @@ mod tests {
         w.add_data("/a", 1);
         w.add_child("/", 2);
         let out = w.trigger(&Change::Created("/a".into()));
-        assert_eq!(out, vec![n(1, event::NODE_CREATED, "/a"), n(2, event::NODE_CHILDREN_CHANGED, "/")]);
+        assert_eq!(
+            out,
+            vec![
+                n(1, event::NODE_CREATED, "/a"),
+                n(2, event::NODE_CHILDREN_CHANGED, "/")
+            ]
+        );
         assert!(w.trigger(&Change::DataChanged("/a".into())).is_empty());
         assert_eq!(w.count(), 0);
     }
@@ -284,7 +326,13 @@ mod tests {
         w.add_child("/a", 1);
         w.add_child("/a", 2);
         let out = w.trigger(&Change::Deleted("/a".into()));
-        assert_eq!(out, vec![n(1, event::NODE_DELETED, "/a"), n(2, event::NODE_DELETED, "/a")]);
+        assert_eq!(
+            out,
+            vec![
+                n(1, event::NODE_DELETED, "/a"),
+                n(2, event::NODE_DELETED, "/a")
+            ]
+        );
         assert_eq!(w.count(), 0);
     }
 
@@ -292,9 +340,18 @@ mod tests {
     fn persistent_watches_stay_and_see_children() {
         let mut w = WatchManager::new();
         w.add_persistent("/p", 1, false);
-        assert_eq!(w.trigger(&Change::DataChanged("/p".into())), vec![n(1, event::NODE_DATA_CHANGED, "/p")]);
-        assert_eq!(w.trigger(&Change::Created("/p/c".into())), vec![n(1, event::NODE_CHILDREN_CHANGED, "/p")]);
-        assert_eq!(w.trigger(&Change::Deleted("/p".into())), vec![n(1, event::NODE_DELETED, "/p")]);
+        assert_eq!(
+            w.trigger(&Change::DataChanged("/p".into())),
+            vec![n(1, event::NODE_DATA_CHANGED, "/p")]
+        );
+        assert_eq!(
+            w.trigger(&Change::Created("/p/c".into())),
+            vec![n(1, event::NODE_CHILDREN_CHANGED, "/p")]
+        );
+        assert_eq!(
+            w.trigger(&Change::Deleted("/p".into())),
+            vec![n(1, event::NODE_DELETED, "/p")]
+        );
         assert_eq!(w.count(), 2, "still registered after firing");
     }
 
@@ -302,11 +359,20 @@ mod tests {
     fn recursive_watches_see_descendants_but_not_child_lists() {
         let mut w = WatchManager::new();
         w.add_persistent("/r", 1, true);
-        assert_eq!(w.trigger(&Change::Created("/r/a/b".into())), vec![n(1, event::NODE_CREATED, "/r/a/b")]);
-        assert_eq!(w.trigger(&Change::Created("/r".into())), vec![n(1, event::NODE_CREATED, "/r")]);
+        assert_eq!(
+            w.trigger(&Change::Created("/r/a/b".into())),
+            vec![n(1, event::NODE_CREATED, "/r/a/b")]
+        );
+        assert_eq!(
+            w.trigger(&Change::Created("/r".into())),
+            vec![n(1, event::NODE_CREATED, "/r")]
+        );
         assert!(w.trigger(&Change::Created("/rx".into())).is_empty());
         assert!(w.trigger(&Change::Created("/other/x".into())).is_empty());
-        assert_eq!(w.trigger(&Change::DataChanged("/r/a".into())), vec![n(1, event::NODE_DATA_CHANGED, "/r/a")]);
+        assert_eq!(
+            w.trigger(&Change::DataChanged("/r/a".into())),
+            vec![n(1, event::NODE_DATA_CHANGED, "/r/a")]
+        );
     }
 
     #[test]
@@ -314,7 +380,10 @@ mod tests {
         let mut w = WatchManager::new();
         w.add_persistent("/x", 1, false);
         w.add_data("/x", 1); // 3.8: now one-shot in the data table
-        assert_eq!(w.trigger(&Change::DataChanged("/x".into())), vec![n(1, event::NODE_DATA_CHANGED, "/x")]);
+        assert_eq!(
+            w.trigger(&Change::DataChanged("/x".into())),
+            vec![n(1, event::NODE_DATA_CHANGED, "/x")]
+        );
         assert!(w.trigger(&Change::DataChanged("/x".into())).is_empty());
         assert!(w.contains("/x", 1, false, true));
         assert!(w.remove("/x", 1, false, true));
@@ -328,8 +397,26 @@ mod tests {
         w.add_data("/a", 1);
         w.add_data("/a", 2);
         w.remove_conn(1);
-        assert_eq!(w.trigger(&Change::DataChanged("/a".into())), vec![n(2, event::NODE_DATA_CHANGED, "/a")]);
+        assert_eq!(
+            w.trigger(&Change::DataChanged("/a".into())),
+            vec![n(2, event::NODE_DATA_CHANGED, "/a")]
+        );
         assert!(w.trigger(&Change::Created("/r/x".into())).is_empty());
         assert_eq!(w.count(), 0);
+    }
+
+    #[test]
+    fn recursive_watches_live_in_both_tables_like_zookeeper() {
+        let mut w = WatchManager::new();
+        w.add_persistent("/r", 1, true);
+        assert!(
+            w.remove("/r", 1, true, false),
+            "DATA removes it from the data table"
+        );
+        assert!(
+            w.remove("/r", 1, false, true),
+            "CHILDREN then removes it from the child table"
+        );
+        assert!(!w.remove("/r", 1, true, true), "nothing is left for ANY");
     }
 }

@@ -7,7 +7,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cfg = Config::parse();
     fjord_shared::telemetry::init("info");
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("fjord-coordinator: cannot start the runtime: {e}");

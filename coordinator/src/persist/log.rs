@@ -65,11 +65,18 @@ impl LogFile {
             .truncate(true)
             .open(&path)
             .map_err(|e| PersistError::io(&path, e))?;
-        file.write_all(LOG_MAGIC).map_err(|e| PersistError::io(&path, e))?;
-        file.set_len(PREALLOC).map_err(|e| PersistError::io(&path, e))?;
+        file.write_all(LOG_MAGIC)
+            .map_err(|e| PersistError::io(&path, e))?;
+        file.set_len(PREALLOC)
+            .map_err(|e| PersistError::io(&path, e))?;
         file.sync_all().map_err(|e| PersistError::io(&path, e))?;
         fjord_shared::fs::sync_dir(dir).map_err(|e| PersistError::io(dir, e))?;
-        Ok(LogFile { file, path, pos: LOG_MAGIC.len() as u64, allocated: PREALLOC })
+        Ok(LogFile {
+            file,
+            path,
+            pos: LOG_MAGIC.len() as u64,
+            allocated: PREALLOC,
+        })
     }
 
     fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
@@ -98,16 +105,28 @@ impl LogFile {
 pub fn start(dir: &Path, next_zxid: i64, durable_zxid: i64) -> Result<LogHandle, PersistError> {
     let current = LogFile::create(dir, next_zxid)?;
     let (tx, rx) = mpsc::channel();
-    let (durable_tx, durable_rx) = watch::channel(Durable { zxid: durable_zxid, failed: false });
+    let (durable_tx, durable_rx) = watch::channel(Durable {
+        zxid: durable_zxid,
+        failed: false,
+    });
     let dir = dir.to_owned();
     let thread = std::thread::Builder::new()
         .name("txn-log".into())
         .spawn(move || run(dir, current, rx, durable_tx))
         .map_err(|e| PersistError::io(Path::new("txn-log thread"), e))?;
-    Ok(LogHandle { tx, durable: durable_rx, thread })
+    Ok(LogHandle {
+        tx,
+        durable: durable_rx,
+        thread,
+    })
 }
 
-fn run(dir: PathBuf, mut current: LogFile, rx: mpsc::Receiver<LogCmd>, durable: watch::Sender<Durable>) {
+fn run(
+    dir: PathBuf,
+    mut current: LogFile,
+    rx: mpsc::Receiver<LogCmd>,
+    durable: watch::Sender<Durable>,
+) {
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut pending_roll = false;
     let mut last_zxid = durable.borrow().zxid;

@@ -28,22 +28,38 @@ pub const SNAP_MAGIC: &[u8; 8] = b"FJSNAP01";
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("data directory {0} is in use by another coordinator")]
     Locked(PathBuf),
-    #[error("{path}: corrupt at offset {offset}; refusing to start (not the tail of the newest log)")]
+    #[error(
+        "{path}: corrupt at offset {offset}; refusing to start (not the tail of the newest log)"
+    )]
     Corrupt { path: PathBuf, offset: usize },
     #[error("{path}: record at offset {offset} does not decode: {reason}")]
-    Undecodable { path: PathBuf, offset: usize, reason: String },
+    Undecodable {
+        path: PathBuf,
+        offset: usize,
+        reason: String,
+    },
     #[error("transaction log gap: expected zxid {expected:#x}, found {found:#x} in {path}")]
-    Gap { path: PathBuf, expected: i64, found: i64 },
+    Gap {
+        path: PathBuf,
+        expected: i64,
+        found: i64,
+    },
     #[error("cannot encode: {0}")]
     Encode(String),
 }
 
 impl PersistError {
     pub fn io(path: &Path, source: std::io::Error) -> PersistError {
-        PersistError::Io { path: path.to_owned(), source }
+        PersistError::Io {
+            path: path.to_owned(),
+            source,
+        }
     }
 }
 

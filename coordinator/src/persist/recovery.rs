@@ -24,19 +24,30 @@ pub struct Report {
 /// Rebuilds the state from `dir`. Session clocks start at `now`.
 pub fn recover(dir: &Path, tick_ms: u64, now: u64) -> Result<(State, Report), PersistError> {
     let mut report = Report::default();
-    let mut state = State { tree: DataTree::new(), sessions: SessionTracker::new(tick_ms), last_zxid: 0 };
+    let mut state = State {
+        tree: DataTree::new(),
+        sessions: SessionTracker::new(tick_ms),
+        last_zxid: 0,
+    };
     for (zxid, path) in list(dir, "snapshot")?.into_iter().rev() {
         match snapshot::read(&path)? {
             Some(data) => {
                 state.tree = snapshot::into_tree(data.nodes);
-                for SnapSession { id, timeout_ms, passwd } in data.sessions {
+                for SnapSession {
+                    id,
+                    timeout_ms,
+                    passwd,
+                } in data.sessions
+                {
                     state.sessions.add(id, timeout_ms, passwd, now);
                 }
                 state.last_zxid = data.last_zxid;
                 report.snapshot_zxid = Some(zxid);
                 break;
             }
-            None => tracing::warn!(path = %path.display(), "snapshot is damaged; trying an older one"),
+            None => {
+                tracing::warn!(path = %path.display(), "snapshot is damaged; trying an older one")
+            }
         }
     }
     let logs = list(dir, "log")?;
@@ -55,20 +66,28 @@ pub fn recover(dir: &Path, tick_ms: u64, now: u64) -> Result<(State, Report), Pe
                 tracing::warn!(path = %path.display(), "log file has no header (torn at creation); ignoring it");
                 continue;
             }
-            return Err(PersistError::Corrupt { path: path.clone(), offset: 0 });
+            return Err(PersistError::Corrupt {
+                path: path.clone(),
+                offset: 0,
+            });
         }
         let mut pos = LOG_MAGIC.len();
         loop {
             match read_frame(&bytes, pos, MAX_RECORD) {
                 Frame::Ok { payload, next } => {
-                    let rec: TxnRecord = rmp_serde::from_slice(payload).map_err(|e| PersistError::Undecodable {
-                        path: path.clone(),
-                        offset: pos,
-                        reason: e.to_string(),
-                    })?;
+                    let rec: TxnRecord =
+                        rmp_serde::from_slice(payload).map_err(|e| PersistError::Undecodable {
+                            path: path.clone(),
+                            offset: pos,
+                            reason: e.to_string(),
+                        })?;
                     if rec.zxid > state.last_zxid {
                         if rec.zxid != state.last_zxid + 1 {
-                            return Err(PersistError::Gap { path: path.clone(), expected: state.last_zxid + 1, found: rec.zxid });
+                            return Err(PersistError::Gap {
+                                path: path.clone(),
+                                expected: state.last_zxid + 1,
+                                found: rec.zxid,
+                            });
                         }
                         txn::apply(&mut state, &rec, now);
                         report.replayed += 1;
@@ -78,15 +97,22 @@ pub fn recover(dir: &Path, tick_ms: u64, now: u64) -> Result<(State, Report), Pe
                 Frame::End => break,
                 Frame::Torn | Frame::Corrupt if last_file => {
                     let cut = bytes.len() - pos;
-                    let f = OpenOptions::new().write(true).open(path).map_err(|e| PersistError::io(path, e))?;
-                    f.set_len(pos as u64).map_err(|e| PersistError::io(path, e))?;
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .map_err(|e| PersistError::io(path, e))?;
+                    f.set_len(pos as u64)
+                        .map_err(|e| PersistError::io(path, e))?;
                     f.sync_all().map_err(|e| PersistError::io(path, e))?;
                     tracing::warn!(path = %path.display(), offset = pos, bytes = cut, "cut a torn or corrupt tail off the transaction log");
                     report.cut = Some((path.display().to_string(), pos, cut));
                     break;
                 }
                 Frame::Torn | Frame::Corrupt => {
-                    return Err(PersistError::Corrupt { path: path.clone(), offset: pos });
+                    return Err(PersistError::Corrupt {
+                        path: path.clone(),
+                        offset: pos,
+                    });
                 }
             }
         }
@@ -109,7 +135,12 @@ mod tests {
             zxid,
             time: zxid,
             session: 1,
-            txn: Txn::Create { path: path.into(), data: Bytes::from(path.to_owned()), acl: acl_to_rec(&Acl::open_unsafe()), owner: 0 },
+            txn: Txn::Create {
+                path: path.into(),
+                data: Some(Bytes::from(path.to_owned())),
+                acl: acl_to_rec(&Acl::open_unsafe()),
+                owner: 0,
+            },
         }
     }
 
@@ -123,11 +154,20 @@ mod tests {
         let h = log::start(dir, first, first - 1).unwrap();
         let mut durable = h.durable.clone();
         for r in recs {
-            h.tx.send(log::LogCmd::Append { zxid: r.zxid, frame: frame(r) }).unwrap();
+            h.tx.send(log::LogCmd::Append {
+                zxid: r.zxid,
+                frame: frame(r),
+            })
+            .unwrap();
         }
         let last = recs.last().map(|r| r.zxid).unwrap_or(0);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async { durable.wait_for(|d| d.zxid >= last).await.unwrap(); });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            durable.wait_for(|d| d.zxid >= last).await.unwrap();
+        });
         drop(h.tx);
         h.thread.join().unwrap();
     }
@@ -142,7 +182,10 @@ mod tests {
             assert_eq!(state.last_zxid, 50);
             assert_eq!(report.replayed, 50);
             assert_eq!(report.cut, None);
-            assert_eq!(&state.tree.get("/n17").unwrap().data[..], b"/n17");
+            assert_eq!(
+                state.tree.get("/n17").unwrap().data.as_deref(),
+                Some(&b"/n17"[..])
+            );
         }
     }
 
@@ -180,36 +223,84 @@ mod tests {
     #[test]
     fn garbage_in_an_older_log_refuses_to_start() {
         let dir = tempfile::tempdir().unwrap();
-        write_log(dir.path(), 1, &(1..=3).map(|z| create(z, &format!("/a{z}"))).collect::<Vec<_>>());
-        write_log(dir.path(), 4, &(4..=6).map(|z| create(z, &format!("/b{z}"))).collect::<Vec<_>>());
+        write_log(
+            dir.path(),
+            1,
+            &(1..=3)
+                .map(|z| create(z, &format!("/a{z}")))
+                .collect::<Vec<_>>(),
+        );
+        write_log(
+            dir.path(),
+            4,
+            &(4..=6)
+                .map(|z| create(z, &format!("/b{z}")))
+                .collect::<Vec<_>>(),
+        );
         let first = list(dir.path(), "log").unwrap()[0].1.clone();
         let mut bytes = std::fs::read(&first).unwrap();
         bytes[LOG_MAGIC.len() + 10] ^= 0xff;
         std::fs::write(&first, bytes).unwrap();
-        assert!(matches!(recover(dir.path(), 100, 0), Err(PersistError::Corrupt { .. })));
+        assert!(matches!(
+            recover(dir.path(), 100, 0),
+            Err(PersistError::Corrupt { .. })
+        ));
     }
 
     #[test]
     fn snapshot_plus_log_and_purge() {
         let dir = tempfile::tempdir().unwrap();
-        write_log(dir.path(), 1, &(1..=5).map(|z| create(z, &format!("/a{z}"))).collect::<Vec<_>>());
+        write_log(
+            dir.path(),
+            1,
+            &(1..=5)
+                .map(|z| create(z, &format!("/a{z}")))
+                .collect::<Vec<_>>(),
+        );
         let (state, _) = recover(dir.path(), 100, 0).unwrap();
-        let job = SnapshotJob { last_zxid: 5, tree: state.tree.clone(), sessions: vec![] };
+        let job = SnapshotJob {
+            last_zxid: 5,
+            tree: state.tree.clone(),
+            sessions: vec![],
+        };
         snapshot::write(dir.path(), &job).unwrap();
-        write_log(dir.path(), 6, &(6..=8).map(|z| create(z, &format!("/b{z}"))).collect::<Vec<_>>());
-        let job2 = SnapshotJob { last_zxid: 8, tree: recover(dir.path(), 100, 0).unwrap().0.tree, sessions: vec![] };
+        write_log(
+            dir.path(),
+            6,
+            &(6..=8)
+                .map(|z| create(z, &format!("/b{z}")))
+                .collect::<Vec<_>>(),
+        );
+        let job2 = SnapshotJob {
+            last_zxid: 8,
+            tree: recover(dir.path(), 100, 0).unwrap().0.tree,
+            sessions: vec![],
+        };
         snapshot::write(dir.path(), &job2).unwrap();
         write_log(dir.path(), 9, &[create(9, "/c9")]);
         snapshot::purge(dir.path()).unwrap();
         // The first log (1..=5) is covered by the oldest kept snapshot (5).
-        let logs: Vec<i64> = list(dir.path(), "log").unwrap().into_iter().map(|(z, _)| z).collect();
+        let logs: Vec<i64> = list(dir.path(), "log")
+            .unwrap()
+            .into_iter()
+            .map(|(z, _)| z)
+            .collect();
         assert_eq!(logs, vec![6, 9]);
         let (state, report) = recover(dir.path(), 100, 0).unwrap();
         assert_eq!(report.snapshot_zxid, Some(8));
         assert_eq!(state.last_zxid, 9);
-        assert!(state.tree.get("/a1").is_some() && state.tree.get("/b7").is_some() && state.tree.get("/c9").is_some());
+        assert!(
+            state.tree.get("/a1").is_some()
+                && state.tree.get("/b7").is_some()
+                && state.tree.get("/c9").is_some()
+        );
         // A damaged newest snapshot falls back to the older one plus the logs.
-        let newest = list(dir.path(), "snapshot").unwrap().last().unwrap().1.clone();
+        let newest = list(dir.path(), "snapshot")
+            .unwrap()
+            .last()
+            .unwrap()
+            .1
+            .clone();
         std::fs::write(&newest, b"FJSNAP01garbage").unwrap();
         let (state, report) = recover(dir.path(), 100, 0).unwrap();
         assert_eq!(report.snapshot_zxid, Some(5));

@@ -23,7 +23,7 @@ const KEEP: usize = 2;
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SnapNode {
     pub path: String,
-    pub data: Bytes,
+    pub data: Option<Bytes>,
     pub acl: Vec<AclRec>,
     pub stat: StatPersisted,
 }
@@ -56,10 +56,19 @@ impl SnapshotJob {
         let mut nodes: Vec<SnapNode> = self
             .tree
             .nodes()
-            .map(|(p, n)| SnapNode { path: p.clone(), data: n.data.clone(), acl: acl_to_rec(&n.acl), stat: n.stat })
+            .map(|(p, n)| SnapNode {
+                path: p.clone(),
+                data: n.data.clone(),
+                acl: acl_to_rec(&n.acl),
+                stat: n.stat,
+            })
             .collect();
         nodes.sort_by(|a, b| a.path.cmp(&b.path));
-        let data = SnapshotDataRef { last_zxid: self.last_zxid, nodes: &nodes, sessions: &self.sessions };
+        let data = SnapshotDataRef {
+            last_zxid: self.last_zxid,
+            nodes: &nodes,
+            sessions: &self.sessions,
+        };
         let payload = rmp_serde::to_vec(&data).map_err(|e| PersistError::Encode(e.to_string()))?;
         let mut out = Vec::with_capacity(payload.len() + 16);
         out.extend_from_slice(SNAP_MAGIC);
@@ -101,7 +110,15 @@ pub fn into_tree(nodes: Vec<SnapNode>) -> DataTree {
         nodes
             .into_iter()
             .map(|n| {
-                (n.path, Node { data: n.data, acl: Arc::new(acl_from_rec(&n.acl)), stat: n.stat, children: BTreeSet::new() })
+                (
+                    n.path,
+                    Node {
+                        data: n.data,
+                        acl: Arc::new(acl_from_rec(&n.acl)),
+                        stat: n.stat,
+                        children: BTreeSet::new(),
+                    },
+                )
             })
             .collect(),
     )
@@ -117,7 +134,9 @@ pub fn purge(dir: &Path) -> Result<(), PersistError> {
         }
     }
     let snaps = list(dir, "snapshot")?;
-    let Some((oldest_kept, _)) = snaps.first() else { return Ok(()) };
+    let Some((oldest_kept, _)) = snaps.first() else {
+        return Ok(());
+    };
     let logs = list(dir, "log")?;
     // A log file is covered when the next file starts at or before oldest_kept + 1.
     for pair in logs.windows(2) {

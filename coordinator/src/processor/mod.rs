@@ -53,7 +53,11 @@ use tokio::sync::{oneshot, watch};
 pub enum Out {
     /// Send `bytes` once the log is durable up to `after`. `started` is set on replies, for
     /// latency statistics and to release the request's outstanding slot.
-    Frame { after: i64, bytes: Bytes, started: Option<Instant> },
+    Frame {
+        after: i64,
+        bytes: Bytes,
+        started: Option<Instant>,
+    },
     /// Flush what was queued before, then close.
     Close { after: i64, reason: String },
 }
@@ -64,10 +68,26 @@ pub type Outbox = tokio::sync::mpsc::UnboundedSender<Out>;
 /// Messages to the processor.
 #[derive(Debug)]
 pub enum Msg {
-    Connect { conn: ConnId, req: ConnectRequest, out: Outbox, peer: SocketAddr },
-    Request { conn: ConnId, xid: i32, op: i32, body: Bytes, started: Instant },
-    Disconnected { conn: ConnId },
-    FourLetter { word: String, reply: oneshot::Sender<String> },
+    Connect {
+        conn: ConnId,
+        req: ConnectRequest,
+        out: Outbox,
+        peer: SocketAddr,
+    },
+    Request {
+        conn: ConnId,
+        xid: i32,
+        op: i32,
+        body: Bytes,
+        started: Instant,
+    },
+    Disconnected {
+        conn: ConnId,
+    },
+    FourLetter {
+        word: String,
+        reply: oneshot::Sender<String>,
+    },
 }
 
 /// Settings of the pipeline.
@@ -113,7 +133,8 @@ pub fn start(cfg: Config, stats: Arc<ServerStats>) -> Result<Handle, PersistErro
         "recovered"
     );
     let log = log::start(&cfg.data_dir, state.last_zxid + 1, state.last_zxid)?;
-    let snapshotter = snapshot::start(&cfg.data_dir).map_err(|e| PersistError::io(&cfg.data_dir, e))?;
+    let snapshotter =
+        snapshot::start(&cfg.data_dir).map_err(|e| PersistError::io(&cfg.data_dir, e))?;
     let (tx, rx) = mpsc::channel();
     let durable = log.durable.clone();
     let max_session = state.sessions.iter().map(|s| s.id).max().unwrap_or(0);
@@ -136,13 +157,21 @@ pub fn start(cfg: Config, stats: Arc<ServerStats>) -> Result<Handle, PersistErro
         .name("processor".into())
         .spawn(move || p.run(rx))
         .map_err(|e| PersistError::io(std::path::Path::new("processor thread"), e))?;
-    Ok(Handle { tx, durable, stats, thread })
+    Ok(Handle {
+        tx,
+        durable,
+        stats,
+        thread,
+    })
 }
 
 /// ZooKeeper's scheme: wall-clock milliseconds in the middle bits, server id 1 on top, so
 /// ids from before a restart are not handed out again.
 fn initial_session_id() -> i64 {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     (((ms << 24) >> 8) | (1u64 << 56)) as i64
 }
 
@@ -152,14 +181,20 @@ fn random_secret() -> [u8; 16] {
     let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut s));
     if read.is_err() {
         // No /dev/urandom: fall back to the clock, still unique per start.
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         s.copy_from_slice(&t.to_be_bytes());
     }
     s
 }
 
 fn wall_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 struct Conn {
@@ -206,10 +241,15 @@ fn no_body(_: &mut BytesMut) {}
 fn write_body(opcode: i32, out: &OpOutcome, b: &mut BytesMut) {
     let stat = out.stat.clone().unwrap_or_default();
     match opcode {
-        op::CREATE => CreateResponse { path: out.path.clone().unwrap_or_default() }.write(b),
-        op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
-            Create2Response { path: out.path.clone().unwrap_or_default(), stat }.write(b)
+        op::CREATE => CreateResponse {
+            path: out.path.clone().unwrap_or_default(),
         }
+        .write(b),
+        op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => Create2Response {
+            path: out.path.clone().unwrap_or_default(),
+            stat,
+        }
+        .write(b),
         op::SET_DATA | op::SET_ACL => StatResponse { stat }.write(b),
         _ => {}
     }
@@ -248,8 +288,19 @@ impl Processor {
 
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Connect { conn, req, out, peer } => self.on_connect(conn, req, out, peer),
-            Msg::Request { conn, xid, op, body, started } => self.on_request(conn, xid, op, &body, started),
+            Msg::Connect {
+                conn,
+                req,
+                out,
+                peer,
+            } => self.on_connect(conn, req, out, peer),
+            Msg::Request {
+                conn,
+                xid,
+                op,
+                body,
+                started,
+            } => self.on_request(conn, xid, op, &body, started),
             Msg::Disconnected { conn } => self.drop_conn(conn),
             Msg::FourLetter { word, reply } => {
                 let _ = reply.send(four_letter::render(&word, &self.view()));
@@ -259,7 +310,11 @@ impl Processor {
 
     fn send(&self, conn: ConnId, after: i64, bytes: Bytes, started: Option<Instant>) {
         if let Some(c) = self.conns.get(&conn) {
-            let _ = c.out.send(Out::Frame { after, bytes, started });
+            let _ = c.out.send(Out::Frame {
+                after,
+                bytes,
+                started,
+            });
         }
     }
 
@@ -283,14 +338,22 @@ impl Processor {
     /// Logs a transaction, applies it, fires its watches. Returns its zxid and outcomes.
     fn commit(&mut self, session: i64, txn: Txn) -> (i64, Vec<OpOutcome>) {
         let zxid = self.state.last_zxid + 1;
-        let rec = TxnRecord { zxid, time: wall_ms(), session, txn };
+        let rec = TxnRecord {
+            zxid,
+            time: wall_ms(),
+            session,
+            txn,
+        };
         match rmp_serde::to_vec(&rec) {
             Ok(payload) => {
                 let mut frame = Vec::with_capacity(payload.len() + fjord_shared::fs::FRAME_HEADER);
                 fjord_shared::fs::frame(&payload, &mut frame);
                 if let Some(log) = &self.log {
                     if log.tx.send(LogCmd::Append { zxid, frame }).is_err() {
-                        tracing::error!(zxid, "the transaction log thread is gone; nothing more will be acknowledged");
+                        tracing::error!(
+                            zxid,
+                            "the transaction log thread is gone; nothing more will be acknowledged"
+                        );
                     }
                 }
             }
@@ -323,7 +386,11 @@ impl Processor {
                 .state
                 .sessions
                 .iter()
-                .map(|s| SnapSession { id: s.id, timeout_ms: s.timeout_ms, passwd: s.passwd })
+                .map(|s| SnapSession {
+                    id: s.id,
+                    timeout_ms: s.timeout_ms,
+                    passwd: s.passwd,
+                })
                 .collect(),
         };
         // One snapshot at a time: if the writer is busy, try again after the next write.
@@ -355,8 +422,15 @@ impl Processor {
             let _ = out.send(Out::Close { after: 0, reason });
             return;
         }
-        let timeout = negotiate_timeout(req.timeout, self.cfg.min_session_ms, self.cfg.max_session_ms);
-        let auth = vec![Id { scheme: "ip".into(), id: peer.ip().to_string() }];
+        let timeout = negotiate_timeout(
+            req.timeout,
+            self.cfg.min_session_ms,
+            self.cfg.max_session_ms,
+        );
+        let auth = vec![Id {
+            scheme: "ip".into(),
+            id: peer.ip().to_string(),
+        }];
         let new_conn = |session| Conn {
             session,
             out: out.clone(),
@@ -372,20 +446,49 @@ impl Processor {
             let passwd = self.password(id);
             self.conns.insert(conn, new_conn(id));
             self.session_conn.insert(id, conn);
-            let (zxid, _) = self.commit(id, Txn::CreateSession { timeout_ms: timeout, passwd });
+            let (zxid, _) = self.commit(
+                id,
+                Txn::CreateSession {
+                    timeout_ms: timeout,
+                    passwd,
+                },
+            );
             tracing::debug!(session_id = format_args!("{id:#x}"), timeout, %peer, "session created");
-            let resp = ConnectResponse { protocol_version: 0, timeout, session_id: id, passwd: Bytes::copy_from_slice(&passwd), read_only: with_ro };
+            let resp = ConnectResponse {
+                protocol_version: 0,
+                timeout,
+                session_id: id,
+                passwd: Bytes::copy_from_slice(&passwd),
+                read_only: with_ro,
+            };
             self.send(conn, zxid, connect_frame(&resp), None);
             return;
         }
         let id = req.session_id;
-        let valid = self.state.sessions.get(id).is_some_and(|s| !s.closing && s.passwd[..] == req.passwd[..]);
+        let valid = self
+            .state
+            .sessions
+            .get(id)
+            .is_some_and(|s| !s.closing && s.passwd[..] == req.passwd[..]);
         if !valid {
             tracing::info!(session_id = format_args!("{id:#x}"), %peer, "reconnect for an expired or unknown session (or a wrong password)");
-            let resp = ConnectResponse { protocol_version: 0, timeout: 0, session_id: 0, passwd: Bytes::from_static(&[0; 16]), read_only: with_ro };
+            let resp = ConnectResponse {
+                protocol_version: 0,
+                timeout: 0,
+                session_id: 0,
+                passwd: Bytes::from_static(&[0; 16]),
+                read_only: with_ro,
+            };
             let after = self.state.last_zxid;
-            let _ = out.send(Out::Frame { after, bytes: connect_frame(&resp), started: None });
-            let _ = out.send(Out::Close { after, reason: "session expired".into() });
+            let _ = out.send(Out::Frame {
+                after,
+                bytes: connect_frame(&resp),
+                started: None,
+            });
+            let _ = out.send(Out::Close {
+                after,
+                reason: "session expired".into(),
+            });
             return;
         }
         if let Some(old) = self.session_conn.get(&id).copied() {
@@ -398,14 +501,27 @@ impl Processor {
         self.state.sessions.set_timeout(id, timeout, now);
         self.conns.insert(conn, new_conn(id));
         self.session_conn.insert(id, conn);
-        let passwd = self.state.sessions.get(id).map(|s| s.passwd).unwrap_or_default();
+        let passwd = self
+            .state
+            .sessions
+            .get(id)
+            .map(|s| s.passwd)
+            .unwrap_or_default();
         tracing::debug!(session_id = format_args!("{id:#x}"), timeout, %peer, "session resumed");
-        let resp = ConnectResponse { protocol_version: 0, timeout, session_id: id, passwd: Bytes::copy_from_slice(&passwd), read_only: with_ro };
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout,
+            session_id: id,
+            passwd: Bytes::copy_from_slice(&passwd),
+            read_only: with_ro,
+        };
         self.send(conn, self.state.last_zxid, connect_frame(&resp), None);
     }
 
     fn on_request(&mut self, conn: ConnId, xid: i32, opcode: i32, body: &[u8], started: Instant) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.received += 1;
         let session = c.session;
         let now = self.now();
@@ -413,16 +529,31 @@ impl Processor {
         let req = match request::decode(opcode, body) {
             Ok(r) => r,
             Err(e) => {
-                let reason = format!("malformed request (op {opcode}, xid {xid}): {e}");
-                tracing::warn!(conn, session_id = format_args!("{session:#x}"), %reason, "closing the connection");
-                let after = self.state.last_zxid;
-                self.close(conn, after, reason);
+                // ZooKeeper answers a body it cannot read with MarshallingError and keeps the
+                // connection; a write still consumes a zxid (it logs an error transaction).
+                tracing::warn!(conn, session_id = format_args!("{session:#x}"), op = opcode, xid, error = %e, "malformed request body");
+                let err = ErrorCode::MarshallingError.code();
+                let zxid = if request::is_write(opcode) {
+                    self.commit(session, Txn::Error { err }).0
+                } else {
+                    self.state.last_zxid
+                };
+                self.send(
+                    conn,
+                    zxid,
+                    reply_frame(xid, zxid, err, no_body),
+                    Some(started),
+                );
                 return;
             }
         };
         let last = self.state.last_zxid;
         let started = Some(started);
-        let ids = self.conns.get(&conn).map(|c| c.auth.clone()).unwrap_or_default();
+        let ids = self
+            .conns
+            .get(&conn)
+            .map(|c| c.auth.clone())
+            .unwrap_or_default();
         let ctx = Ctx { session, ids: &ids };
         match req {
             Request::Write(w) => {
@@ -433,7 +564,12 @@ impl Processor {
                 };
                 let (zxid, outcomes) = self.commit(session, txn);
                 let out = outcomes.into_iter().next().unwrap_or_default();
-                self.send(conn, zxid, reply_frame(xid, zxid, err, |b| write_body(w.opcode(), &out, b)), started);
+                self.send(
+                    conn,
+                    zxid,
+                    reply_frame(xid, zxid, err, |b| write_body(w.opcode(), &out, b)),
+                    started,
+                );
             }
             Request::Multi(ops) => {
                 let txn = prep::prep_multi(&self.state.tree, ctx, &ops);
@@ -446,18 +582,39 @@ impl Processor {
                     match failed {
                         Some(codes) => {
                             for err in codes {
-                                MultiHeader { op: op::ERROR, done: false, err }.write(b);
+                                MultiHeader {
+                                    op: op::ERROR,
+                                    done: false,
+                                    err,
+                                }
+                                .write(b);
                                 ErrorResponse { err }.write(b);
                             }
                         }
                         None => {
                             for (w, out) in ops.iter().zip(outcomes.iter()) {
-                                MultiHeader { op: w.opcode(), done: false, err: 0 }.write(b);
-                                write_body(w.opcode(), out, b);
+                                // ZooKeeper answers a create2 inside a multi as a plain
+                                // create (type 1, path only); other ops keep their type.
+                                let code = match w.opcode() {
+                                    op::CREATE2 => op::CREATE,
+                                    other => other,
+                                };
+                                MultiHeader {
+                                    op: code,
+                                    done: false,
+                                    err: 0,
+                                }
+                                .write(b);
+                                write_body(code, out, b);
                             }
                         }
                     }
-                    MultiHeader { op: -1, done: true, err: -1 }.write(b);
+                    MultiHeader {
+                        op: -1,
+                        done: true,
+                        err: -1,
+                    }
+                    .write(b);
                 });
                 self.send(conn, zxid, frame, started);
             }
@@ -469,25 +626,48 @@ impl Processor {
                             ReadOp::GetChildren(p) => (p, op::GET_CHILDREN),
                             ReadOp::GetData(p) => (p, op::GET_DATA),
                         };
-                        let res = tree.get(path).ok_or(ErrorCode::NoNode).and_then(|n| {
-                            acl::check(&n.acl, perms::READ, &ids).map(|_| n)
-                        });
+                        let res = tree
+                            .get(path)
+                            .ok_or(ErrorCode::NoNode)
+                            .and_then(|n| acl::check(&n.acl, perms::READ, &ids).map(|_| n));
                         match res {
                             Ok(n) => {
-                                MultiHeader { op: code, done: false, err: 0 }.write(b);
+                                MultiHeader {
+                                    op: code,
+                                    done: false,
+                                    err: 0,
+                                }
+                                .write(b);
                                 if code == op::GET_CHILDREN {
-                                    GetChildrenResponse { children: n.children.iter().cloned().collect() }.write(b);
+                                    GetChildrenResponse {
+                                        children: n.children.iter().cloned().collect(),
+                                    }
+                                    .write(b);
                                 } else {
-                                    GetDataResponse { data: n.data.clone(), stat: n.client_stat() }.write(b);
+                                    GetDataResponse {
+                                        data: n.data.clone(),
+                                        stat: n.client_stat(),
+                                    }
+                                    .write(b);
                                 }
                             }
                             Err(e) => {
-                                MultiHeader { op: op::ERROR, done: false, err: e.code() }.write(b);
+                                MultiHeader {
+                                    op: op::ERROR,
+                                    done: false,
+                                    err: e.code(),
+                                }
+                                .write(b);
                                 ErrorResponse { err: e.code() }.write(b);
                             }
                         }
                     }
-                    MultiHeader { op: -1, done: true, err: -1 }.write(b);
+                    MultiHeader {
+                        op: -1,
+                        done: true,
+                        err: -1,
+                    }
+                    .write(b);
                 });
                 self.send(conn, last, frame, started);
             }
@@ -510,7 +690,9 @@ impl Processor {
                 self.send(conn, last, frame, started);
             }
             Request::GetData(r) => {
-                let res = self.readable(&r.path, perms::READ, &ids).map(|n| (n.data.clone(), n.client_stat()));
+                let res = self
+                    .readable(&r.path, perms::READ, &ids)
+                    .map(|n| (n.data.clone(), n.client_stat()));
                 let frame = match res {
                     Ok((data, stat)) => {
                         if r.watch {
@@ -524,9 +706,12 @@ impl Processor {
             }
             Request::GetChildren(r) | Request::GetChildren2(r) => {
                 let two = opcode == op::GET_CHILDREN2;
-                let res = self
-                    .readable(&r.path, perms::READ, &ids)
-                    .map(|n| (n.children.iter().cloned().collect::<Vec<_>>(), n.client_stat()));
+                let res = self.readable(&r.path, perms::READ, &ids).map(|n| {
+                    (
+                        n.children.iter().cloned().collect::<Vec<_>>(),
+                        n.client_stat(),
+                    )
+                });
                 let frame = match res {
                     Ok((children, stat)) => {
                         if r.watch {
@@ -545,26 +730,35 @@ impl Processor {
                 self.send(conn, last, frame, started);
             }
             Request::GetAcl(r) => {
-                let res = self.readable(&r.path, perms::READ | perms::ADMIN, &ids).map(|n| {
-                    // Without ADMIN, digest hashes are masked as `user:x`, as ZooKeeper does.
-                    let admin = acl::check(&n.acl, perms::ADMIN, &ids).is_ok();
-                    let acl = n.acl.iter().cloned().map(|mut a| {
-                        if !admin && a.id.scheme == "digest" {
-                            let user = a.id.id.split(':').next().unwrap_or("").to_owned();
-                            a.id.id = format!("{user}:x");
-                        }
-                        a
+                let res = self
+                    .readable(&r.path, perms::READ | perms::ADMIN, &ids)
+                    .map(|n| {
+                        // Without ADMIN, digest hashes are masked as `user:x`, as ZooKeeper does.
+                        let admin = acl::check(&n.acl, perms::ADMIN, &ids).is_ok();
+                        let acl = n.acl.iter().cloned().map(|mut a| {
+                            if !admin && a.id.scheme == "digest" {
+                                let user = a.id.id.split(':').next().unwrap_or("").to_owned();
+                                a.id.id = format!("{user}:x");
+                            }
+                            a
+                        });
+                        (acl.collect(), n.client_stat())
                     });
-                    (acl.collect(), n.client_stat())
-                });
                 let frame = match res {
-                    Ok((acl, stat)) => reply_frame(xid, last, 0, |b| GetAclResponse { acl, stat }.write(b)),
+                    Ok((acl, stat)) => {
+                        reply_frame(xid, last, 0, |b| GetAclResponse { acl, stat }.write(b))
+                    }
                     Err(e) => reply_frame(xid, last, e.code(), no_body),
                 };
                 self.send(conn, last, frame, started);
             }
             Request::Sync(r) => {
-                self.send(conn, last, reply_frame(xid, last, 0, |b| PathRequest { path: r.path }.write(b)), started);
+                self.send(
+                    conn,
+                    last,
+                    reply_frame(xid, last, 0, |b| PathRequest { path: r.path }.write(b)),
+                    started,
+                );
             }
             Request::Ping => {
                 self.send(conn, last, reply_frame(xid, last, 0, no_body), started);
@@ -572,10 +766,15 @@ impl Processor {
             Request::SetWatches(s) => {
                 for path in &s.data_watches {
                     match self.state.tree.get(path) {
-                        None => self.send(conn, last, notification(event::NODE_DELETED, path), None),
-                        Some(n) if n.stat.mzxid > s.relative_zxid => {
-                            self.send(conn, last, notification(event::NODE_DATA_CHANGED, path), None)
+                        None => {
+                            self.send(conn, last, notification(event::NODE_DELETED, path), None)
                         }
+                        Some(n) if n.stat.mzxid > s.relative_zxid => self.send(
+                            conn,
+                            last,
+                            notification(event::NODE_DATA_CHANGED, path),
+                            None,
+                        ),
                         Some(_) => self.watches.add_data(path, conn),
                     }
                 }
@@ -588,10 +787,15 @@ impl Processor {
                 }
                 for path in &s.child_watches {
                     match self.state.tree.get(path) {
-                        None => self.send(conn, last, notification(event::NODE_DELETED, path), None),
-                        Some(n) if n.stat.pzxid > s.relative_zxid => {
-                            self.send(conn, last, notification(event::NODE_CHILDREN_CHANGED, path), None)
+                        None => {
+                            self.send(conn, last, notification(event::NODE_DELETED, path), None)
                         }
+                        Some(n) if n.stat.pzxid > s.relative_zxid => self.send(
+                            conn,
+                            last,
+                            notification(event::NODE_CHILDREN_CHANGED, path),
+                            None,
+                        ),
                         Some(_) => self.watches.add_child(path, conn),
                     }
                 }
@@ -606,7 +810,11 @@ impl Processor {
             Request::AddWatch(r) => {
                 let frame = match r.mode {
                     add_watch_mode::PERSISTENT | add_watch_mode::PERSISTENT_RECURSIVE => {
-                        self.watches.add_persistent(&r.path, conn, r.mode == add_watch_mode::PERSISTENT_RECURSIVE);
+                        self.watches.add_persistent(
+                            &r.path,
+                            conn,
+                            r.mode == add_watch_mode::PERSISTENT_RECURSIVE,
+                        );
                         reply_frame(xid, last, 0, |b| ErrorResponse { err: 0 }.write(b))
                     }
                     _ => reply_frame(xid, last, ErrorCode::BadArguments.code(), no_body),
@@ -625,7 +833,11 @@ impl Processor {
                 } else {
                     self.watches.contains(&req.path, conn, data, child)
                 };
-                let err = if found { 0 } else { ErrorCode::NoWatcher.code() };
+                let err = if found {
+                    0
+                } else {
+                    ErrorCode::NoWatcher.code()
+                };
                 self.send(conn, last, reply_frame(xid, last, err, no_body), started);
             }
             Request::GetEphemerals(r) => {
@@ -636,14 +848,23 @@ impl Processor {
                 } else {
                     all.into_iter().filter(|p| p.starts_with(&r.path)).collect()
                 };
-                self.send(conn, last, reply_frame(xid, last, 0, |b| GetEphemeralsResponse { ephemerals }.write(b)), started);
+                self.send(
+                    conn,
+                    last,
+                    reply_frame(xid, last, 0, |b| {
+                        GetEphemeralsResponse { ephemerals }.write(b)
+                    }),
+                    started,
+                );
             }
             Request::GetAllChildrenNumber(r) => {
                 let res = self.readable(&r.path, perms::READ, &ids).map(|_| ());
                 let frame = match res {
                     Ok(()) => {
                         let total = self.state.tree.all_children_number(&r.path) as i32;
-                        reply_frame(xid, last, 0, |b| GetAllChildrenNumberResponse { total }.write(b))
+                        reply_frame(xid, last, 0, |b| {
+                            GetAllChildrenNumberResponse { total }.write(b)
+                        })
                     }
                     Err(e) => reply_frame(xid, last, e.code(), no_body),
                 };
@@ -654,16 +875,27 @@ impl Processor {
                     .iter()
                     .map(|i| ClientInfo {
                         auth_scheme: i.scheme.clone(),
-                        user: if i.scheme == "digest" { i.id.split(':').next().unwrap_or("").to_owned() } else { i.id.clone() },
+                        user: if i.scheme == "digest" {
+                            i.id.split(':').next().unwrap_or("").to_owned()
+                        } else {
+                            i.id.clone()
+                        },
                     })
                     .collect();
-                self.send(conn, last, reply_frame(xid, last, 0, |b| WhoAmIResponse { client_info }.write(b)), started);
+                self.send(
+                    conn,
+                    last,
+                    reply_frame(xid, last, 0, |b| WhoAmIResponse { client_info }.write(b)),
+                    started,
+                );
             }
             Request::Auth(a) => match acl::authenticate(&a.scheme, &a.auth) {
                 Ok(id) => {
                     if let Some(c) = self.conns.get_mut(&conn) {
                         if !c.auth.contains(&id) {
                             c.auth.push(id);
+                            // whoAmI lists ids by scheme, as ZooKeeper does ("digest" before "ip").
+                            c.auth.sort_by(|a, b| a.scheme.cmp(&b.scheme));
                         }
                     }
                     self.send(conn, last, reply_frame(xid, 0, 0, no_body), started);
@@ -671,7 +903,11 @@ impl Processor {
                 Err(e) => {
                     tracing::info!(conn, scheme = %a.scheme, "authentication failed; closing the connection");
                     self.send(conn, last, reply_frame(xid, 0, e.code(), no_body), started);
-                    self.close(conn, last, format!("authentication failed for scheme {}", a.scheme));
+                    self.close(
+                        conn,
+                        last,
+                        format!("authentication failed for scheme {}", a.scheme),
+                    );
                 }
             },
             Request::CloseSession => {
@@ -682,8 +918,11 @@ impl Processor {
                 self.close(conn, zxid, "session closed by the client".into());
             }
             Request::Unknown(code) => {
+                // ZooKeeper replies with zxid -1 and then closes the connection; we keep it
+                // open, so a client probing for newer operations can carry on.
                 tracing::debug!(conn, op = code, "unknown opcode");
-                self.send(conn, last, reply_frame(xid, last, ErrorCode::Unimplemented.code(), no_body), started);
+                let frame = reply_frame(xid, -1, ErrorCode::Unimplemented.code(), no_body);
+                self.send(conn, last, frame, started);
             }
         }
     }
@@ -721,8 +960,18 @@ impl Processor {
             node_count: self.state.tree.node_count(),
             data_size: self.state.tree.approximate_data_size(),
             ephemerals: self.state.tree.ephemeral_count(),
-            ephemeral_list: self.state.tree.ephemeral_sessions().map(|(s, p)| (*s, p.iter().cloned().collect())).collect(),
-            sessions: self.state.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect(),
+            ephemeral_list: self
+                .state
+                .tree
+                .ephemeral_sessions()
+                .map(|(s, p)| (*s, p.iter().cloned().collect()))
+                .collect(),
+            sessions: self
+                .state
+                .sessions
+                .iter()
+                .map(|s| (s.id, s.timeout_ms))
+                .collect(),
             watch_count: self.watches.count(),
             watches_by_conn: self.watches.paths_by_conn(),
             conns: self
@@ -751,7 +1000,12 @@ impl Processor {
 /// A watch notification frame: xid -1, zxid -1, as ZooKeeper 3.8 sends it.
 fn notification(event_type: i32, path: &str) -> Bytes {
     reply_frame(xid::NOTIFICATION, -1, 0, |b| {
-        WatcherEvent { event_type, state: kstate::SYNC_CONNECTED, path: path.to_owned() }.write(b)
+        WatcherEvent {
+            event_type,
+            state: kstate::SYNC_CONNECTED,
+            path: path.to_owned(),
+        }
+        .write(b)
     })
 }
 

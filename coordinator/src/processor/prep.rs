@@ -20,7 +20,11 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub enum WriteOp {
     /// `op` is create, create2, createContainer or createTTL.
-    Create { op: i32, req: CreateRequest, ttl: i64 },
+    Create {
+        op: i32,
+        req: CreateRequest,
+        ttl: i64,
+    },
     Delete(DeleteRequest),
     SetData(SetDataRequest),
     SetAcl(SetAclRequest),
@@ -60,7 +64,10 @@ pub struct Overlay<'a> {
 
 impl<'a> Overlay<'a> {
     pub fn new(tree: &'a DataTree) -> Overlay<'a> {
-        Overlay { tree, changes: HashMap::new() }
+        Overlay {
+            tree,
+            changes: HashMap::new(),
+        }
     }
 
     fn get(&self, path: &str) -> Option<PrepNode> {
@@ -99,7 +106,9 @@ fn check_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
 /// The parent of a path for create/delete: everything before the last `/`, with ZooKeeper's
 /// checks (a slash must exist, no NUL).
 fn parent_for(path: &str) -> Result<&str, ErrorCode> {
-    let Some(i) = path.rfind('/') else { return Err(ErrorCode::BadArguments) };
+    let Some(i) = path.rfind('/') else {
+        return Err(ErrorCode::BadArguments);
+    };
     if path.contains('\0') {
         return Err(ErrorCode::BadArguments);
     }
@@ -107,13 +116,20 @@ fn parent_for(path: &str) -> Result<&str, ErrorCode> {
 }
 
 fn is_special(path: &str) -> bool {
-    matches!(path, "/" | "/zookeeper" | "/zookeeper/quota" | "/zookeeper/config")
+    matches!(
+        path,
+        "/" | "/zookeeper" | "/zookeeper/quota" | "/zookeeper/config"
+    )
 }
 
 /// Validates one write op and records its effect in the overlay.
 pub fn prep(ov: &mut Overlay<'_>, ctx: Ctx<'_>, w: &WriteOp) -> Result<Txn, ErrorCode> {
     match w {
-        WriteOp::Create { op: code, req, ttl: _ } => {
+        WriteOp::Create {
+            op: code,
+            req,
+            ttl: _,
+        } => {
             let mode = CreateMode::from_flags(req.flags).ok_or(ErrorCode::BadArguments)?;
             if mode.is_ttl() || *code == op::CREATE_TTL {
                 // TTL nodes are off, as in a default ZooKeeper (extendedTypesEnabled=false).
@@ -139,7 +155,7 @@ pub fn prep(ov: &mut Overlay<'_>, ctx: Ctx<'_>, w: &WriteOp) -> Result<Txn, Erro
             if parent.owner != 0 && parent.owner != CONTAINER_OWNER {
                 return Err(ErrorCode::NoChildrenForEphemerals);
             }
-            let owner = if *code == op::CREATE_CONTAINER {
+            let owner = if *code == op::CREATE_CONTAINER || mode == CreateMode::Container {
                 CONTAINER_OWNER
             } else if mode.is_ephemeral() {
                 ctx.session
@@ -152,9 +168,21 @@ pub fn prep(ov: &mut Overlay<'_>, ctx: Ctx<'_>, w: &WriteOp) -> Result<Txn, Erro
             ov.changes.insert(parent_path, Some(p));
             ov.changes.insert(
                 path.clone(),
-                Some(PrepNode { version: 0, aversion: 0, cversion: 0, children: 0, owner, acl: Arc::new(acl.clone()) }),
+                Some(PrepNode {
+                    version: 0,
+                    aversion: 0,
+                    cversion: 0,
+                    children: 0,
+                    owner,
+                    acl: Arc::new(acl.clone()),
+                }),
             );
-            Ok(Txn::Create { path, data: req.data.clone(), acl: acl_to_rec(&acl), owner })
+            Ok(Txn::Create {
+                path,
+                data: req.data.clone(),
+                acl: acl_to_rec(&acl),
+                owner,
+            })
         }
         WriteOp::Delete(req) => {
             let parent_path = parent_for(&req.path)?;
@@ -173,7 +201,9 @@ pub fn prep(ov: &mut Overlay<'_>, ctx: Ctx<'_>, w: &WriteOp) -> Result<Txn, Erro
             p.children -= 1;
             ov.changes.insert(parent_path, Some(p));
             ov.changes.insert(req.path.clone(), None);
-            Ok(Txn::Delete { path: req.path.clone() })
+            Ok(Txn::Delete {
+                path: req.path.clone(),
+            })
         }
         WriteOp::SetData(req) => {
             if !validate_path(&req.path) {
@@ -183,7 +213,10 @@ pub fn prep(ov: &mut Overlay<'_>, ctx: Ctx<'_>, w: &WriteOp) -> Result<Txn, Erro
             acl::check(&node.acl, perms::WRITE, ctx.ids)?;
             node.version = check_version(node.version, req.version)?;
             ov.changes.insert(req.path.clone(), Some(node));
-            Ok(Txn::SetData { path: req.path.clone(), data: req.data.clone() })
+            Ok(Txn::SetData {
+                path: req.path.clone(),
+                data: req.data.clone(),
+            })
         }
         WriteOp::SetAcl(req) => {
             if !validate_path(&req.path) {
@@ -195,7 +228,10 @@ pub fn prep(ov: &mut Overlay<'_>, ctx: Ctx<'_>, w: &WriteOp) -> Result<Txn, Erro
             node.aversion = check_version(node.aversion, req.version)?;
             node.acl = Arc::new(acl.clone());
             ov.changes.insert(req.path.clone(), Some(node));
-            Ok(Txn::SetAcl { path: req.path.clone(), acl: acl_to_rec(&acl) })
+            Ok(Txn::SetAcl {
+                path: req.path.clone(),
+                acl: acl_to_rec(&acl),
+            })
         }
         WriteOp::Check(req) => {
             if !validate_path(&req.path) {
@@ -204,7 +240,9 @@ pub fn prep(ov: &mut Overlay<'_>, ctx: Ctx<'_>, w: &WriteOp) -> Result<Txn, Erro
             let node = ov.record(&req.path)?;
             acl::check(&node.acl, perms::READ, ctx.ids)?;
             check_version(node.version, req.version)?;
-            Ok(Txn::Check { path: req.path.clone() })
+            Ok(Txn::Check {
+                path: req.path.clone(),
+            })
         }
     }
 }
@@ -231,33 +269,63 @@ pub fn prep_multi(tree: &DataTree, ctx: Ctx<'_>, ops: &[WriteOp]) -> Txn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     fn create(path: &str, flags: i32) -> WriteOp {
         WriteOp::Create {
             op: op::CREATE,
-            req: CreateRequest { path: path.into(), data: Bytes::new(), acl: Acl::open_unsafe(), flags },
+            req: CreateRequest {
+                path: path.into(),
+                data: None,
+                acl: Acl::open_unsafe(),
+                flags,
+            },
             ttl: 0,
         }
     }
 
     fn ctx() -> Ctx<'static> {
-        Ctx { session: 5, ids: &[] }
+        Ctx {
+            session: 5,
+            ids: &[],
+        }
     }
 
     #[test]
     fn create_errors_follow_zookeeper_order() {
         let t = DataTree::new();
         let mut ov = Overlay::new(&t);
-        assert_eq!(prep(&mut ov, ctx(), &create("/a/b", 0)), Err(ErrorCode::NoNode));
-        assert_eq!(prep(&mut ov, ctx(), &create("a", 0)), Err(ErrorCode::BadArguments));
-        assert_eq!(prep(&mut ov, ctx(), &create("/a/", 0)), Err(ErrorCode::NoNode));
-        assert_eq!(prep(&mut ov, ctx(), &create("/zookeeper", 0)), Err(ErrorCode::NodeExists));
-        assert_eq!(prep(&mut ov, ctx(), &create("/x", 9)), Err(ErrorCode::BadArguments));
-        assert_eq!(prep(&mut ov, ctx(), &create("/x", 5)), Err(ErrorCode::Unimplemented));
+        assert_eq!(
+            prep(&mut ov, ctx(), &create("/a/b", 0)),
+            Err(ErrorCode::NoNode)
+        );
+        assert_eq!(
+            prep(&mut ov, ctx(), &create("a", 0)),
+            Err(ErrorCode::BadArguments)
+        );
+        assert_eq!(
+            prep(&mut ov, ctx(), &create("/a/", 0)),
+            Err(ErrorCode::NoNode)
+        );
+        assert_eq!(
+            prep(&mut ov, ctx(), &create("/zookeeper", 0)),
+            Err(ErrorCode::NodeExists)
+        );
+        assert_eq!(
+            prep(&mut ov, ctx(), &create("/x", 9)),
+            Err(ErrorCode::BadArguments)
+        );
+        assert_eq!(
+            prep(&mut ov, ctx(), &create("/x", 5)),
+            Err(ErrorCode::Unimplemented)
+        );
         let bad_acl = WriteOp::Create {
             op: op::CREATE,
-            req: CreateRequest { path: "/a/b".into(), data: Bytes::new(), acl: vec![], flags: 0 },
+            req: CreateRequest {
+                path: "/a/b".into(),
+                data: None,
+                acl: vec![],
+                flags: 0,
+            },
             ttl: 0,
         };
         assert_eq!(prep(&mut ov, ctx(), &bad_acl), Err(ErrorCode::InvalidAcl));
@@ -267,17 +335,28 @@ mod tests {
     fn sequential_names_use_the_parent_counter() {
         let t = DataTree::new();
         let mut ov = Overlay::new(&t);
-        let Txn::Create { path, .. } = prep(&mut ov, ctx(), &create("/q-", 2)).unwrap() else { panic!() };
+        let Txn::Create { path, .. } = prep(&mut ov, ctx(), &create("/q-", 2)).unwrap() else {
+            panic!()
+        };
         assert_eq!(path, "/q-0000000000");
-        let Txn::Create { path, .. } = prep(&mut ov, ctx(), &create("/q-", 2)).unwrap() else { panic!() };
+        let Txn::Create { path, .. } = prep(&mut ov, ctx(), &create("/q-", 2)).unwrap() else {
+            panic!()
+        };
         assert_eq!(path, "/q-0000000001");
     }
 
     #[test]
     fn ephemeral_parents_refuse_children_within_a_multi() {
         let t = DataTree::new();
-        let txn = prep_multi(&t, ctx(), &[create("/e", 1), create("/e/c", 0), create("/z", 0)]);
-        assert_eq!(txn, Txn::MultiFailed(vec![0, ErrorCode::NoChildrenForEphemerals.code(), -2]));
+        let txn = prep_multi(
+            &t,
+            ctx(),
+            &[create("/e", 1), create("/e/c", 0), create("/z", 0)],
+        );
+        assert_eq!(
+            txn,
+            Txn::MultiFailed(vec![0, ErrorCode::NoChildrenForEphemerals.code(), -2])
+        );
         let txn = prep_multi(&t, ctx(), &[create("/p", 0), create("/p/c", 0)]);
         assert!(matches!(txn, Txn::Multi(ref v) if v.len() == 2));
     }
@@ -286,14 +365,31 @@ mod tests {
     fn delete_checks_version_and_children() {
         let mut t = DataTree::new();
         let acl = t.intern_acl(Acl::open_unsafe());
-        t.create("/a", Bytes::new(), acl.clone(), 0, 1, 0);
-        t.create("/a/b", Bytes::new(), acl, 0, 2, 0);
-        let del = |p: &str, v: i32| WriteOp::Delete(DeleteRequest { path: p.into(), version: v });
+        t.create("/a", None, acl.clone(), 0, 1, 0);
+        t.create("/a/b", None, acl, 0, 2, 0);
+        let del = |p: &str, v: i32| {
+            WriteOp::Delete(DeleteRequest {
+                path: p.into(),
+                version: v,
+            })
+        };
         let mut ov = Overlay::new(&t);
-        assert_eq!(prep(&mut ov, ctx(), &del("/a", -1)), Err(ErrorCode::NotEmpty));
-        assert_eq!(prep(&mut ov, ctx(), &del("/a/b", 3)), Err(ErrorCode::BadVersion));
-        assert_eq!(prep(&mut ov, ctx(), &del("/zookeeper", -1)), Err(ErrorCode::BadArguments));
-        assert_eq!(prep(&mut ov, ctx(), &del("/nope", -1)), Err(ErrorCode::NoNode));
+        assert_eq!(
+            prep(&mut ov, ctx(), &del("/a", -1)),
+            Err(ErrorCode::NotEmpty)
+        );
+        assert_eq!(
+            prep(&mut ov, ctx(), &del("/a/b", 3)),
+            Err(ErrorCode::BadVersion)
+        );
+        assert_eq!(
+            prep(&mut ov, ctx(), &del("/zookeeper", -1)),
+            Err(ErrorCode::BadArguments)
+        );
+        assert_eq!(
+            prep(&mut ov, ctx(), &del("/nope", -1)),
+            Err(ErrorCode::NoNode)
+        );
         assert!(prep(&mut ov, ctx(), &del("/a/b", 0)).is_ok());
         // Within the same overlay, /a is now empty.
         assert!(prep(&mut ov, ctx(), &del("/a", -1)).is_ok());
@@ -303,10 +399,27 @@ mod tests {
     fn set_data_versions_advance_within_a_multi() {
         let mut t = DataTree::new();
         let acl = t.intern_acl(Acl::open_unsafe());
-        t.create("/a", Bytes::new(), acl, 0, 1, 0);
-        let set = |v: i32| WriteOp::SetData(SetDataRequest { path: "/a".into(), data: Bytes::new(), version: v });
-        let check = |v: i32| WriteOp::Check(CheckVersionRequest { path: "/a".into(), version: v });
-        assert!(matches!(prep_multi(&t, ctx(), &[set(0), set(1), check(2)]), Txn::Multi(_)));
-        assert_eq!(prep_multi(&t, ctx(), &[set(0), check(0)]), Txn::MultiFailed(vec![0, -103]));
+        t.create("/a", None, acl, 0, 1, 0);
+        let set = |v: i32| {
+            WriteOp::SetData(SetDataRequest {
+                path: "/a".into(),
+                data: None,
+                version: v,
+            })
+        };
+        let check = |v: i32| {
+            WriteOp::Check(CheckVersionRequest {
+                path: "/a".into(),
+                version: v,
+            })
+        };
+        assert!(matches!(
+            prep_multi(&t, ctx(), &[set(0), set(1), check(2)]),
+            Txn::Multi(_)
+        ));
+        assert_eq!(
+            prep_multi(&t, ctx(), &[set(0), check(0)]),
+            Txn::MultiFailed(vec![0, -103])
+        );
     }
 }

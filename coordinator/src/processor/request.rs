@@ -6,9 +6,9 @@
 
 use super::prep::WriteOp;
 use fjord_shared::jute::{
-    op, AddWatchRequest, AuthPacket, CheckVersionRequest, CreateRequest, CreateTtlRequest, DeleteRequest,
-    JuteError, MultiHeader, PathRequest, PathWatchRequest, Reader, Record, RemoveWatchesRequest, SetAclRequest,
-    SetDataRequest, SetWatches, SetWatches2,
+    op, AddWatchRequest, AuthPacket, CheckVersionRequest, CreateRequest, CreateTtlRequest,
+    DeleteRequest, JuteError, MultiHeader, PathRequest, PathWatchRequest, Reader, Record,
+    RemoveWatchesRequest, SetAclRequest, SetDataRequest, SetWatches, SetWatches2,
 };
 
 /// A read inside a multiRead.
@@ -34,7 +34,10 @@ pub enum Request {
     SetWatches(SetWatches2),
     AddWatch(AddWatchRequest),
     /// removeWatches, or checkWatches when `remove` is false.
-    RemoveWatches { req: RemoveWatchesRequest, remove: bool },
+    RemoveWatches {
+        req: RemoveWatchesRequest,
+        remove: bool,
+    },
     GetEphemerals(PathRequest),
     GetAllChildrenNumber(PathRequest),
     WhoAmI,
@@ -48,11 +51,20 @@ fn create(op_code: i32, r: &mut Reader<'_>) -> Result<WriteOp, JuteError> {
         let t = CreateTtlRequest::read(r)?;
         return Ok(WriteOp::Create {
             op: op_code,
-            req: CreateRequest { path: t.path, data: t.data, acl: t.acl, flags: t.flags },
+            req: CreateRequest {
+                path: t.path,
+                data: t.data,
+                acl: t.acl,
+                flags: t.flags,
+            },
             ttl: t.ttl,
         });
     }
-    Ok(WriteOp::Create { op: op_code, req: CreateRequest::read(r)?, ttl: 0 })
+    Ok(WriteOp::Create {
+        op: op_code,
+        req: CreateRequest::read(r)?,
+        ttl: 0,
+    })
 }
 
 fn write_op(op_code: i32, r: &mut Reader<'_>) -> Result<Option<WriteOp>, JuteError> {
@@ -65,16 +77,36 @@ fn write_op(op_code: i32, r: &mut Reader<'_>) -> Result<Option<WriteOp>, JuteErr
     }))
 }
 
+/// Whether an opcode is a write, which consumes a zxid even when it fails.
+pub fn is_write(op_code: i32) -> bool {
+    matches!(
+        op_code,
+        op::CREATE
+            | op::CREATE2
+            | op::CREATE_CONTAINER
+            | op::CREATE_TTL
+            | op::DELETE
+            | op::SET_DATA
+            | op::SET_ACL
+            | op::CHECK
+            | op::MULTI
+    )
+}
+
 /// Decodes the body of a request with opcode `op_code`.
 pub fn decode(op_code: i32, body: &[u8]) -> Result<Request, JuteError> {
     let mut r = Reader::new(body);
     let req = match op_code {
-        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL | op::DELETE | op::SET_DATA | op::CHECK => {
-            match write_op(op_code, &mut r)? {
-                Some(w) => Request::Write(w),
-                None => Request::Unknown(op_code),
-            }
-        }
+        op::CREATE
+        | op::CREATE2
+        | op::CREATE_CONTAINER
+        | op::CREATE_TTL
+        | op::DELETE
+        | op::SET_DATA
+        | op::CHECK => match write_op(op_code, &mut r)? {
+            Some(w) => Request::Write(w),
+            None => Request::Unknown(op_code),
+        },
         op::SET_ACL => Request::Write(WriteOp::SetAcl(SetAclRequest::read(&mut r)?)),
         op::MULTI => {
             let mut ops = Vec::new();
@@ -85,7 +117,12 @@ pub fn decode(op_code: i32, body: &[u8]) -> Result<Request, JuteError> {
                 }
                 match write_op(h.op, &mut r)? {
                     Some(w) => ops.push(w),
-                    None => return Err(JuteError::UnknownValue { what: "multi op", value: h.op }),
+                    None => {
+                        return Err(JuteError::UnknownValue {
+                            what: "multi op",
+                            value: h.op,
+                        })
+                    }
                 }
             }
             Request::Multi(ops)
@@ -101,7 +138,12 @@ pub fn decode(op_code: i32, body: &[u8]) -> Result<Request, JuteError> {
                 ops.push(match h.op {
                     op::GET_CHILDREN => ReadOp::GetChildren(p.path),
                     op::GET_DATA => ReadOp::GetData(p.path),
-                    other => return Err(JuteError::UnknownValue { what: "multiRead op", value: other }),
+                    other => {
+                        return Err(JuteError::UnknownValue {
+                            what: "multiRead op",
+                            value: other,
+                        })
+                    }
                 });
             }
             Request::MultiRead(ops)
@@ -126,8 +168,14 @@ pub fn decode(op_code: i32, body: &[u8]) -> Result<Request, JuteError> {
         }
         op::SET_WATCHES2 => Request::SetWatches(SetWatches2::read(&mut r)?),
         op::ADD_WATCH => Request::AddWatch(AddWatchRequest::read(&mut r)?),
-        op::REMOVE_WATCHES => Request::RemoveWatches { req: RemoveWatchesRequest::read(&mut r)?, remove: true },
-        op::CHECK_WATCHES => Request::RemoveWatches { req: RemoveWatchesRequest::read(&mut r)?, remove: false },
+        op::REMOVE_WATCHES => Request::RemoveWatches {
+            req: RemoveWatchesRequest::read(&mut r)?,
+            remove: true,
+        },
+        op::CHECK_WATCHES => Request::RemoveWatches {
+            req: RemoveWatchesRequest::read(&mut r)?,
+            remove: false,
+        },
         op::GET_EPHEMERALS => Request::GetEphemerals(PathRequest::read(&mut r)?),
         op::GET_ALL_CHILDREN_NUMBER => Request::GetAllChildrenNumber(PathRequest::read(&mut r)?),
         op::WHO_AM_I => Request::WhoAmI,
@@ -149,12 +197,39 @@ mod tests {
     #[test]
     fn multi_decodes_until_the_done_header() {
         let mut b = BytesMut::new();
-        MultiHeader { op: op::CREATE, done: false, err: -1 }.write(&mut b);
-        CreateRequest { path: "/a".into(), data: Default::default(), acl: Acl::open_unsafe(), flags: 0 }.write(&mut b);
-        MultiHeader { op: op::CHECK, done: false, err: -1 }.write(&mut b);
-        CheckVersionRequest { path: "/a".into(), version: 0 }.write(&mut b);
-        MultiHeader { op: -1, done: true, err: -1 }.write(&mut b);
-        let Request::Multi(ops) = decode(op::MULTI, &b).unwrap() else { panic!("not a multi") };
+        MultiHeader {
+            op: op::CREATE,
+            done: false,
+            err: -1,
+        }
+        .write(&mut b);
+        CreateRequest {
+            path: "/a".into(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            flags: 0,
+        }
+        .write(&mut b);
+        MultiHeader {
+            op: op::CHECK,
+            done: false,
+            err: -1,
+        }
+        .write(&mut b);
+        CheckVersionRequest {
+            path: "/a".into(),
+            version: 0,
+        }
+        .write(&mut b);
+        MultiHeader {
+            op: -1,
+            done: true,
+            err: -1,
+        }
+        .write(&mut b);
+        let Request::Multi(ops) = decode(op::MULTI, &b).unwrap() else {
+            panic!("not a multi")
+        };
         assert_eq!(ops.len(), 2);
         // A truncated multi is an error, not a panic.
         for cut in 0..b.len() {
@@ -162,7 +237,12 @@ mod tests {
         }
         // An op that cannot be in a multi is an error.
         let mut bad = BytesMut::new();
-        MultiHeader { op: op::GET_DATA, done: false, err: -1 }.write(&mut bad);
+        MultiHeader {
+            op: op::GET_DATA,
+            done: false,
+            err: -1,
+        }
+        .write(&mut bad);
         assert!(decode(op::MULTI, &bad).is_err());
     }
 

@@ -218,7 +218,7 @@ impl Client {
         validate_path(path, mode.is_sequential())?;
         let req = CreateTtlRequest {
             path: self.shared.chroot.to_server(path),
-            data: data.into(),
+            data: Some(data.into()),
             acl: acl.to_vec(),
             flags: mode.flags(),
             ttl: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
@@ -243,7 +243,7 @@ impl Client {
         }
         Ok(CreateRequest {
             path: self.shared.chroot.to_server(path),
-            data: data.into(),
+            data: Some(data.into()),
             acl: acl.to_vec(),
             flags: mode.flags(),
         })
@@ -276,7 +276,7 @@ impl Client {
         let intent = watch.then(|| WatchIntent::Data(path.to_owned()));
         let reply = self.path_watch(op::GET_DATA, path, watch, intent).await?;
         let resp: GetDataResponse = decode_ok(&reply)?;
-        Ok((resp.data, resp.stat))
+        Ok((resp.data.unwrap_or_default(), resp.stat))
     }
 
     /// Replaces the node's data if its version matches (`None`: any); returns the new stat.
@@ -289,7 +289,7 @@ impl Client {
         validate_path(path, false)?;
         let req = SetDataRequest {
             path: self.shared.chroot.to_server(path),
-            data: data.into(),
+            data: Some(data.into()),
             version: version_or_any(version),
         };
         let reply = self.call(op::SET_DATA, req.to_bytes(), None).await?;

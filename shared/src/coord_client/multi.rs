@@ -132,7 +132,7 @@ pub(crate) fn encode(ops: &[Op], chroot: &Chroot, out: &mut BytesMut) -> Result<
                 header(code).write(out);
                 CreateRequest {
                     path: chroot.to_server(path),
-                    data: data.clone(),
+                    data: Some(data.clone()),
                     acl: acl.clone(),
                     flags: mode.flags(),
                 }
@@ -156,7 +156,7 @@ pub(crate) fn encode(ops: &[Op], chroot: &Chroot, out: &mut BytesMut) -> Result<
                 header(op::SET_DATA).write(out);
                 SetDataRequest {
                     path: chroot.to_server(path),
-                    data: data.clone(),
+                    data: Some(data.clone()),
                     version: version_or_any(*version),
                 }
                 .write(out);
@@ -282,7 +282,7 @@ mod tests {
         .write(&mut want);
         CreateRequest {
             path: "/r/a".into(),
-            data: Bytes::from_static(b"x"),
+            data: Some(Bytes::from_static(b"x")),
             acl: Acl::open_unsafe(),
             flags: 0,
         }
@@ -306,7 +306,7 @@ mod tests {
         .write(&mut want);
         SetDataRequest {
             path: "/r/c".into(),
-            data: Bytes::from_static(b"y"),
+            data: Some(Bytes::from_static(b"y")),
             version: -1,
         }
         .write(&mut want);

@@ -185,7 +185,7 @@ async fn pipelines_delivers_events_and_resumes_the_session_after_a_lost_connecti
             }
         );
         let data = GetDataResponse {
-            data: Bytes::from_static(b"hello"),
+            data: Some(Bytes::from_static(b"hello")),
             stat: stat(1),
         };
         c1.reply(seen[0].0.xid, 10, 0, &data.to_bytes()).await;

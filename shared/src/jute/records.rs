@@ -273,13 +273,13 @@ impl Acl {
 }
 
 record! {
-    pub struct CreateRequest { pub path: String, pub data: Bytes, pub acl: Vec<Acl>, pub flags: i32 }
+    pub struct CreateRequest { pub path: String, pub data: Option<Bytes>, pub acl: Vec<Acl>, pub flags: i32 }
 }
 
 record! {
     pub struct CreateTtlRequest {
         pub path: String,
-        pub data: Bytes,
+        pub data: Option<Bytes>,
         pub acl: Vec<Acl>,
         pub flags: i32,
         pub ttl: i64,
@@ -314,11 +314,12 @@ record! {
 }
 
 record! {
-    pub struct GetDataResponse { pub data: Bytes, pub stat: Stat }
+    /// `data` is `None` for a node created or set with null data (ZooKeeper keeps the two apart).
+    pub struct GetDataResponse { pub data: Option<Bytes>, pub stat: Stat }
 }
 
 record! {
-    pub struct SetDataRequest { pub path: String, pub data: Bytes, pub version: i32 }
+    pub struct SetDataRequest { pub path: String, pub data: Option<Bytes>, pub version: i32 }
 }
 
 record! {
@@ -424,7 +425,7 @@ mod tests {
     fn records_round_trip() {
         round_trip(CreateRequest {
             path: "/a/b".into(),
-            data: Bytes::from_static(b"xyz"),
+            data: Some(Bytes::from_static(b"xyz")),
             acl: Acl::open_unsafe(),
             flags: 3,
         });
