@@ -1,5 +1,19 @@
-//! The Fjord broker library (the Kafka side lands in a later change) and the `fjord` CLI.
+//! `fjord-broker`: a Kafka-protocol broker, plus the `fjord` CLI.
+//!
+//! - [`server`]: the Kafka network layer; [`handler`]: one file per API.
+//! - [`cluster`]: membership, metadata and the controller, through the coordinator.
+//! - [`replica`]: partitions this broker hosts (leader role, producer state).
+//! - [`log`]: the on-disk partition log.
+//! - [`client`] and [`cli`]: the `fjord` tool.
 
-// Tests may unwrap: a panic there is a failed assertion with its reason.
-
+pub mod broker;
 pub mod cli;
+pub mod client;
+pub mod cluster;
+pub mod config;
+pub mod handler;
+pub mod log;
+pub mod producer_ids;
+pub mod replica;
+pub mod run;
+pub mod server;

@@ -7,6 +7,7 @@
 
 // Tests may unwrap: a panic there is a failed assertion with its reason.
 
+pub mod cluster;
 pub mod coord_client;
 pub mod fs;
 pub mod jute;

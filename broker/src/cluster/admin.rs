@@ -1,0 +1,401 @@
+//! Topic administration as written to the coordinator: create (with Kafka's replica
+//! assignment), mark for deletion, add partitions, change configs. Any broker may do
+//! these; the controller then creates partition states or carries out deletions.
+
+use super::view::read;
+use super::{random_uuid, uuid_text, Cluster};
+use fjord_shared::cluster::{self, TopicAssignment, TopicConfig};
+use fjord_shared::coord_client::{Error as CoordError, MultiError, Op};
+use fjord_shared::jute::{Acl, CreateMode, ErrorCode};
+use kafka_protocol::ResponseError;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// An admin request that failed, with the Kafka error to report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct AdminError {
+    pub code: ResponseError,
+    pub message: String,
+}
+
+impl AdminError {
+    pub fn new(code: ResponseError, message: impl Into<String>) -> AdminError {
+        AdminError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<CoordError> for AdminError {
+    fn from(e: CoordError) -> AdminError {
+        AdminError::new(
+            ResponseError::UnknownServerError,
+            format!("coordinator: {e}"),
+        )
+    }
+}
+
+/// The topic configs we know, with how to check a value.
+pub const TOPIC_CONFIGS: &[&str] = &[
+    "retention.ms",
+    "retention.bytes",
+    "segment.bytes",
+    "segment.ms",
+    "max.message.bytes",
+    "cleanup.policy",
+    "min.insync.replicas",
+    "unclean.leader.election.enable",
+    "compression.type",
+    "message.timestamp.type",
+];
+
+/// Checks one topic config; the error is the message for INVALID_CONFIG.
+pub fn validate_config(key: &str, value: &str) -> Result<(), String> {
+    let long = |min: i64| match value.parse::<i64>() {
+        Ok(v) if v >= min => Ok(()),
+        _ => Err(format!("{key} must be an integer >= {min}, not {value:?}")),
+    };
+    match key {
+        "retention.ms" | "retention.bytes" => long(-1),
+        "segment.bytes" => long(14),
+        "segment.ms" | "min.insync.replicas" => long(1),
+        "max.message.bytes" => long(0),
+        "cleanup.policy" => match value {
+            "delete" | "compact" | "compact,delete" | "delete,compact" => Ok(()),
+            _ => Err(format!(
+                "cleanup.policy must be delete, compact or both, not {value:?}"
+            )),
+        },
+        "unclean.leader.election.enable" => match value {
+            "true" | "false" => Ok(()),
+            _ => Err(format!("{key} must be true or false")),
+        },
+        "compression.type" => match value {
+            "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
+            _ => Err(format!("unknown compression.type {value:?}")),
+        },
+        "message.timestamp.type" => match value {
+            "CreateTime" | "LogAppendTime" => Ok(()),
+            _ => Err("message.timestamp.type must be CreateTime or LogAppendTime".to_owned()),
+        },
+        _ => Err(format!("unknown topic config {key:?}")),
+    }
+}
+
+fn random_u32() -> u32 {
+    let b = random_uuid();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Kafka's rack-unaware replica assignment (`AdminUtils.assignReplicasToBrokers`): the
+/// first replicas go round-robin from a random start, and the followers are shifted so
+/// that leadership and load spread evenly.
+pub fn assign_replicas(
+    brokers: &[i32],
+    partitions: i32,
+    rf: usize,
+    start: u32,
+    shift: u32,
+    first_partition: i32,
+) -> BTreeMap<i32, Vec<i32>> {
+    let n = brokers.len();
+    let mut out = BTreeMap::new();
+    if n == 0 {
+        return out;
+    }
+    let start = start as usize % n;
+    let mut next_shift = shift as usize % n;
+    for i in 0..partitions.max(0) as usize {
+        let pid = first_partition as usize + i;
+        if pid > 0 && pid.is_multiple_of(n) {
+            next_shift += 1;
+        }
+        let first = (pid + start) % n;
+        let mut replicas = vec![brokers[first]];
+        for j in 0..rf.saturating_sub(1) {
+            let s = 1 + (next_shift + j) % (n - 1).max(1);
+            replicas.push(brokers[(first + s) % n]);
+        }
+        out.insert(pid as i32, replicas);
+    }
+    out
+}
+
+/// Creates a topic. `rf` of -1 and `partitions` of -1 mean the broker defaults.
+pub async fn create_topic(
+    c: &Cluster,
+    name: &str,
+    partitions: i32,
+    rf: i16,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    if !cluster::valid_topic_name(name) {
+        return Err(AdminError::new(
+            ResponseError::InvalidTopicException,
+            format!("invalid topic name {name:?}"),
+        ));
+    }
+    let view = c.view();
+    if view.topics.contains_key(name) {
+        return Err(AdminError::new(
+            ResponseError::TopicAlreadyExists,
+            format!("topic {name} already exists"),
+        ));
+    }
+    if partitions <= 0 {
+        return Err(AdminError::new(
+            ResponseError::InvalidPartitions,
+            "the number of partitions must be positive",
+        ));
+    }
+    let brokers = view.live_brokers();
+    if rf <= 0 || rf as usize > brokers.len() {
+        return Err(AdminError::new(
+            ResponseError::InvalidReplicationFactor,
+            format!(
+                "replication factor {rf} is not between 1 and the {} live brokers",
+                brokers.len()
+            ),
+        ));
+    }
+    for (k, v) in &configs {
+        validate_config(k, v).map_err(|m| AdminError::new(ResponseError::InvalidConfig, m))?;
+    }
+    if validate_only {
+        return Ok(());
+    }
+    let assignment = assign_replicas(
+        &brokers,
+        partitions,
+        rf as usize,
+        random_u32(),
+        random_u32(),
+        0,
+    );
+    let topic = TopicAssignment::new(&assignment, uuid_text(&random_uuid()));
+    let config = TopicConfig {
+        version: 1,
+        config: configs,
+    };
+    let ops = vec![
+        Op::create(
+            cluster::topic_config_path(name),
+            serde_json::to_vec(&config).unwrap_or_default(),
+            &Acl::open_unsafe(),
+            CreateMode::Persistent,
+        ),
+        Op::create(
+            cluster::topic_path(name),
+            serde_json::to_vec(&topic).unwrap_or_default(),
+            &Acl::open_unsafe(),
+            CreateMode::Persistent,
+        ),
+    ];
+    match c.client().multi(ops).await {
+        Ok(_) => {
+            tracing::info!(
+                topic = name,
+                partitions,
+                replication_factor = rf,
+                "topic created"
+            );
+            Ok(())
+        }
+        Err(MultiError::Failed {
+            code: ErrorCode::NodeExists,
+            ..
+        }) => Err(AdminError::new(
+            ResponseError::TopicAlreadyExists,
+            format!("topic {name} already exists"),
+        )),
+        Err(MultiError::Failed { code, .. }) => Err(CoordError::Zk(code).into()),
+        Err(MultiError::Client(e)) => Err(e.into()),
+    }
+}
+
+/// Marks a topic for deletion; the controller removes it.
+pub async fn delete_topic(c: &Cluster, name: &str) -> Result<(), AdminError> {
+    if !c.view().topics.contains_key(name) {
+        return Err(AdminError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("no topic {name}"),
+        ));
+    }
+    match c
+        .client()
+        .create(
+            &cluster::delete_topic_path(name),
+            Vec::new(),
+            &Acl::open_unsafe(),
+            CreateMode::Persistent,
+        )
+        .await
+    {
+        Ok(_) | Err(CoordError::Zk(ErrorCode::NodeExists)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Grows a topic to `count` partitions.
+pub async fn create_partitions(
+    c: &Cluster,
+    name: &str,
+    count: i32,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    let client = c.client();
+    let path = cluster::topic_path(name);
+    let Some((data, version)) = read(&client, &path).await? else {
+        return Err(AdminError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("no topic {name}"),
+        ));
+    };
+    let mut topic: TopicAssignment = serde_json::from_slice(&data).map_err(|e| {
+        AdminError::new(
+            ResponseError::UnknownServerError,
+            format!("bad topic znode: {e}"),
+        )
+    })?;
+    let current = topic.by_partition();
+    let have = current.len() as i32;
+    if count <= have {
+        return Err(AdminError::new(
+            ResponseError::InvalidPartitions,
+            format!(
+                "topic {name} has {have} partitions; the new count must be larger, not {count}"
+            ),
+        ));
+    }
+    let rf = current.values().next().map_or(1, Vec::len);
+    let brokers = c.view().live_brokers();
+    if rf > brokers.len() {
+        return Err(AdminError::new(
+            ResponseError::InvalidReplicationFactor,
+            "not enough live brokers for the replication factor",
+        ));
+    }
+    if validate_only {
+        return Ok(());
+    }
+    for (p, r) in assign_replicas(&brokers, count - have, rf, random_u32(), random_u32(), have) {
+        topic.partitions.insert(p.to_string(), r);
+    }
+    match client
+        .set_data(
+            &path,
+            serde_json::to_vec(&topic).unwrap_or_default(),
+            Some(version),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(CoordError::Zk(ErrorCode::BadVersion)) => Err(AdminError::new(
+            ResponseError::ConcurrentTransactions,
+            "the topic changed meanwhile; retry",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Replaces a topic's config overrides with `config`.
+pub async fn set_topic_config(
+    c: &Cluster,
+    name: &str,
+    config: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    if !c.view().topics.contains_key(name) {
+        return Err(AdminError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("no topic {name}"),
+        ));
+    }
+    for (k, v) in &config {
+        validate_config(k, v).map_err(|m| AdminError::new(ResponseError::InvalidConfig, m))?;
+    }
+    if validate_only {
+        return Ok(());
+    }
+    let data = serde_json::to_vec(&TopicConfig { version: 1, config }).unwrap_or_default();
+    let client = c.client();
+    match client
+        .set_data(&cluster::topic_config_path(name), data.clone(), None)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(CoordError::Zk(ErrorCode::NoNode)) => {
+            client
+                .create(
+                    &cluster::topic_config_path(name),
+                    data,
+                    &Acl::open_unsafe(),
+                    CreateMode::Persistent,
+                )
+                .await?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Waits until every partition of each topic has a live leader in this broker's view, or
+/// the timeout passes. Returns whether they all did.
+pub async fn wait_ready(c: &Cluster, topics: &[String], timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut rx = c.subscribe();
+    loop {
+        {
+            let view = rx.borrow_and_update();
+            if topics.iter().all(|t| view.topic_ready(t)) {
+                return true;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero()
+            || tokio::time::timeout(left, rx.changed())
+                .await
+                .map(|r| r.is_err())
+                .unwrap_or(true)
+        {
+            return false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assignment_spreads_leaders_and_never_repeats_a_broker() {
+        let brokers = [1, 2, 3];
+        let a = assign_replicas(&brokers, 6, 3, 0, 0, 0);
+        assert_eq!(a.len(), 6);
+        for r in a.values() {
+            let mut s = r.clone();
+            s.sort();
+            s.dedup();
+            assert_eq!(s.len(), 3, "{r:?}");
+        }
+        let mut leaders: Vec<i32> = a.values().map(|r| r[0]).collect();
+        leaders.sort();
+        assert_eq!(leaders, vec![1, 1, 2, 2, 3, 3]);
+        let one = assign_replicas(&[7], 3, 1, 5, 9, 0);
+        assert!(one.values().all(|r| r == &vec![7]));
+        let more = assign_replicas(&brokers, 2, 2, 1, 1, 4);
+        assert_eq!(more.keys().copied().collect::<Vec<_>>(), vec![4, 5]);
+    }
+
+    #[test]
+    fn configs_are_checked() {
+        assert!(validate_config("retention.ms", "-1").is_ok());
+        assert!(validate_config("retention.ms", "soon").is_err());
+        assert!(validate_config("cleanup.policy", "compact").is_ok());
+        assert!(validate_config("segment.bytes", "10").is_err());
+        assert!(validate_config("no.such.thing", "1").is_err());
+    }
+}

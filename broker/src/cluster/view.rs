@@ -1,0 +1,219 @@
+//! The broker's view of the cluster, read from the coordinator and kept current by watches.
+//!
+//! One persistent recursive watch per subtree (`/brokers`, `/controller`, `/config/topics`,
+//! `/admin/delete_topics`) tells us of every change with no polling. An event names the
+//! znode that changed, and [`ClusterView::reload`] re-reads just that znode. The view is
+//! published as an immutable snapshot (`Arc<ClusterView>`) through a `watch` channel, so
+//! request handlers read it without locks and react to changes by waiting on the channel.
+
+use bytes::Bytes;
+use fjord_shared::cluster::{
+    self, BrokerRegistration, ClusterId, ControllerInfo, PartitionState, TopicAssignment,
+    TopicConfig,
+};
+use fjord_shared::coord_client::{Client, Error as CoordError};
+use fjord_shared::jute::ErrorCode;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One topic as the coordinator describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicView {
+    pub topic_id: String,
+    /// partition → replicas, preferred leader first.
+    pub assignment: BTreeMap<i32, Vec<i32>>,
+    /// partition → (state, znode version for conditional updates).
+    pub states: BTreeMap<i32, (PartitionState, i32)>,
+    /// Topic config overrides.
+    pub config: BTreeMap<String, String>,
+}
+
+/// The whole cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    pub cluster_id: String,
+    pub controller: Option<i32>,
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
+    pub topics: BTreeMap<String, TopicView>,
+    /// Topics marked for deletion.
+    pub deleting: BTreeSet<String>,
+    /// False until the first full load: an empty view must not be taken as "no topics".
+    pub loaded: bool,
+}
+
+/// Reads a znode's data; `None` if it does not exist.
+pub async fn read(client: &Client, path: &str) -> Result<Option<(Bytes, i32)>, CoordError> {
+    match client.get_data(path, false).await {
+        Ok((data, stat)) => Ok(Some((data, stat.version))),
+        Err(CoordError::Zk(ErrorCode::NoNode)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Children of a znode; empty if it does not exist.
+pub async fn children(client: &Client, path: &str) -> Result<Vec<String>, CoordError> {
+    match client.get_children(path, false).await {
+        Ok(c) => Ok(c),
+        Err(CoordError::Zk(ErrorCode::NoNode)) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &str, data: &[u8]) -> Option<T> {
+    match serde_json::from_slice(data) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(path, error = %e, "ignoring a znode whose JSON does not parse");
+            None
+        }
+    }
+}
+
+impl ClusterView {
+    /// Reads everything.
+    pub async fn load(client: &Client) -> Result<ClusterView, CoordError> {
+        let mut v = ClusterView::default();
+        v.reload(client, cluster::CLUSTER_ID).await?;
+        v.reload(client, cluster::CONTROLLER).await?;
+        for id in children(client, cluster::BROKER_IDS).await? {
+            v.reload(client, &format!("{}/{id}", cluster::BROKER_IDS))
+                .await?;
+        }
+        for t in children(client, cluster::TOPICS).await? {
+            v.reload_topic(client, &t).await?;
+        }
+        for t in children(client, cluster::DELETE_TOPICS).await? {
+            v.deleting.insert(t);
+        }
+        v.loaded = true;
+        Ok(v)
+    }
+
+    async fn reload_topic(&mut self, client: &Client, topic: &str) -> Result<(), CoordError> {
+        self.reload(client, &cluster::topic_path(topic)).await?;
+        if self.topics.contains_key(topic) {
+            self.reload(client, &cluster::topic_config_path(topic))
+                .await?;
+            for p in children(client, &cluster::partitions_path(topic)).await? {
+                if let Ok(p) = p.parse::<i32>() {
+                    self.reload(client, &cluster::partition_state_path(topic, p))
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-reads the znode at `path` (one named by a watch event) into the view.
+    pub async fn reload(&mut self, client: &Client, path: &str) -> Result<(), CoordError> {
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match parts.as_slice() {
+            ["cluster", "id"] => {
+                if let Some((d, _)) = read(client, path).await? {
+                    if let Some(c) = parse::<ClusterId>(path, &d) {
+                        self.cluster_id = c.id;
+                    }
+                }
+            }
+            ["controller"] => {
+                self.controller = match read(client, path).await? {
+                    Some((d, _)) => parse::<ControllerInfo>(path, &d).map(|c| c.brokerid),
+                    None => None,
+                };
+            }
+            ["brokers", "ids", id] => {
+                let Ok(id) = id.parse::<i32>() else {
+                    return Ok(());
+                };
+                match read(client, path).await? {
+                    Some((d, _)) => match parse::<BrokerRegistration>(path, &d) {
+                        Some(b) => {
+                            self.brokers.insert(id, b);
+                        }
+                        None => {
+                            self.brokers.remove(&id);
+                        }
+                    },
+                    None => {
+                        self.brokers.remove(&id);
+                    }
+                }
+            }
+            ["brokers", "topics", topic] => match read(client, path).await? {
+                Some((d, _)) => {
+                    if let Some(a) = parse::<TopicAssignment>(path, &d) {
+                        let is_new = !self.topics.contains_key(*topic);
+                        let t = self.topics.entry((*topic).to_owned()).or_default();
+                        t.topic_id = a.topic_id.clone().unwrap_or_default();
+                        t.assignment = a.by_partition();
+                        if is_new {
+                            // A topic seen for the first time: its states and config may
+                            // already exist (we joined late, or events raced).
+                            Box::pin(self.reload_topic(client, topic)).await?;
+                        }
+                    }
+                }
+                None => {
+                    self.topics.remove(*topic);
+                }
+            },
+            ["brokers", "topics", topic, "partitions", p, "state"] => {
+                let Ok(p) = p.parse::<i32>() else {
+                    return Ok(());
+                };
+                let state = read(client, path).await?;
+                if let Some(t) = self.topics.get_mut(*topic) {
+                    match state.and_then(|(d, v)| parse::<PartitionState>(path, &d).map(|s| (s, v)))
+                    {
+                        Some(s) => {
+                            t.states.insert(p, s);
+                        }
+                        None => {
+                            t.states.remove(&p);
+                        }
+                    }
+                }
+            }
+            ["config", "topics", topic] => {
+                let config = read(client, path).await?;
+                if let Some(t) = self.topics.get_mut(*topic) {
+                    t.config = config
+                        .and_then(|(d, _)| parse::<TopicConfig>(path, &d))
+                        .map(|c| c.config)
+                        .unwrap_or_default();
+                }
+            }
+            ["admin", "delete_topics", topic] => {
+                if read(client, path).await?.is_some() {
+                    self.deleting.insert((*topic).to_owned());
+                } else {
+                    self.deleting.remove(*topic);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Live brokers, sorted by id.
+    pub fn live_brokers(&self) -> Vec<i32> {
+        self.brokers.keys().copied().collect()
+    }
+
+    /// The leader of a partition, if it has one.
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
+        let (s, _) = self.topics.get(topic)?.states.get(&partition)?;
+        (s.leader >= 0).then_some(s.leader)
+    }
+
+    /// Whether every partition of `topic` has a live leader.
+    pub fn topic_ready(&self, topic: &str) -> bool {
+        self.topics.get(topic).is_some_and(|t| {
+            !t.assignment.is_empty()
+                && t.assignment.keys().all(|p| {
+                    t.states
+                        .get(p)
+                        .is_some_and(|(s, _)| s.leader >= 0 && self.brokers.contains_key(&s.leader))
+                })
+        })
+    }
+}

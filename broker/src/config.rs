@@ -1,0 +1,89 @@
+//! Broker configuration: command-line flags with `FJORD_*` environment fallbacks.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// fjord-broker: a Kafka-protocol broker. Unmodified Kafka clients produce to it and
+/// consume from it. Brokers register with a fjord-coordinator (or a ZooKeeper ensemble) and
+/// keep every partition in a durable segmented log.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "fjord-broker", version)]
+pub struct BrokerConfig {
+    /// This broker's id; unique in the cluster.
+    #[arg(long, env = "FJORD_BROKER_ID", value_parser = clap::value_parser!(i32).range(0..))]
+    pub id: i32,
+
+    /// Address to listen on for Kafka clients. Port 0 picks a free port; the chosen address
+    /// is printed as `listening on ADDR`.
+    #[arg(long, env = "FJORD_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+
+    /// Address clients are told to use (HOST:PORT). Defaults to the bound listen address.
+    #[arg(long, env = "FJORD_ADVERTISED")]
+    pub advertised: Option<String>,
+
+    /// The coordinator: HOST:PORT[,HOST:PORT..][/chroot].
+    #[arg(long, env = "FJORD_COORDINATOR", default_value = "127.0.0.1:2181")]
+    pub coordinator: String,
+
+    /// Directory for partition logs and checkpoints. Created if missing.
+    #[arg(long, env = "FJORD_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// Rack of this broker, used to spread replicas.
+    #[arg(long, env = "FJORD_RACK")]
+    pub rack: Option<String>,
+
+    /// Coordinator session timeout in ms. If the coordinator is unreachable for this long,
+    /// the broker stops accepting writes until it rejoins.
+    #[arg(long, env = "FJORD_SESSION_TIMEOUT_MS", default_value_t = 6000)]
+    pub session_timeout_ms: u64,
+
+    /// When to fsync partition logs: `always` (before acknowledging a produce), `interval`
+    /// (every --fsync-interval-ms) or `never` (leave it to the OS and rely on replication,
+    /// like Kafka's default).
+    #[arg(long, env = "FJORD_FSYNC", default_value = "never", value_parser = ["always", "interval", "never"])]
+    pub fsync: String,
+
+    /// Flush interval for `--fsync interval`, in ms.
+    #[arg(long, env = "FJORD_FSYNC_INTERVAL_MS", default_value_t = 1000)]
+    pub fsync_interval_ms: u64,
+
+    /// Create topics on first use by Metadata or Produce requests.
+    #[arg(long, env = "FJORD_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+
+    /// Partitions of an automatically created topic.
+    #[arg(long, env = "FJORD_NUM_PARTITIONS", default_value_t = 1)]
+    pub num_partitions: i32,
+
+    /// Replication factor of an automatically created topic (capped at the live brokers).
+    #[arg(long, env = "FJORD_DEFAULT_REPLICATION_FACTOR", default_value_t = 1)]
+    pub default_replication_factor: i16,
+
+    /// Largest request accepted (socket.request.max.bytes); larger frames close the
+    /// connection.
+    #[arg(long, env = "FJORD_MAX_REQUEST_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Default segment size (segment.bytes) for topics that do not set it.
+    #[arg(long, env = "FJORD_SEGMENT_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub segment_bytes: u64,
+
+    /// Default largest record batch (max.message.bytes).
+    #[arg(long, env = "FJORD_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024 + 12)]
+    pub max_message_bytes: usize,
+
+    /// Default retention in ms (retention.ms); -1 keeps data forever.
+    #[arg(long, env = "FJORD_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000)]
+    pub retention_ms: i64,
+
+    /// How often retention is enforced, in ms.
+    #[arg(long, env = "FJORD_RETENTION_CHECK_MS", default_value_t = 300_000)]
+    pub retention_check_ms: u64,
+
+    /// Most client connections at once.
+    #[arg(long, env = "FJORD_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+}

@@ -1,0 +1,238 @@
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topic configs (stored in
+//! `/config/topics/<t>`), plus a read-only view of broker configs.
+
+use super::Ctx;
+use crate::cluster::admin;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
+    AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use std::collections::BTreeMap;
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+/// Config sources (`DescribeConfigsResponse.ConfigSource`).
+const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const STATIC_BROKER_CONFIG: i8 = 4;
+const DEFAULT_CONFIG: i8 = 5;
+
+fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+fn config_type(key: &str) -> i8 {
+    // BOOLEAN 1, STRING 2, INT 3, LONG 5, LIST 7
+    match key {
+        "unclean.leader.election.enable" => 1,
+        "segment.bytes" | "max.message.bytes" | "min.insync.replicas" => 3,
+        "retention.ms" | "retention.bytes" | "segment.ms" => 5,
+        "cleanup.policy" => 7,
+        _ => 2,
+    }
+}
+
+pub async fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let broker = ctx.broker;
+    let view = broker.cluster.view();
+    let defaults = broker.default_topic_configs();
+    let mut results = Vec::new();
+    for r in req.resources {
+        let name = r.resource_name.as_str().to_owned();
+        let wanted = |k: &str| {
+            r.configuration_keys
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|x| x.as_str() == k))
+        };
+        let mut result = DescribeConfigsResult::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
+        let entries: Vec<(String, String, i8, bool)> = match r.resource_type {
+            TOPIC => match view.topics.get(&name) {
+                Some(t) => defaults
+                    .iter()
+                    .map(|(k, v)| match t.config.get(k) {
+                        Some(o) => (k.clone(), o.clone(), DYNAMIC_TOPIC_CONFIG, false),
+                        None => (k.clone(), v.clone(), DEFAULT_CONFIG, false),
+                    })
+                    .collect(),
+                None => {
+                    results.push(
+                        result
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_error_message(Some(s(format!("no topic {name}")))),
+                    );
+                    continue;
+                }
+            },
+            BROKER if name.is_empty() || name == broker.id.to_string() => broker
+                .broker_configs()
+                .into_iter()
+                .map(|(k, v)| (k, v, STATIC_BROKER_CONFIG, true))
+                .collect(),
+            _ => {
+                results.push(
+                    result
+                        .with_error_code(ResponseError::InvalidRequest.code())
+                        .with_error_message(Some(s(format!(
+                            "unsupported resource {}:{name}",
+                            r.resource_type
+                        )))),
+                );
+                continue;
+            }
+        };
+        let configs = entries
+            .into_iter()
+            .filter(|(k, ..)| wanted(k))
+            .map(|(k, v, source, read_only)| {
+                let mut c = DescribeConfigsResourceResult::default()
+                    .with_name(s(k.clone()))
+                    .with_value(Some(s(v)))
+                    .with_read_only(read_only)
+                    .with_config_source(source);
+                if ctx.version >= 3 {
+                    c = c.with_config_type(config_type(&k));
+                }
+                c
+            })
+            .collect();
+        result = result.with_configs(configs);
+        results.push(result);
+    }
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+/// Applies `changes` (value `None` deletes a key) to a topic's overrides.
+async fn change_topic(
+    ctx: &Ctx<'_>,
+    name: &str,
+    changes: Vec<(String, Option<String>, i8)>,
+    replace: bool,
+    validate_only: bool,
+) -> Result<(), admin::AdminError> {
+    let view = ctx.broker.cluster.view();
+    let Some(t) = view.topics.get(name) else {
+        return Err(admin::AdminError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("no topic {name}"),
+        ));
+    };
+    let mut config: BTreeMap<String, String> = if replace {
+        BTreeMap::new()
+    } else {
+        t.config.clone()
+    };
+    for (k, v, op) in changes {
+        match (op, v) {
+            // SET (and legacy AlterConfigs entries)
+            (0, Some(v)) => {
+                config.insert(k, v);
+            }
+            (0, None) | (1, _) => {
+                config.remove(&k);
+            }
+            (2, Some(v)) | (3, Some(v)) if k == "cleanup.policy" => {
+                let mut items: Vec<String> = config
+                    .get(&k)
+                    .map(|c| c.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default();
+                if op == 2 {
+                    if !items.contains(&v) {
+                        items.push(v);
+                    }
+                } else {
+                    items.retain(|i| *i != v);
+                }
+                config.insert(k, items.join(","));
+            }
+            _ => {
+                return Err(admin::AdminError::new(
+                    ResponseError::InvalidConfig,
+                    format!("unsupported operation {op} on {k}"),
+                ));
+            }
+        }
+    }
+    admin::set_topic_config(&ctx.broker.cluster, name, config, validate_only).await
+}
+
+pub async fn alter(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::new();
+    for r in req.resources {
+        let name = r.resource_name.as_str().to_owned();
+        let outcome = if r.resource_type != TOPIC {
+            Err(admin::AdminError::new(
+                ResponseError::InvalidRequest,
+                "only topic configs can be changed",
+            ))
+        } else {
+            let changes = r
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.as_str().to_owned(),
+                        c.value.as_ref().map(|v| v.as_str().to_owned()),
+                        0,
+                    )
+                })
+                .collect();
+            change_topic(ctx, &name, changes, true, req.validate_only).await
+        };
+        let mut resp = alter_configs_response::AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name);
+        if let Err(e) = outcome {
+            resp = resp
+                .with_error_code(e.code.code())
+                .with_error_message(Some(s(e.message)));
+        }
+        responses.push(resp);
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+pub async fn incremental_alter(
+    ctx: &Ctx<'_>,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::new();
+    for r in req.resources {
+        let name = r.resource_name.as_str().to_owned();
+        let outcome = if r.resource_type != TOPIC {
+            Err(admin::AdminError::new(
+                ResponseError::InvalidRequest,
+                "only topic configs can be changed",
+            ))
+        } else {
+            let changes = r
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.as_str().to_owned(),
+                        c.value.as_ref().map(|v| v.as_str().to_owned()),
+                        c.config_operation,
+                    )
+                })
+                .collect();
+            change_topic(ctx, &name, changes, false, req.validate_only).await
+        };
+        let mut resp = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name);
+        if let Err(e) = outcome {
+            resp = resp
+                .with_error_code(e.code.code())
+                .with_error_message(Some(s(e.message)));
+        }
+        responses.push(resp);
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}

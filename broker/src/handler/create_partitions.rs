@@ -1,0 +1,41 @@
+//! CreatePartitions: grows topics; the controller gives the new partitions leaders.
+
+use super::Ctx;
+use crate::cluster::admin;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use std::time::Duration;
+
+pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let broker = ctx.broker;
+    let mut results = Vec::new();
+    let mut grown = Vec::new();
+    for t in req.topics {
+        let name = t.name.0.as_str().to_owned();
+        let outcome = if t.assignments.is_some() {
+            Err(admin::AdminError::new(
+                ResponseError::InvalidRequest,
+                "manual replica assignment is not supported",
+            ))
+        } else {
+            admin::create_partitions(&broker.cluster, &name, t.count, req.validate_only).await
+        };
+        let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        match outcome {
+            Ok(()) => grown.push(name),
+            Err(e) => {
+                r = r
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(StrBytes::from_string(e.message)));
+            }
+        }
+        results.push(r);
+    }
+    if !grown.is_empty() && !req.validate_only {
+        let timeout = Duration::from_millis(req.timeout_ms.clamp(0, 60_000) as u64);
+        admin::wait_ready(&broker.cluster, &grown, timeout).await;
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}

@@ -1,0 +1,25 @@
+//! DescribeCluster: brokers, controller and cluster id (used by admin clients).
+
+use super::Ctx;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::StrBytes;
+
+pub fn handle(ctx: &Ctx<'_>, _req: DescribeClusterRequest) -> DescribeClusterResponse {
+    let view = ctx.broker.cluster.view();
+    DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(view.cluster_id.clone()))
+        .with_controller_id(BrokerId(view.controller.unwrap_or(-1)))
+        .with_brokers(
+            view.brokers
+                .iter()
+                .map(|(id, b)| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(*id))
+                        .with_host(StrBytes::from_string(b.host.clone()))
+                        .with_port(b.port)
+                        .with_rack(b.rack.clone().map(StrBytes::from_string))
+                })
+                .collect(),
+        )
+}

@@ -1,0 +1,116 @@
+//! Fetch: reads whole batches from partition leaders, below the high watermark.
+//!
+//! It long-polls: when less than `min_bytes` is available it waits, without spinning, for
+//! new data (any append wakes waiting fetches, which then re-read) until `max_wait_ms`.
+//! `max_bytes` and `partition_max_bytes` bound the response, except that the first batch is
+//! always returned whole so that a consumer can make progress past a large batch.
+
+use super::Ctx;
+use crate::replica::ReadResult;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use std::time::{Duration, Instant};
+
+struct Wanted {
+    topic_index: usize,
+    partition: i32,
+    offset: i64,
+    max_bytes: i32,
+}
+
+pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
+    let broker = ctx.broker;
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.clamp(0, 60_000) as u64);
+    let wanted: Vec<Wanted> = req
+        .topics
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            t.partitions.iter().map(move |p| Wanted {
+                topic_index: i,
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes,
+            })
+        })
+        .collect();
+    let total_max = if req.max_bytes <= 0 {
+        i32::MAX
+    } else {
+        req.max_bytes
+    };
+    loop {
+        // Register for wake-ups before reading, so an append in between is not missed.
+        let notified = broker.data_arrived.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+
+        let mut results: Vec<(usize, PartitionData)> = Vec::with_capacity(wanted.len());
+        let mut total: usize = 0;
+        let mut any_error = false;
+        for w in &wanted {
+            let topic = req.topics[w.topic_index].topic.0.as_str();
+            let budget = (total_max as usize)
+                .saturating_sub(total)
+                .min(w.max_bytes.max(0) as usize);
+            let data = PartitionData::default()
+                .with_partition_index(w.partition)
+                .with_preferred_read_replica(BrokerId(-1));
+            let outcome = broker
+                .replicas
+                .leader(&broker.cluster, topic, w.partition)
+                .and_then(|part| part.read(w.offset, budget, total == 0));
+            let data = match outcome {
+                Ok(ReadResult {
+                    records,
+                    high_watermark,
+                    log_start_offset,
+                }) => {
+                    total += records.len();
+                    let mut d = data
+                        .with_high_watermark(high_watermark)
+                        .with_last_stable_offset(high_watermark)
+                        .with_records(Some(records));
+                    if ctx.version >= 5 {
+                        d = d.with_log_start_offset(log_start_offset);
+                    }
+                    d
+                }
+                Err(e) => {
+                    any_error = true;
+                    let mut d = data
+                        .with_error_code(e.code.code())
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_records(Some(bytes::Bytes::new()));
+                    if ctx.version >= 5 {
+                        d = d.with_log_start_offset(-1);
+                    }
+                    d
+                }
+            };
+            results.push((w.topic_index, data));
+        }
+        let now = Instant::now();
+        if any_error
+            || total >= req.min_bytes.max(0) as usize
+            || now >= deadline
+            || wanted.is_empty()
+        {
+            let mut topics: Vec<FetchableTopicResponse> = req
+                .topics
+                .iter()
+                .map(|t| {
+                    FetchableTopicResponse::default()
+                        .with_topic(t.topic.clone())
+                        .with_topic_id(t.topic_id)
+                })
+                .collect();
+            for (i, d) in results {
+                topics[i].partitions.push(d);
+            }
+            return FetchResponse::default().with_responses(topics);
+        }
+        let _ = tokio::time::timeout(deadline - now, notified).await;
+    }
+}

@@ -1,0 +1,48 @@
+//! ListOffsets: earliest (-2), latest (-1), max-timestamp (-3) or the first offset whose
+//! batch has a timestamp at or after a given time (kcat `-o s@ts`, offsetsForTimes).
+
+use super::Ctx;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let broker = ctx.broker;
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = t.name.0.as_str().to_owned();
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let r = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    let outcome = broker
+                        .replicas
+                        .leader(&broker.cluster, &topic, p.partition_index)
+                        .and_then(|part| part.offset_for(p.timestamp));
+                    match outcome {
+                        Ok((offset, timestamp, epoch)) => {
+                            let mut r = r.with_offset(offset).with_timestamp(timestamp);
+                            if ctx.version >= 4 {
+                                r = r.with_leader_epoch(epoch);
+                            }
+                            r
+                        }
+                        Err(e) => r
+                            .with_error_code(e.code.code())
+                            .with_offset(-1)
+                            .with_timestamp(-1),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

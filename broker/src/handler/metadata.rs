@@ -1,0 +1,135 @@
+//! Metadata: brokers, controller, cluster id, and topics with leaders, replicas and ISR.
+//! Unknown topics are created on the fly when the client allows it and the broker is
+//! configured to (`--auto-create-topics`), as most librdkafka-based tools expect.
+
+use super::Ctx;
+use crate::cluster::ClusterView;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use std::time::Duration;
+
+fn topic_entry(view: &ClusterView, name: &str, version: i16) -> MetadataResponseTopic {
+    let topic = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))));
+    let Some(t) = view.topics.get(name) else {
+        return topic.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+    };
+    let mut partitions = Vec::new();
+    let mut any_missing = false;
+    for (p, replicas) in &t.assignment {
+        let mut part = MetadataResponsePartition::default()
+            .with_partition_index(*p)
+            .with_replica_nodes(replicas.iter().map(|r| BrokerId(*r)).collect());
+        if version >= 5 {
+            part = part.with_offline_replicas(
+                replicas
+                    .iter()
+                    .filter(|r| !view.brokers.contains_key(r))
+                    .map(|r| BrokerId(*r))
+                    .collect(),
+            );
+        }
+        match t.states.get(p) {
+            Some((s, _)) if s.leader >= 0 && view.brokers.contains_key(&s.leader) => {
+                part = part
+                    .with_leader_id(BrokerId(s.leader))
+                    .with_isr_nodes(s.isr.iter().map(|r| BrokerId(*r)).collect());
+                if version >= 7 {
+                    part = part.with_leader_epoch(s.leader_epoch);
+                }
+            }
+            state => {
+                any_missing = true;
+                part = part
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1))
+                    .with_isr_nodes(
+                        state
+                            .map(|(s, _)| s.isr.iter().map(|r| BrokerId(*r)).collect())
+                            .unwrap_or_default(),
+                    );
+                if version >= 7 {
+                    part = part.with_leader_epoch(state.map_or(-1, |(s, _)| s.leader_epoch));
+                }
+            }
+        }
+        partitions.push(part);
+    }
+    let topic = topic.with_partitions(partitions);
+    if t.assignment.is_empty() || (any_missing && t.states.is_empty()) {
+        return topic.with_error_code(ResponseError::LeaderNotAvailable.code());
+    }
+    topic
+}
+
+pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
+    let broker = ctx.broker;
+    let version = ctx.version;
+    let mut view = broker.cluster.view();
+    let requested: Option<Vec<String>> = req.topics.map(|ts| {
+        ts.into_iter()
+            .filter_map(|t| t.name.map(|n| n.0.as_str().to_owned()))
+            .collect()
+    });
+    // Auto-create what is missing, then wait briefly for leaders so the first answer is
+    // useful (clients retry on LEADER_NOT_AVAILABLE anyway).
+    if let Some(names) = &requested {
+        let allow = version < 4 || req.allow_auto_topic_creation;
+        let missing: Vec<String> = names
+            .iter()
+            .filter(|n| !view.topics.contains_key(*n))
+            .cloned()
+            .collect();
+        if allow && broker.config.auto_create_topics && !missing.is_empty() {
+            let mut created = Vec::new();
+            for name in &missing {
+                if broker.auto_create(name).await {
+                    created.push(name.clone());
+                }
+            }
+            if !created.is_empty() {
+                crate::cluster::admin::wait_ready(
+                    &broker.cluster,
+                    &created,
+                    Duration::from_secs(3),
+                )
+                .await;
+                view = broker.cluster.view();
+            }
+        }
+    }
+    let names: Vec<String> = requested.unwrap_or_else(|| view.topics.keys().cloned().collect());
+    let mut resp = MetadataResponse::default()
+        .with_brokers(
+            view.brokers
+                .iter()
+                .map(|(id, b)| {
+                    let mut e = MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(*id))
+                        .with_host(StrBytes::from_string(b.host.clone()))
+                        .with_port(b.port);
+                    if version >= 1 {
+                        e = e.with_rack(b.rack.clone().map(StrBytes::from_string));
+                    }
+                    e
+                })
+                .collect(),
+        )
+        .with_topics(
+            names
+                .iter()
+                .map(|n| topic_entry(&view, n, version))
+                .collect(),
+        );
+    if version >= 1 {
+        resp = resp.with_controller_id(BrokerId(view.controller.unwrap_or(-1)));
+    }
+    if version >= 2 {
+        resp = resp.with_cluster_id(Some(StrBytes::from_string(view.cluster_id.clone())));
+    }
+    resp
+}

@@ -1,0 +1,72 @@
+//! Produce: validates each batch, appends it to the partition leader's log, and answers
+//! with its base offset. With acks=0 there is no response at all; acks=1 and acks=-1
+//! answer once the append is done (with one replica, the high watermark is the log end).
+
+use super::Ctx;
+use crate::replica::PartitionError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
+    let broker = ctx.broker;
+    let mut responses = Vec::new();
+    let mut appended = false;
+    for t in req.topic_data {
+        let topic = t.name.0.as_str().to_owned();
+        if !broker.cluster.view().topics.contains_key(&topic) && broker.config.auto_create_topics {
+            broker.auto_create(&topic).await;
+        }
+        let mut parts = Vec::new();
+        for p in t.partition_data {
+            let mut r = PartitionProduceResponse::default()
+                .with_index(p.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1);
+            let outcome = if req.transactional_id.is_some() {
+                Err(PartitionError::new(
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    "transactions are not supported",
+                ))
+            } else {
+                match broker.replicas.leader(&broker.cluster, &topic, p.index) {
+                    Ok(part) => part.append(p.records.unwrap_or_default(), req.acks).await,
+                    Err(e) => Err(e),
+                }
+            };
+            match outcome {
+                Ok(a) => {
+                    appended |= a.appended;
+                    r = r.with_base_offset(a.base_offset);
+                    if ctx.version >= 5 {
+                        r = r.with_log_start_offset(a.log_start_offset);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(topic = %topic, partition = p.index, error = %e.message, "produce refused");
+                    r = r.with_error_code(e.code.code());
+                    if ctx.version >= 5 {
+                        r = r.with_log_start_offset(-1);
+                    }
+                    if ctx.version >= 8 {
+                        r = r.with_error_message(Some(StrBytes::from_string(e.message)));
+                    }
+                }
+            }
+            parts.push(r);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(t.name)
+                .with_partition_responses(parts),
+        );
+    }
+    if appended {
+        broker.data_arrived.notify_waiters();
+    }
+    if req.acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}

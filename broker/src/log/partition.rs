@@ -1,0 +1,1612 @@
+//! The log of one partition (Kafka's `UnifiedLog` + `LocalLog`, without the high
+//! watermark, which the replica layer owns): an ordered list of segments, the log start
+//! and end offsets, the recovery point, and the leader epoch cache.
+//!
+//! Writes take `&mut self` and reads `&self`; the caller owns the locking (one lock per
+//! partition). [`PartitionLog::prepare_read`] lets a fetch drop the lock before its file
+//! I/O. Offsets: the log holds `[log_start_offset, log_end_offset)`; the log start only
+//! moves forward (retention, DeleteRecords) except when a follower truncates below it.
+//!
+//! Failure: if a write, fsync or file operation fails midway, what reached the disk is
+//! unknown, so the log refuses further writes ([`LogError::Failed`]) until it is reopened
+//! (which recovers it). Reads keep working.
+
+use super::batch::{self, PATCHED_PREFIX_LEN};
+use super::checkpoint::{self, LEADER_EPOCH_CHECKPOINT};
+use super::config::{FsyncPolicy, LogConfig};
+use super::epoch_cache::{EpochEndOffset, EpochEntry, LeaderEpochCache};
+use super::error::LogError;
+use super::read::{FetchedRecords, ReadPlan};
+use super::recovery;
+use super::scan::BatchInfo;
+use super::segment::{self, relative, Loaded, Segment, MAX_RELATIVE_OFFSET};
+use super::topic_partition::TopicPartition;
+use bytes::Bytes;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use tracing::{debug, error, info, warn};
+
+/// What an append stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Base offset of the first batch (the log end offset if nothing was appended).
+    pub first_offset: i64,
+    /// Last offset of the last batch (`first_offset - 1` if nothing was appended).
+    pub last_offset: i64,
+    /// Largest batch max timestamp of the append (-1 if none).
+    pub max_timestamp: i64,
+    /// Base offset of the batch holding `max_timestamp`.
+    pub offset_of_max_timestamp: i64,
+    /// Batches appended.
+    pub batch_count: usize,
+    /// Records appended, by the batches' record counts.
+    pub record_count: u64,
+    /// Bytes appended.
+    pub bytes: u64,
+    /// The log start offset after the append (Produce v5+ reports it).
+    pub log_start_offset: i64,
+}
+
+/// A record found by timestamp (ListOffsets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    /// The record's timestamp (for a compressed batch, the batch's max timestamp).
+    pub timestamp: i64,
+    /// The record's offset (for a compressed batch, the batch's first offset at or after
+    /// the log start).
+    pub offset: i64,
+    /// The partition leader epoch of its batch (ListOffsets v4+), if stamped.
+    pub leader_epoch: Option<i32>,
+}
+
+/// What a retention pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    /// Segments deleted.
+    pub deleted_segments: usize,
+    /// Bytes deleted.
+    pub deleted_bytes: u64,
+    /// The log start offset afterwards.
+    pub log_start_offset: i64,
+}
+
+/// The log of one partition; see the module docs.
+#[derive(Debug)]
+pub struct PartitionLog {
+    tp: TopicPartition,
+    dir: PathBuf,
+    config: LogConfig,
+    /// Sorted by base offset, never empty; the last one is active (appended to).
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    /// Everything below this offset is fsynced.
+    recovery_point: i64,
+    epochs: LeaderEpochCache,
+    last_flush_ms: i64,
+    /// Set when a write failed: the log refuses writes.
+    failure: Option<String>,
+}
+
+impl PartitionLog {
+    /// Creates the directory of a new partition (fsyncing its parent) and opens it.
+    pub fn create(
+        dir: impl Into<PathBuf>,
+        tp: TopicPartition,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<PartitionLog, LogError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(LogError::io("create", &dir))?;
+        if let Some(parent) = dir.parent() {
+            fjord_shared::fs::sync_dir(parent).map_err(LogError::io("fsync", parent))?;
+        }
+        PartitionLog::open(dir, tp, config, 0, None, now_ms)
+    }
+
+    /// Opens (and recovers) the partition log in `dir`.
+    ///
+    /// `recovery_point` and `log_start_offset` come from the data directory's checkpoints
+    /// (0 and `None` if unknown). Segments from the one holding the recovery point on, and
+    /// always the active one, are scanned and validated batch by batch; a torn or corrupt
+    /// tail is cut (logged with `warn!`), later segments are deleted, and indexes are
+    /// rebuilt. Older segments are opened from their indexes, which are checked and
+    /// rebuilt if inconsistent. Recovered data is fsynced, so afterwards the recovery
+    /// point is the log end.
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        tp: TopicPartition,
+        config: LogConfig,
+        recovery_point: i64,
+        log_start_offset: Option<i64>,
+        now_ms: i64,
+    ) -> Result<PartitionLog, LogError> {
+        config.validate()?;
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(LogError::io("create", &dir))?;
+        let bases = list_segments(&dir, &tp)?;
+
+        let epoch_path = dir.join(LEADER_EPOCH_CHECKPOINT);
+        let stored_epochs = checkpoint::read_epochs(&epoch_path).unwrap_or_else(|e| {
+            warn!(topic = %tp.topic, partition = tp.partition, error = %e,
+                "unreadable leader epoch checkpoint; refilling it from recovered segments");
+            Vec::new()
+        });
+        let mut epochs = LeaderEpochCache::from_entries(stored_epochs.clone());
+
+        let recover_from = bases
+            .iter()
+            .rposition(|&b| b <= recovery_point)
+            .unwrap_or(0);
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        for (i, &base) in bases.iter().enumerate() {
+            let is_last = i + 1 == bases.len();
+            if i < recover_from && !is_last {
+                match Segment::load(&dir, base, now_ms)? {
+                    Loaded::Ready(seg) => {
+                        segments.push(seg);
+                        continue;
+                    }
+                    Loaded::NeedsRecovery(reason) => {
+                        warn!(topic = %tp.topic, partition = tp.partition,
+                            file = %segment::log_file(&dir, base).display(), %reason,
+                            "segment does not match its indexes; recovering it");
+                    }
+                }
+            }
+            let min_offset = segments.last().map_or(base, |s| s.next_offset());
+            let recovered = recovery::recover_segment(
+                &dir,
+                base,
+                min_offset,
+                config.index_interval_bytes,
+                now_ms,
+            )?;
+            for e in &recovered.epochs {
+                epochs.assign(e.epoch, e.start_offset);
+            }
+            if recovered.indexes_rebuilt {
+                info!(topic = %tp.topic, partition = tp.partition,
+                    file = %recovered.segment.log_path().display(), "rebuilt segment indexes");
+            }
+            let cut = recovered.truncation.clone();
+            segments.push(recovered.segment);
+            if let Some(t) = cut {
+                warn!(topic = %tp.topic, partition = tp.partition,
+                    file = %segment::log_file(&dir, base).display(),
+                    position = t.position, bytes = t.bytes, offset = t.next_offset,
+                    reason = %t.reason, "cut a torn or corrupt tail off the log");
+                for &later in &bases[i + 1..] {
+                    warn!(topic = %tp.topic, partition = tp.partition,
+                        file = %segment::log_file(&dir, later).display(),
+                        "deleting a segment after the corruption point");
+                    segment::delete_files(&dir, later)?;
+                }
+                break;
+            }
+        }
+
+        if segments.is_empty() {
+            segments.push(Segment::create(&dir, log_start_offset.unwrap_or(0).max(0))?);
+        }
+        let first_base = segments[0].base_offset();
+        let mut start = log_start_offset.unwrap_or(first_base).max(first_base);
+        let end = segments.last().map_or(first_base, |s| s.next_offset());
+        if start > end {
+            warn!(topic = %tp.topic, partition = tp.partition, log_start_offset = start,
+                log_end_offset = end, "log start offset is past the recovered log end; starting empty there");
+            for seg in segments.drain(..) {
+                seg.delete_files(&dir)?;
+            }
+            segments.push(Segment::create(&dir, start)?);
+            epochs.clear();
+        }
+        start = start.max(segments[0].base_offset());
+
+        let mut log = PartitionLog {
+            tp,
+            dir,
+            config,
+            segments,
+            log_start_offset: start,
+            recovery_point: 0,
+            epochs,
+            last_flush_ms: now_ms,
+            failure: None,
+        };
+        let end = log.log_end_offset();
+        log.epochs.truncate_from_end(end);
+        log.epochs.truncate_from_start(start);
+        if log.epochs.entries() != stored_epochs.as_slice() {
+            log.persist_epochs()?;
+        }
+        let count = log.segments.len();
+        for seg in &mut log.segments[..count - 1] {
+            seg.seal()?;
+        }
+        log.delete_segments_below_log_start()?;
+        log.flush()?;
+        info!(topic = %log.tp.topic, partition = log.tp.partition,
+            log_start_offset = log.log_start_offset, log_end_offset = log.log_end_offset(),
+            segments = log.segments.len(), "opened partition log");
+        Ok(log)
+    }
+
+    /// The partition.
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration (a topic config change); applies from the next append
+    /// or retention pass.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<(), LogError> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// The first offset readable (ListOffsets "earliest").
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The offset the next record gets (ListOffsets "latest" before the high watermark).
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    /// Everything below this offset is known to be fsynced.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    /// Total bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(Segment::size).sum()
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.iter().map(Segment::base_offset).collect()
+    }
+
+    /// The leader epoch cache entries, oldest first.
+    pub fn leader_epochs(&self) -> &[EpochEntry] {
+        self.epochs.entries()
+    }
+
+    /// The latest leader epoch that wrote to (or was assigned on) this log.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest().map(|e| e.epoch)
+    }
+
+    /// True once a write failed; the log then refuses writes until reopened.
+    pub fn is_failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    fn active(&self) -> &Segment {
+        // The list is never empty: every path that removes segments adds one back.
+        &self.segments[self.segments.len() - 1]
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        let last = self.segments.len() - 1;
+        &mut self.segments[last]
+    }
+
+    fn check_writable(&self) -> Result<(), LogError> {
+        match &self.failure {
+            Some(reason) => Err(LogError::Failed {
+                dir: self.dir.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the log failed if `result` is an error (for operations that touch files).
+    fn guard<T>(&mut self, result: Result<T, LogError>) -> Result<T, LogError> {
+        if let Err(e) = &result {
+            error!(topic = %self.tp.topic, partition = self.tp.partition, error = %e,
+                "log write failed; refusing further writes until reopened");
+            self.failure = Some(e.to_string());
+        }
+        result
+    }
+
+    /// Marks the log deleted: it refuses writes from now on.
+    pub(crate) fn mark_deleted(&mut self) {
+        self.failure = Some("the partition was deleted".into());
+    }
+
+    /// Appends a producer's batches as the leader: each is validated (v2, CRC-32C,
+    /// counts, `max.message.bytes`), given the next offsets and `leader_epoch` by patching
+    /// its first 16 bytes (outside the CRC; the rest is written untouched, with one
+    /// vectored write), and the leader epoch cache learns `leader_epoch` if it is new.
+    pub fn append_as_leader(
+        &mut self,
+        records: Bytes,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        self.check_writable()?;
+        let mut parts: Vec<Bytes> = Vec::new();
+        let mut prefixes: Vec<[u8; PATCHED_PREFIX_LEN]> = Vec::new();
+        let mut infos: Vec<BatchInfo> = Vec::new();
+        let mut next = self.log_end_offset();
+        let mut position = 0u64;
+        let mut record_count = 0u64;
+        for (index, part) in batch::batches(&records).enumerate() {
+            let part = part.map_err(|source| LogError::InvalidBatch { index, source })?;
+            let header = batch::validate_producer_batch(&part)
+                .map_err(|source| LogError::InvalidBatch { index, source })?;
+            if part.len() > self.config.max_message_bytes {
+                return Err(LogError::RecordTooLarge {
+                    size: part.len(),
+                    limit: self.config.max_message_bytes,
+                });
+            }
+            let last = next + i64::from(header.last_offset_delta());
+            prefixes.push(batch::patched_prefix(&header, next, leader_epoch));
+            infos.push(BatchInfo {
+                position,
+                size: part.len() as u64,
+                base_offset: next,
+                last_offset: last,
+                max_timestamp: header.max_timestamp(),
+                leader_epoch,
+            });
+            record_count += header.record_count().max(0) as u64;
+            position += part.len() as u64;
+            next = last + 1;
+            parts.push(part);
+        }
+        let mut bufs: Vec<&[u8]> = Vec::with_capacity(parts.len() * 2);
+        for (prefix, part) in prefixes.iter().zip(&parts) {
+            bufs.push(prefix);
+            bufs.push(&part[PATCHED_PREFIX_LEN..]);
+        }
+        self.append_validated(&bufs, &infos, record_count, now_ms)
+    }
+
+    /// Appends batches fetched from the leader as a follower: validated (v2, CRC-32C,
+    /// counts) but stored byte for byte, offsets and epochs included. The first batch must
+    /// start at or after the log end, and offsets must increase.
+    pub fn append_as_follower(
+        &mut self,
+        records: Bytes,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        self.check_writable()?;
+        let log_end = self.log_end_offset();
+        let mut infos: Vec<BatchInfo> = Vec::new();
+        let mut position = 0u64;
+        let mut record_count = 0u64;
+        for (index, part) in batch::batches(&records).enumerate() {
+            let part = part.map_err(|source| LogError::InvalidBatch { index, source })?;
+            let header = batch::validate(&part)
+                .map_err(|source| LogError::InvalidBatch { index, source })?;
+            let info = BatchInfo::from_header(position, &header);
+            match infos.last() {
+                None if info.base_offset < log_end => {
+                    return Err(LogError::UnexpectedAppendOffset {
+                        first_offset: info.base_offset,
+                        log_end_offset: log_end,
+                    })
+                }
+                Some(prev) if info.base_offset <= prev.last_offset => {
+                    return Err(LogError::OffsetsOutOfOrder {
+                        previous_last_offset: prev.last_offset,
+                        first_offset: info.base_offset,
+                    })
+                }
+                _ => {}
+            }
+            record_count += header.record_count().max(0) as u64;
+            position += info.size;
+            infos.push(info);
+        }
+        let bufs: [&[u8]; 1] = [&records[..position as usize]];
+        self.append_validated(&bufs, &infos, record_count, now_ms)
+    }
+
+    /// The common tail of both appends: size checks, roll, write, epoch cache, fsync.
+    fn append_validated(
+        &mut self,
+        bufs: &[&[u8]],
+        infos: &[BatchInfo],
+        record_count: u64,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let log_end = self.log_end_offset();
+        let (Some(first), Some(last)) = (infos.first(), infos.last()) else {
+            return Ok(AppendInfo {
+                first_offset: log_end,
+                last_offset: log_end - 1,
+                max_timestamp: batch::NO_TIMESTAMP,
+                offset_of_max_timestamp: log_end,
+                batch_count: 0,
+                record_count: 0,
+                bytes: 0,
+                log_start_offset: self.log_start_offset,
+            });
+        };
+        let bytes = last.position + last.size;
+        if bytes > self.config.segment_bytes {
+            return Err(LogError::RecordBatchTooLarge {
+                size: bytes,
+                limit: self.config.segment_bytes,
+            });
+        }
+        if last.last_offset - first.base_offset > MAX_RELATIVE_OFFSET {
+            return Err(LogError::OffsetOverflow {
+                first_offset: first.base_offset,
+                last_offset: last.last_offset,
+            });
+        }
+        let result = self.maybe_roll(bytes, first.base_offset, last.last_offset, now_ms);
+        self.guard(result)?;
+        let interval = self.config.index_interval_bytes;
+        let result = self.active_mut().append(bufs, infos, interval, now_ms);
+        self.guard(result)?;
+
+        let mut epochs_changed = false;
+        for info in infos {
+            epochs_changed |= self.epochs.assign(info.leader_epoch, info.base_offset);
+        }
+        if epochs_changed {
+            let result = self.persist_epochs();
+            self.guard(result)?;
+        }
+        match self.config.fsync {
+            FsyncPolicy::Always => self.flush()?,
+            FsyncPolicy::Interval(_) => {
+                self.flush_if_due(now_ms)?;
+            }
+            FsyncPolicy::Never => {}
+        }
+
+        let (mut max_timestamp, mut offset_of_max_timestamp) =
+            (batch::NO_TIMESTAMP, first.base_offset);
+        for info in infos {
+            if info.max_timestamp > max_timestamp {
+                max_timestamp = info.max_timestamp;
+                offset_of_max_timestamp = info.base_offset;
+            }
+        }
+        Ok(AppendInfo {
+            first_offset: first.base_offset,
+            last_offset: last.last_offset,
+            max_timestamp,
+            offset_of_max_timestamp,
+            batch_count: infos.len(),
+            record_count,
+            bytes,
+            log_start_offset: self.log_start_offset,
+        })
+    }
+
+    /// Rolls before an append of `bytes` covering `first_offset..=last_offset` if the
+    /// active segment would pass `segment.bytes`, its roll clock passed `segment.ms`, or
+    /// the offsets would not fit its relative index.
+    fn maybe_roll(
+        &mut self,
+        bytes: u64,
+        first_offset: i64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        let seg = self.active();
+        let offsets_overflow = last_offset - seg.base_offset() > MAX_RELATIVE_OFFSET;
+        let reason = if seg.is_empty() {
+            offsets_overflow.then_some("offsets")
+        } else if seg.size() + bytes > self.config.segment_bytes {
+            Some("size")
+        } else if seg
+            .roll_start_ms()
+            .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms as i64)
+        {
+            Some("time")
+        } else if offsets_overflow {
+            Some("offsets")
+        } else {
+            None
+        };
+        let Some(reason) = reason else {
+            return Ok(());
+        };
+        debug!(topic = %self.tp.topic, partition = self.tp.partition, reason,
+            new_base_offset = first_offset, "rolling a new segment");
+        self.roll_to(first_offset)
+    }
+
+    /// Seals the active segment and starts a new one at `base_offset` (an empty active
+    /// segment is replaced instead). Sealing fsyncs, so the recovery point moves up.
+    fn roll_to(&mut self, base_offset: i64) -> Result<(), LogError> {
+        let old_end = self.log_end_offset();
+        let replaced = if self.active().is_empty() {
+            if self.active().base_offset() == base_offset {
+                return Ok(());
+            }
+            // An empty active segment at the wrong base is replaced rather than kept.
+            self.active().delete_files(&self.dir)?;
+            self.segments.pop()
+        } else {
+            self.active_mut().seal()?;
+            None
+        };
+        match Segment::create(&self.dir, base_offset) {
+            Ok(seg) => self.segments.push(seg),
+            Err(e) => {
+                // Keep the list non-empty; the log refuses writes after this anyway.
+                self.segments.extend(replaced);
+                return Err(e);
+            }
+        }
+        if self.segments[..self.segments.len() - 1]
+            .iter()
+            .all(|s| !s.is_dirty())
+        {
+            self.recovery_point = self.recovery_point.max(old_end);
+        }
+        Ok(())
+    }
+
+    /// Rolls a new segment now if the active one is not empty (for operators and tests).
+    pub fn roll(&mut self) -> Result<(), LogError> {
+        self.check_writable()?;
+        if self.active().is_empty() {
+            return Ok(());
+        }
+        let end = self.log_end_offset();
+        let result = self.roll_to(end);
+        self.guard(result)
+    }
+
+    /// Fsyncs every segment with unsynced writes; the recovery point becomes the log end.
+    /// With [`FsyncPolicy::Never`] a caller can group-commit by appending several
+    /// requests and calling this once before acknowledging them.
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        self.check_writable()?;
+        let mut result = Ok(());
+        for seg in &mut self.segments {
+            result = seg.sync();
+            if result.is_err() {
+                break;
+            }
+        }
+        self.guard(result)?;
+        self.recovery_point = self.log_end_offset();
+        Ok(())
+    }
+
+    /// Under [`FsyncPolicy::Interval`], flushes if the interval has passed since the last
+    /// flush and there is something to flush. Returns whether it flushed.
+    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<bool, LogError> {
+        let FsyncPolicy::Interval(interval) = self.config.fsync else {
+            return Ok(false);
+        };
+        let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        if self.recovery_point >= self.log_end_offset()
+            || now_ms.saturating_sub(self.last_flush_ms) < interval_ms
+        {
+            return Ok(false);
+        }
+        self.flush()?;
+        self.last_flush_ms = now_ms;
+        Ok(true)
+    }
+
+    /// A clean close: seals the active segment (final time index entry) and fsyncs
+    /// everything, so the next open only rescans the active segment. The log stays usable.
+    pub fn close(&mut self) -> Result<(), LogError> {
+        self.check_writable()?;
+        let result = self.active_mut().seal();
+        self.guard(result)?;
+        self.flush()
+    }
+
+    /// Reads whole batches from `from_offset` on; see [`ReadPlan`] for the rules. The
+    /// offset must lie in `[log_start_offset, log_end_offset]`; `max_offset_exclusive`
+    /// (the high watermark for consumers, the log end for followers) bounds what is
+    /// returned.
+    pub fn read(
+        &self,
+        from_offset: i64,
+        max_bytes: usize,
+        max_offset_exclusive: i64,
+    ) -> Result<FetchedRecords, LogError> {
+        self.prepare_read(from_offset, max_bytes, max_offset_exclusive)?
+            .read()
+    }
+
+    /// The lock-free half of [`PartitionLog::read`]: checks the offset and plans the
+    /// read; [`ReadPlan::read`] then does the I/O without needing the log.
+    pub fn prepare_read(
+        &self,
+        from_offset: i64,
+        max_bytes: usize,
+        max_offset_exclusive: i64,
+    ) -> Result<ReadPlan, LogError> {
+        let start = self.log_start_offset;
+        let end = self.log_end_offset();
+        if from_offset < start || from_offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                offset: from_offset,
+                log_start_offset: start,
+                log_end_offset: end,
+            });
+        }
+        let limit = max_offset_exclusive.min(end);
+        if from_offset >= limit {
+            return Ok(ReadPlan::empty(from_offset, start, end));
+        }
+        let mut i = self
+            .segments
+            .partition_point(|s| s.base_offset() <= from_offset)
+            .saturating_sub(1);
+        while i < self.segments.len() && from_offset >= self.segments[i].next_offset() {
+            i += 1;
+        }
+        let Some(seg) = self.segments.get(i) else {
+            return Ok(ReadPlan::empty(from_offset, start, end));
+        };
+        let base = seg.base_offset();
+        let start_position = seg
+            .index()
+            .lookup(relative(base, from_offset))
+            .map_or(0, |e| u64::from(e.position));
+        let end_position = seg
+            .index()
+            .first_at_or_above(relative(base, limit))
+            .map_or(seg.size(), |e| u64::from(e.position))
+            .min(seg.size());
+        Ok(ReadPlan::new(
+            seg.file().clone(),
+            seg.log_path().clone(),
+            start_position,
+            end_position,
+            from_offset,
+            limit,
+            max_bytes,
+            usize::try_from(self.config.index_interval_bytes).unwrap_or(usize::MAX),
+            start,
+            end,
+        ))
+    }
+
+    /// ListOffsets by timestamp: the first record at or after the log start whose
+    /// timestamp is at least `timestamp` (searched through the segments' largest
+    /// timestamps, then the time index, then the batch headers). `None` if there is none.
+    /// The special timestamps -2 (earliest) and -1 (latest) are the caller's:
+    /// [`PartitionLog::log_start_offset`] and the high watermark or log end.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<TimestampOffset>, LogError> {
+        for seg in &self.segments {
+            if seg.next_offset() <= self.log_start_offset || seg.max_timestamp() < timestamp {
+                continue;
+            }
+            if let Some(found) = seg.find_offset_by_timestamp(timestamp, self.log_start_offset)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets "max timestamp" (-3, KIP-734): the batch holding the largest
+    /// timestamp, as its timestamp and base offset.
+    pub fn offset_of_max_timestamp(&self) -> Option<TimestampOffset> {
+        let mut best: Option<&Segment> = None;
+        for seg in &self.segments {
+            let better = match best {
+                None => seg.max_timestamp() >= 0,
+                Some(b) => seg.max_timestamp() > b.max_timestamp(),
+            };
+            if better {
+                best = Some(seg);
+            }
+        }
+        let seg = best?;
+        let offset = seg.offset_of_max_timestamp().max(self.log_start_offset);
+        Some(TimestampOffset {
+            timestamp: seg.max_timestamp(),
+            offset,
+            leader_epoch: self.epochs.epoch_for_offset(offset),
+        })
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch at or below `epoch` and its end offset.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<EpochEndOffset> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// Records that `epoch` starts at the log end (a new leader does this when it takes
+    /// over, before it appends, as Kafka's `maybeAssignEpochStartOffset`).
+    pub fn assign_epoch_start(&mut self, epoch: i32) -> Result<(), LogError> {
+        self.check_writable()?;
+        if self.epochs.assign(epoch, self.log_end_offset()) {
+            let result = self.persist_epochs();
+            self.guard(result)?;
+        }
+        Ok(())
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (at most the log end; the
+    /// caller checks the high watermark) and deletes the segments wholly below it. Returns
+    /// the new log start offset.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
+        self.check_writable()?;
+        let end = self.log_end_offset();
+        if offset < 0 || offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: end,
+            });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        self.log_start_offset = offset;
+        info!(topic = %self.tp.topic, partition = self.tp.partition, log_start_offset = offset,
+            "log start offset moved by DeleteRecords");
+        let result = self.delete_segments_below_log_start();
+        self.guard(result)?;
+        Ok(self.log_start_offset)
+    }
+
+    fn delete_segments_below_log_start(&mut self) -> Result<(), LogError> {
+        let mut n = 0;
+        while n + 1 < self.segments.len()
+            && self.segments[n + 1].base_offset() <= self.log_start_offset
+        {
+            n += 1;
+        }
+        self.delete_oldest(n, "log start offset")?;
+        if self.epochs.truncate_from_start(self.log_start_offset) {
+            self.persist_epochs()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes whole non-active segments by `retention.ms` (largest timestamp older than
+    /// it), `retention.bytes` (while the log stays at least that large without them) and
+    /// the log start offset (wholly below it), oldest first, stopping at the first segment
+    /// that stays. Segments reaching at or above `high_watermark` are kept (data not yet
+    /// replicated is never deleted). The log start offset moves to the first remaining
+    /// segment. The broker calls this periodically through the `LogManager`.
+    pub fn enforce_retention(
+        &mut self,
+        now_ms: i64,
+        high_watermark: Option<i64>,
+    ) -> Result<RetentionOutcome, LogError> {
+        self.check_writable()?;
+        let end = self.log_end_offset();
+        let bound = high_watermark.map_or(end, |hw| hw.min(end));
+        let retention_ms = self
+            .config
+            .retention_ms
+            .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
+        let mut remaining = self.size_bytes();
+        let mut n = 0;
+        while n + 1 < self.segments.len() {
+            let seg = &self.segments[n];
+            let next_base = self.segments[n + 1].base_offset();
+            if next_base > bound {
+                break;
+            }
+            let below_start = next_base <= self.log_start_offset;
+            let expired =
+                retention_ms.is_some_and(|ms| now_ms.saturating_sub(seg.largest_timestamp()) > ms);
+            let oversized = self
+                .config
+                .retention_bytes
+                .is_some_and(|max| remaining.saturating_sub(seg.size()) >= max);
+            if !(below_start || expired || oversized) {
+                break;
+            }
+            remaining -= seg.size();
+            n += 1;
+        }
+        let before = self.size_bytes();
+        let result = self.delete_oldest(n, "retention");
+        self.guard(result)?;
+        if self.epochs.truncate_from_start(self.log_start_offset) {
+            let result = self.persist_epochs();
+            self.guard(result)?;
+        }
+        Ok(RetentionOutcome {
+            deleted_segments: n,
+            deleted_bytes: before - self.size_bytes(),
+            log_start_offset: self.log_start_offset,
+        })
+    }
+
+    /// Deletes the `n` oldest segments (never the active one) and moves the log start
+    /// offset to the first remaining segment if it was below.
+    fn delete_oldest(&mut self, n: usize, reason: &str) -> Result<(), LogError> {
+        let n = n.min(self.segments.len() - 1);
+        if n == 0 {
+            return Ok(());
+        }
+        for _ in 0..n {
+            let seg = &self.segments[0];
+            seg.delete_files(&self.dir)?;
+            info!(topic = %self.tp.topic, partition = self.tp.partition,
+                file = %seg.log_path().display(), bytes = seg.size(), reason, "deleted segment");
+            self.segments.remove(0);
+        }
+        fjord_shared::fs::sync_dir(&self.dir).map_err(LogError::io("fsync", &self.dir))?;
+        self.log_start_offset = self.log_start_offset.max(self.segments[0].base_offset());
+        Ok(())
+    }
+
+    /// Removes everything at and above `offset`, for a follower whose log diverged
+    /// (OffsetForLeaderEpoch told it where). Later segments are deleted, the segment
+    /// holding `offset` is cut at a batch boundary (a batch is never split: if `offset`
+    /// is inside one, that whole batch goes and the new end is its base offset), indexes
+    /// are fixed, and the leader epoch cache forgets epochs starting at or after the new
+    /// end. Truncating at or below the first segment empties the log and starts it at
+    /// `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
+        self.check_writable()?;
+        if offset < 0 {
+            return Err(LogError::InvalidOffset(offset));
+        }
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset <= self.segments[0].base_offset() {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        let result = self.truncate_inner(offset);
+        self.guard(result)
+    }
+
+    fn truncate_inner(&mut self, offset: i64) -> Result<(), LogError> {
+        let old_end = self.log_end_offset();
+        let mut removed = 0u64;
+        while self.active().base_offset() >= offset {
+            if let Some(seg) = self.segments.pop() {
+                removed += seg.size();
+                seg.delete_files(&self.dir)?;
+            }
+        }
+        removed += self.active_mut().truncate_to(offset)?;
+        let end = self.log_end_offset();
+        info!(topic = %self.tp.topic, partition = self.tp.partition, offset, old_end,
+            new_end = end, bytes = removed, "truncated log");
+        self.recovery_point = self.recovery_point.min(end);
+        self.log_start_offset = self.log_start_offset.min(end);
+        if self.epochs.truncate_from_end(end) {
+            self.persist_epochs()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every segment and restarts the log empty at `offset` (a follower whose
+    /// leader's log starts past this log's end). The epoch cache is cleared.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), LogError> {
+        self.check_writable()?;
+        if offset < 0 {
+            return Err(LogError::InvalidOffset(offset));
+        }
+        let result = self.truncate_fully_inner(offset);
+        self.guard(result)
+    }
+
+    fn truncate_fully_inner(&mut self, offset: i64) -> Result<(), LogError> {
+        info!(topic = %self.tp.topic, partition = self.tp.partition, offset,
+            old_end = self.log_end_offset(), "truncating the whole log");
+        let old = std::mem::take(&mut self.segments);
+        let created = old
+            .iter()
+            .try_for_each(|seg| seg.delete_files(&self.dir))
+            .and_then(|()| Segment::create(&self.dir, offset));
+        match created {
+            Ok(seg) => self.segments.push(seg),
+            Err(e) => {
+                // Keep the old list (its open files still serve reads); the log refuses
+                // writes after this.
+                self.segments = old;
+                return Err(e);
+            }
+        }
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        if self.epochs.clear() {
+            self.persist_epochs()?;
+        }
+        Ok(())
+    }
+
+    fn persist_epochs(&self) -> Result<(), LogError> {
+        checkpoint::write_epochs(
+            &self.dir.join(LEADER_EPOCH_CHECKPOINT),
+            self.epochs.entries(),
+        )?;
+        Ok(())
+    }
+}
+
+/// The base offsets of the segments in `dir`, sorted. Also cleans up what a crash can
+/// leave behind: temp files of atomic writes and index files without a `.log`.
+fn list_segments(dir: &Path, tp: &TopicPartition) -> Result<Vec<i64>, LogError> {
+    let mut logs = BTreeSet::new();
+    let mut indexes = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(LogError::io("list", dir))?;
+    for entry in entries {
+        let entry = entry.map_err(LogError::io("list", dir))?;
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if name.ends_with(".tmp") {
+            debug!(topic = %tp.topic, partition = tp.partition, file = %path.display(), "removing a leftover temp file");
+            std::fs::remove_file(&path).map_err(LogError::io("delete", &path))?;
+        } else if let Some(base) = name.strip_suffix(".log").and_then(parse_base_offset) {
+            logs.insert(base);
+        } else if let Some(base) = name
+            .strip_suffix(".index")
+            .or_else(|| name.strip_suffix(".timeindex"))
+            .and_then(parse_base_offset)
+        {
+            indexes.push((base, path));
+        }
+    }
+    for (base, path) in indexes {
+        if !logs.contains(&base) {
+            debug!(topic = %tp.topic, partition = tp.partition, file = %path.display(), "removing an index without a log");
+            std::fs::remove_file(&path).map_err(LogError::io("delete", &path))?;
+        }
+    }
+    Ok(logs.into_iter().collect())
+}
+
+/// A 20-digit segment file stem as an offset.
+fn parse_base_offset(stem: &str) -> Option<i64> {
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::{split_batches, validate};
+    use crate::log::test_util::{batch_at, batch_from, simple_batch};
+    use std::time::Duration;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("t", 0)
+    }
+
+    fn small_config() -> LogConfig {
+        LogConfig {
+            segment_bytes: 1024,
+            segment_ms: 60_000,
+            retention_ms: None,
+            retention_bytes: None,
+            max_message_bytes: 1 << 20,
+            index_interval_bytes: 100,
+            fsync: FsyncPolicy::Never,
+        }
+    }
+
+    fn open(dir: &Path, config: LogConfig) -> PartitionLog {
+        PartitionLog::open(dir.join("t-0"), tp(), config, 0, None, NOW).unwrap()
+    }
+
+    fn patched(batch: &Bytes, base_offset: i64, epoch: i32) -> Vec<u8> {
+        let mut b = batch.to_vec();
+        batch::patch(&mut b, base_offset, epoch).unwrap();
+        b
+    }
+
+    /// Base offsets of the batches in a read.
+    fn bases(records: &Bytes) -> Vec<i64> {
+        split_batches(records)
+            .unwrap()
+            .iter()
+            .map(|b| validate(b).unwrap().base_offset())
+            .collect()
+    }
+
+    /// Base offsets of every batch, reading segment by segment as consumers do.
+    fn all_bases(log: &PartitionLog) -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut offset = log.log_start_offset();
+        while offset < log.log_end_offset() {
+            let r = log.read(offset, 1 << 20, i64::MAX).unwrap();
+            assert!(!r.records.is_empty(), "empty read at {offset}");
+            out.extend(bases(&r.records));
+            offset = r.next_offset;
+        }
+        out
+    }
+
+    #[test]
+    fn leader_append_assigns_offsets_and_reads_back_exact_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), LogConfig::default());
+        let a = simple_batch(3, 1000, 10);
+        let b = simple_batch(2, 2000, 10);
+        let info = log.append_as_leader(a.clone(), 4, NOW).unwrap();
+        assert_eq!((info.first_offset, info.last_offset), (0, 2));
+        assert_eq!((info.batch_count, info.record_count), (1, 3));
+        assert_eq!(info.max_timestamp, 1002);
+        let info = log.append_as_leader(b.clone(), 4, NOW).unwrap();
+        assert_eq!((info.first_offset, info.last_offset), (3, 4));
+        assert_eq!(log.log_end_offset(), 5);
+
+        let read = log.read(0, 1 << 20, i64::MAX).unwrap();
+        let mut expected = patched(&a, 0, 4);
+        expected.extend_from_slice(&patched(&b, 3, 4));
+        assert_eq!(&read.records[..], &expected[..]);
+        assert_eq!(read.first_offset, Some(0));
+        assert_eq!(read.next_offset, 5);
+        assert_eq!((read.log_start_offset, read.log_end_offset), (0, 5));
+        for part in split_batches(&read.records).unwrap() {
+            validate(&part).unwrap();
+        }
+
+        // A payload with several batches is one append.
+        let mut payload = simple_batch(1, 3000, 5).to_vec();
+        payload.extend_from_slice(&simple_batch(4, 3001, 5));
+        let info = log.append_as_leader(Bytes::from(payload), 5, NOW).unwrap();
+        assert_eq!(
+            (info.first_offset, info.last_offset, info.batch_count),
+            (5, 9, 2)
+        );
+        assert_eq!(
+            bases(&log.read(5, 1 << 20, i64::MAX).unwrap().records),
+            vec![5, 6]
+        );
+    }
+
+    #[test]
+    fn read_rules_whole_batches_at_least_one_and_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), LogConfig::default());
+        let mut sizes = Vec::new();
+        for i in 0..5 {
+            let b = simple_batch(10, 1000 + i, 20);
+            sizes.push(b.len());
+            log.append_as_leader(b, 0, NOW).unwrap();
+        }
+        // Offsets: batch i holds 10i..10i+9.
+        // From the middle of a batch: that whole batch.
+        let r = log.read(15, 1 << 20, i64::MAX).unwrap();
+        assert_eq!(bases(&r.records), vec![10, 20, 30, 40]);
+        // At least one batch even if max_bytes is tiny.
+        let r = log.read(23, 1, i64::MAX).unwrap();
+        assert_eq!(bases(&r.records), vec![20]);
+        assert_eq!(r.records.len(), sizes[2]);
+        assert_eq!(r.next_offset, 30);
+        // max_bytes: whole batches only, never a partial one.
+        let r = log.read(0, sizes[0] + sizes[1] / 2, i64::MAX).unwrap();
+        assert_eq!(bases(&r.records), vec![0]);
+        let r = log.read(0, sizes[0] + sizes[1], i64::MAX).unwrap();
+        assert_eq!(bases(&r.records), vec![0, 10]);
+        // The offset limit (high watermark) cuts at batch boundaries.
+        let r = log.read(0, 1 << 20, 30).unwrap();
+        assert_eq!(bases(&r.records), vec![0, 10, 20]);
+        let r = log.read(0, 1 << 20, 25).unwrap();
+        assert_eq!(
+            bases(&r.records),
+            vec![0, 10],
+            "a batch straddling the limit is held back"
+        );
+        let r = log.read(30, 1 << 20, 30).unwrap();
+        assert!(r.records.is_empty());
+        assert_eq!(r.next_offset, 30);
+        // At the log end: empty. Past it or below the start: out of range.
+        assert!(log.read(50, 100, i64::MAX).unwrap().records.is_empty());
+        match log.read(51, 100, i64::MAX) {
+            Err(LogError::OffsetOutOfRange {
+                offset: 51,
+                log_start_offset: 0,
+                log_end_offset: 50,
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        log.delete_records_before(20).unwrap();
+        assert!(matches!(
+            log.read(19, 100, i64::MAX),
+            Err(LogError::OffsetOutOfRange {
+                log_start_offset: 20,
+                ..
+            })
+        ));
+        assert_eq!(bases(&log.read(20, 1, i64::MAX).unwrap().records), vec![20]);
+    }
+
+    #[test]
+    fn reads_use_the_index_for_every_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), small_config());
+        for i in 0..60 {
+            log.append_as_leader(batch_at(1 + i % 3, 1000 + i as i64, 7), 0, NOW)
+                .unwrap();
+        }
+        assert!(log.segment_count() > 3);
+        assert!(log.segments.iter().any(|s| s.index().entries().len() > 2));
+        let end = log.log_end_offset();
+        for offset in 0..end {
+            let r = log.read(offset, 1, i64::MAX).unwrap();
+            let parts = split_batches(&r.records).unwrap();
+            assert_eq!(parts.len(), 1, "offset {offset}");
+            let h = validate(&parts[0]).unwrap();
+            assert!(h.base_offset() <= offset && offset <= h.last_offset());
+        }
+    }
+
+    #[test]
+    fn a_planned_read_survives_retention_and_runs_without_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), small_config());
+        for _ in 0..20 {
+            log.append_as_leader(batch_at(2, 1000, 50), 0, NOW).unwrap();
+        }
+        let first = log.read(0, 1, i64::MAX).unwrap();
+        let plan = log.prepare_read(0, 1, i64::MAX).unwrap();
+        log.delete_records_before(log.log_end_offset()).unwrap();
+        assert!(!log.segment_base_offsets().contains(&0));
+        assert_eq!(plan.read().unwrap(), first);
+    }
+
+    #[test]
+    fn segments_roll_by_size_with_20_digit_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), small_config());
+        let b = batch_at(5, 1000, 100); // ~ 600 bytes: one per 1024-byte segment
+        for _ in 0..4 {
+            log.append_as_leader(b.clone(), 0, NOW).unwrap();
+        }
+        assert_eq!(log.segment_base_offsets(), vec![0, 5, 10, 15]);
+        for base in [0, 5, 10, 15] {
+            let name = format!("{base:020}");
+            for ext in ["log", "index", "timeindex"] {
+                assert!(
+                    log.dir().join(format!("{name}.{ext}")).exists(),
+                    "{name}.{ext}"
+                );
+            }
+        }
+        // A roll fsyncs the sealed segment, so the recovery point follows.
+        assert_eq!(log.recovery_point(), 15);
+        assert!(log.size_bytes() <= 4 * 1024);
+        // An append larger than a segment is refused.
+        let huge = batch_at(1, 1000, 2000);
+        assert!(matches!(
+            log.append_as_leader(huge, 0, NOW),
+            Err(LogError::RecordBatchTooLarge { .. })
+        ));
+        assert_eq!(log.log_end_offset(), 20);
+    }
+
+    #[test]
+    fn segments_roll_by_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), small_config());
+        let b = batch_at(1, 1000, 1);
+        log.append_as_leader(b.clone(), 0, NOW).unwrap();
+        log.append_as_leader(b.clone(), 0, NOW + 59_999).unwrap();
+        assert_eq!(log.segment_count(), 1);
+        log.append_as_leader(b.clone(), 0, NOW + 60_000).unwrap();
+        assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+        // The new segment's clock starts at its first append.
+        log.append_as_leader(b.clone(), 0, NOW + 119_999).unwrap();
+        assert_eq!(log.segment_count(), 2);
+        log.append_as_leader(b, 0, NOW + 120_000).unwrap();
+        assert_eq!(log.segment_base_offsets(), vec![0, 2, 4]);
+    }
+
+    #[test]
+    fn retention_by_time_deletes_old_segments_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            retention_ms: Some(10_000),
+            ..small_config()
+        };
+        let mut log = open(dir.path(), config);
+        // Three segments with max timestamps NOW-30s, NOW-20s, NOW-5s, then the active one.
+        for ts in [NOW - 30_000, NOW - 20_000, NOW - 5_000, NOW - 50_000] {
+            log.append_as_leader(batch_at(3, ts, 10), 0, NOW).unwrap();
+            log.roll().unwrap();
+        }
+        log.append_as_leader(batch_at(3, NOW - 90_000, 10), 0, NOW)
+            .unwrap();
+        assert_eq!(log.segment_base_offsets(), vec![0, 3, 6, 9, 12]);
+        let outcome = log.enforce_retention(NOW, None).unwrap();
+        // Oldest first, stopping at the first segment that is not expired.
+        assert_eq!(outcome.deleted_segments, 2);
+        assert_eq!(outcome.log_start_offset, 6);
+        assert_eq!(log.log_start_offset(), 6);
+        assert_eq!(log.segment_base_offsets(), vec![6, 9, 12]);
+        assert!(!log.dir().join(format!("{:020}.log", 0)).exists());
+        // Later, everything but the active segment expires.
+        let outcome = log.enforce_retention(NOW + 100_000, None).unwrap();
+        assert_eq!(outcome.deleted_segments, 2);
+        assert_eq!(log.segment_base_offsets(), vec![12]);
+        assert_eq!(bases(&log.read(12, 1, i64::MAX).unwrap().records), vec![12]);
+    }
+
+    #[test]
+    fn retention_by_size_and_the_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), small_config());
+        for _ in 0..6 {
+            log.append_as_leader(batch_at(2, 1000, 100), 0, NOW)
+                .unwrap();
+            log.roll().unwrap();
+        }
+        log.append_as_leader(batch_at(2, 1000, 100), 0, NOW)
+            .unwrap();
+        let seg_size = log.segments[0].size();
+        assert_eq!(log.segment_count(), 7);
+        log.set_config(LogConfig {
+            retention_bytes: Some(3 * seg_size),
+            ..small_config()
+        })
+        .unwrap();
+        // The high watermark at 6 protects segments holding offsets at or above it.
+        let outcome = log.enforce_retention(NOW, Some(6)).unwrap();
+        assert_eq!(outcome.deleted_segments, 3);
+        assert_eq!(log.log_start_offset(), 6);
+        let outcome = log.enforce_retention(NOW, None).unwrap();
+        assert_eq!(outcome.deleted_segments, 1);
+        assert_eq!(outcome.deleted_bytes, seg_size);
+        assert_eq!(log.size_bytes(), 3 * seg_size);
+        assert_eq!(log.segment_base_offsets(), vec![8, 10, 12]);
+        assert_eq!(
+            log.enforce_retention(NOW, None).unwrap().deleted_segments,
+            0
+        );
+    }
+
+    #[test]
+    fn delete_records_moves_the_start_and_drops_whole_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), small_config());
+        for _ in 0..3 {
+            log.append_as_leader(batch_at(4, 1000, 10), 0, NOW).unwrap();
+            log.roll().unwrap();
+        }
+        assert_eq!(log.segment_base_offsets(), vec![0, 4, 8, 12]);
+        assert_eq!(log.delete_records_before(6).unwrap(), 6);
+        assert_eq!(log.segment_base_offsets(), vec![4, 8, 12]);
+        // Reading at the new start returns the batch holding it.
+        assert_eq!(bases(&log.read(6, 1, i64::MAX).unwrap().records), vec![4]);
+        assert_eq!(log.delete_records_before(2).unwrap(), 6, "never backwards");
+        assert!(matches!(
+            log.delete_records_before(13),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        // Up to the log end: the active segment stays, empty of readable data.
+        assert_eq!(log.delete_records_before(12).unwrap(), 12);
+        assert_eq!(log.segment_base_offsets(), vec![12]);
+        assert!(log.read(12, 100, i64::MAX).unwrap().records.is_empty());
+        let dir_path = log.dir().to_owned();
+        drop(log);
+        let log = PartitionLog::open(dir_path, tp(), small_config(), 12, Some(12), NOW).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (12, 12));
+    }
+
+    #[test]
+    fn truncate_in_the_middle_of_a_segment_and_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), small_config());
+        for i in 0..12 {
+            log.append_as_leader(batch_at(2, 1000 + i, 60), i as i32 / 4, NOW)
+                .unwrap();
+        }
+        // Offsets 0..24 in batches of 2; epochs 0 (0..8), 1 (8..16), 2 (16..24).
+        let segments_before = log.segment_base_offsets();
+        assert!(segments_before.len() >= 3, "{segments_before:?}");
+        let epochs = |log: &PartitionLog| {
+            log.leader_epochs()
+                .iter()
+                .map(|e| (e.epoch, e.start_offset))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(epochs(&log), vec![(0, 0), (1, 8), (2, 16)]);
+
+        // Across segments, into the middle of a batch: the whole batch 12..=13 goes, the
+        // segment holding it is cut after its first batch, later segments are deleted.
+        assert_eq!(segments_before[..3], [0, 10, 20]);
+        log.truncate_to(13).unwrap();
+        assert_eq!(log.log_end_offset(), 12);
+        assert_eq!(log.segment_base_offsets(), vec![0, 10]);
+        assert!(log.segments[1].size() > 0);
+        assert_eq!(epochs(&log), vec![(0, 0), (1, 8)]);
+        assert_eq!(all_bases(&log), (0..12).step_by(2).collect::<Vec<_>>());
+        assert_eq!(log.offset_for_timestamp(1006).unwrap(), None);
+        assert_eq!(
+            log.offset_for_timestamp(1005).unwrap().map(|r| r.offset),
+            Some(10)
+        );
+
+        // Appends continue from the new end; the new epoch is recorded.
+        let info = log.append_as_leader(batch_at(3, 2000, 5), 7, NOW).unwrap();
+        assert_eq!(info.first_offset, 12);
+        assert_eq!(epochs(&log), vec![(0, 0), (1, 8), (7, 12)]);
+
+        // At a batch boundary inside the active segment.
+        log.truncate_to(4).unwrap();
+        assert_eq!(log.log_end_offset(), 4);
+        assert_eq!(epochs(&log), vec![(0, 0)]);
+        let end = log.log_end_offset();
+        let dir_path = log.dir().to_owned();
+        let segments = log.segment_base_offsets();
+        drop(log);
+        // The files agree: reopening (which checks and recovers) finds the same log.
+        let log = PartitionLog::open(dir_path, tp(), small_config(), 0, None, NOW).unwrap();
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(log.segment_base_offsets(), segments);
+        assert_eq!(epochs(&log), vec![(0, 0)]);
+        assert_eq!(
+            bases(&log.read(0, 1 << 20, i64::MAX).unwrap().records),
+            vec![0, 2]
+        );
+    }
+
+    #[test]
+    fn truncate_fully_restarts_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), small_config());
+        for _ in 0..5 {
+            log.append_as_leader(batch_at(3, 1000, 100), 3, NOW)
+                .unwrap();
+        }
+        log.truncate_fully_and_start_at(500).unwrap();
+        assert_eq!(log.segment_base_offsets(), vec![500]);
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 500));
+        assert!(log.leader_epochs().is_empty());
+        assert!(matches!(
+            log.read(0, 10, i64::MAX),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        let info = log
+            .append_as_follower(batch_from(500, 2, 1000, 4), NOW)
+            .unwrap();
+        assert_eq!(info.last_offset, 501);
+        // Truncating at or below the first segment is a full truncation too.
+        log.truncate_to(500).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 500));
+        let names: Vec<_> = std::fs::read_dir(log.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".log"))
+            .collect();
+        assert_eq!(names, vec![format!("{:020}.log", 500)]);
+    }
+
+    #[test]
+    fn epoch_cache_answers_offset_for_leader_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), small_config());
+        for (epoch, count) in [(1, 3), (1, 2), (3, 4), (6, 1)] {
+            log.append_as_leader(batch_at(count, 1000, 5), epoch, NOW)
+                .unwrap();
+        }
+        // Epoch 1: 0..5, epoch 3: 5..9, epoch 6: 9..10.
+        let eo = |log: &PartitionLog, e| {
+            log.end_offset_for_epoch(e)
+                .map(|r| (r.leader_epoch, r.end_offset))
+        };
+        assert_eq!(eo(&log, 6), Some((6, 10)));
+        assert_eq!(eo(&log, 5), Some((3, 9)));
+        assert_eq!(eo(&log, 3), Some((3, 9)));
+        assert_eq!(eo(&log, 2), Some((1, 5)));
+        assert_eq!(eo(&log, 0), Some((0, 0)));
+        assert_eq!(eo(&log, 7), None);
+        // A new leader records its epoch before writing.
+        log.assign_epoch_start(8).unwrap();
+        assert_eq!(eo(&log, 6), Some((6, 10)));
+        assert_eq!(eo(&log, 8), Some((8, 10)));
+        let text = std::fs::read_to_string(log.dir().join(LEADER_EPOCH_CHECKPOINT)).unwrap();
+        assert_eq!(text, "0\n4\n1 0\n3 5\n6 9\n8 10\n");
+        log.truncate_to(7).unwrap();
+        assert_eq!(log.log_end_offset(), 5, "the batch 5..=8 is removed whole");
+        assert_eq!(eo(&log, 3), None);
+        assert_eq!(eo(&log, 1), Some((1, 5)));
+        let text = std::fs::read_to_string(log.dir().join(LEADER_EPOCH_CHECKPOINT)).unwrap();
+        assert_eq!(text, "0\n1\n1 0\n");
+    }
+
+    #[test]
+    fn timestamp_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), small_config());
+        // Batches of 5 records with timestamps t, t+1, ..., t+4; rolls along the way.
+        for i in 0..20 {
+            log.append_as_leader(simple_batch(5, 10_000 + 100 * i, 30), 2, NOW)
+                .unwrap();
+        }
+        assert!(log.segment_count() > 2);
+        let at = |log: &PartitionLog, ts| {
+            log.offset_for_timestamp(ts)
+                .unwrap()
+                .map(|r| (r.offset, r.timestamp))
+        };
+        assert_eq!(at(&log, 0), Some((0, 10_000)));
+        assert_eq!(at(&log, 10_000), Some((0, 10_000)));
+        assert_eq!(
+            at(&log, 10_003),
+            Some((3, 10_003)),
+            "record-level inside a batch"
+        );
+        assert_eq!(at(&log, 10_050), Some((5, 10_100)));
+        assert_eq!(at(&log, 11_204), Some((64, 11_204)));
+        assert_eq!(at(&log, 11_904), Some((99, 11_904)));
+        assert_eq!(at(&log, 11_905), None);
+        let found = log.offset_for_timestamp(10_700).unwrap().unwrap();
+        assert_eq!(found.leader_epoch, Some(2));
+        // Only offsets at or after the log start count.
+        log.delete_records_before(7).unwrap();
+        assert_eq!(at(&log, 0), Some((7, 10_102)));
+        let max = log.offset_of_max_timestamp().unwrap();
+        assert_eq!((max.timestamp, max.offset), (11_904, 95));
+        // Each segment's time index ends with its largest timestamp.
+        for seg in &log.segments[..log.segments.len() - 1] {
+            assert_eq!(
+                seg.time_index().last().map(|e| e.timestamp),
+                Some(seg.max_timestamp())
+            );
+        }
+    }
+
+    #[test]
+    fn follower_appends_store_the_leaders_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), small_config());
+        let a = batch_from(0, 3, 1000, 2);
+        let b = batch_from(3, 2, 1001, 3);
+        let mut payload = a.to_vec();
+        payload.extend_from_slice(&b);
+        let info = log
+            .append_as_follower(Bytes::from(payload.clone()), NOW)
+            .unwrap();
+        assert_eq!(
+            (info.first_offset, info.last_offset, info.batch_count),
+            (0, 4, 2)
+        );
+        assert_eq!(
+            &log.read(0, 1 << 20, i64::MAX).unwrap().records[..],
+            &payload[..]
+        );
+        assert_eq!(log.latest_epoch(), Some(3));
+        assert!(matches!(
+            log.append_as_follower(batch_from(4, 1, 1000, 3), NOW),
+            Err(LogError::UnexpectedAppendOffset {
+                first_offset: 4,
+                log_end_offset: 5
+            })
+        ));
+        let mut unordered = batch_from(5, 2, 1000, 3).to_vec();
+        unordered.extend_from_slice(&batch_from(6, 1, 1000, 3));
+        assert!(matches!(
+            log.append_as_follower(Bytes::from(unordered), NOW),
+            Err(LogError::OffsetsOutOfOrder { .. })
+        ));
+        assert_eq!(log.log_end_offset(), 5);
+    }
+
+    #[test]
+    fn invalid_appends_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), small_config());
+        log.append_as_leader(batch_at(1, 1000, 5), 0, NOW).unwrap();
+        let good = batch_at(1, 1000, 5);
+        let mut bad = good.to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let mut payload = good.to_vec();
+        payload.extend_from_slice(&bad);
+        match log.append_as_leader(Bytes::from(payload), 0, NOW) {
+            Err(LogError::InvalidBatch {
+                index: 1,
+                source: batch::BatchError::CorruptCrc { .. },
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        let mut v1 = good.to_vec();
+        v1[16] = 1;
+        assert!(matches!(
+            log.append_as_leader(Bytes::from(v1), 0, NOW),
+            Err(LogError::InvalidBatch {
+                source: batch::BatchError::UnsupportedMagic(1),
+                ..
+            })
+        ));
+        assert!(matches!(
+            log.append_as_leader(good.slice(..good.len() - 1), 0, NOW),
+            Err(LogError::InvalidBatch {
+                source: batch::BatchError::Truncated { .. },
+                ..
+            })
+        ));
+        log.set_config(LogConfig {
+            max_message_bytes: 100,
+            ..small_config()
+        })
+        .unwrap();
+        assert!(matches!(
+            log.append_as_leader(batch_at(1, 1000, 200), 0, NOW),
+            Err(LogError::RecordTooLarge { limit: 100, .. })
+        ));
+        assert_eq!(log.log_end_offset(), 1);
+        assert_eq!(log.size_bytes(), good.len() as u64);
+        let empty = log.append_as_leader(Bytes::new(), 0, NOW).unwrap();
+        assert_eq!((empty.batch_count, empty.first_offset), (0, 1));
+        assert!(!log.is_failed());
+    }
+
+    #[test]
+    fn fsync_policies_move_the_recovery_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(
+            dir.path(),
+            LogConfig {
+                fsync: FsyncPolicy::Always,
+                ..small_config()
+            },
+        );
+        log.append_as_leader(batch_at(2, 1000, 5), 0, NOW).unwrap();
+        assert_eq!(log.recovery_point(), 2);
+
+        let mut config = small_config();
+        config.fsync = FsyncPolicy::Interval(Duration::from_secs(1));
+        log.set_config(config).unwrap();
+        log.append_as_leader(batch_at(2, 1000, 5), 0, NOW + 10)
+            .unwrap();
+        assert_eq!(log.recovery_point(), 2, "interval not yet passed");
+        assert!(!log.flush_if_due(NOW + 500).unwrap());
+        assert!(log.flush_if_due(NOW + 1000).unwrap());
+        assert_eq!(log.recovery_point(), 4);
+        log.append_as_leader(batch_at(2, 1000, 5), 0, NOW + 2500)
+            .unwrap();
+        assert_eq!(log.recovery_point(), 6, "the append itself was due");
+
+        log.set_config(small_config()).unwrap();
+        log.append_as_leader(batch_at(2, 1000, 5), 0, NOW).unwrap();
+        assert_eq!(log.recovery_point(), 6);
+        log.flush().unwrap();
+        assert_eq!(log.recovery_point(), 8);
+    }
+
+    #[test]
+    fn a_deleted_log_refuses_writes_but_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), small_config());
+        log.append_as_leader(batch_at(2, 1000, 5), 0, NOW).unwrap();
+        log.mark_deleted();
+        assert!(matches!(
+            log.append_as_leader(batch_at(2, 1000, 5), 0, NOW),
+            Err(LogError::Failed { .. })
+        ));
+        assert!(matches!(log.truncate_to(0), Err(LogError::Failed { .. })));
+        assert_eq!(bases(&log.read(0, 10, i64::MAX).unwrap().records), vec![0]);
+    }
+}

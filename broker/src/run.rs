@@ -1,0 +1,121 @@
+//! Starting and stopping a broker: bind, join the cluster, open the logs, serve.
+
+use crate::broker::Broker;
+use crate::cluster::Cluster;
+use crate::config::BrokerConfig;
+use crate::producer_ids::ProducerIds;
+use crate::replica::ReplicaManager;
+use anyhow::Context;
+use fjord_shared::cluster::BrokerRegistration;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Runs a broker until SIGTERM or SIGINT. Prints `listening on ADDR` once it is bound and
+/// registered.
+pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let lock_path = config.data_dir.join(".lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        anyhow::bail!(
+            "data dir {} is in use by another broker",
+            config.data_dir.display()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (host, port) = match &config.advertised {
+        Some(a) => {
+            let (h, p) = a
+                .rsplit_once(':')
+                .context("--advertised must be HOST:PORT")?;
+            (
+                h.to_owned(),
+                p.parse::<u16>()
+                    .context("--advertised port is not a number")?,
+            )
+        }
+        None => (addr.ip().to_string(), addr.port()),
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let registration = BrokerRegistration::new(&host, port, config.rack.clone(), now_ms);
+    let replicas = ReplicaManager::open(&config).context("cannot open the partition logs")?;
+    let cluster = Cluster::join(
+        config.id,
+        &config.coordinator,
+        Duration::from_millis(config.session_timeout_ms),
+        registration,
+    )
+    .await
+    .context("cannot join the cluster")?;
+    let broker = Arc::new(Broker {
+        id: config.id,
+        config: config.clone(),
+        cluster: cluster.clone(),
+        replicas,
+        producer_ids: ProducerIds::default(),
+        data_arrived: Notify::new(),
+    });
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(cluster.clone().run(shutdown.child_token()));
+    tasks.spawn(crate::replica::follow_view(
+        broker.clone(),
+        shutdown.child_token(),
+    ));
+    tasks.spawn(crate::replica::housekeeping(
+        broker.clone(),
+        shutdown.child_token(),
+    ));
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        signal.cancel();
+    });
+    tracing::info!(broker_id = config.id, %addr, advertised = %format!("{host}:{port}"), "broker started");
+    println!("listening on {addr}");
+    crate::server::run(
+        listener,
+        broker.clone(),
+        config.max_connections,
+        shutdown.clone(),
+    )
+    .await;
+    tracing::info!(broker_id = config.id, "shutting down");
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    broker.replicas.close();
+    drop(lock);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The cluster's znode layout in the coordinator, and the JSON stored there.
+//!
+//! It is Kafka's own ZooKeeper layout (Kafka 2.x/3.x in ZooKeeper mode), so anyone who ran
+//! Kafka on ZooKeeper knows where to look, and stock ZooKeeper tools can inspect it:
+//!
+//! ```text
+//! /cluster/id                               {"version":"1","id":"<base64 uuid>"}
+//! /brokers/ids/<id>            (ephemeral)  {"version":5,"host":..,"port":..,"endpoints":[..],..}
+//! /controller                  (ephemeral)  {"version":1,"brokerid":<id>,"timestamp":"<ms>"}
+//! /controller_epoch                         "<n>"
+//! /brokers/topics/<t>                       {"version":3,"partitions":{"0":[1,2,3]},"topic_id":".."}
+//! /brokers/topics/<t>/partitions/<p>/state  {"version":1,"leader":1,"leader_epoch":0,..}
+//! /config/topics/<t>                        {"version":1,"config":{"retention.ms":".."}}
+//! /admin/delete_topics/<t>
+//! /latest_producer_id_block                 {"version":1,"broker":..,"block_start":..,"block_end":..}
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const CLUSTER_ID: &str = "/cluster/id";
+pub const BROKER_IDS: &str = "/brokers/ids";
+pub const TOPICS: &str = "/brokers/topics";
+pub const CONTROLLER: &str = "/controller";
+pub const CONTROLLER_EPOCH: &str = "/controller_epoch";
+pub const TOPIC_CONFIGS: &str = "/config/topics";
+pub const DELETE_TOPICS: &str = "/admin/delete_topics";
+pub const PRODUCER_ID_BLOCK: &str = "/latest_producer_id_block";
+
+/// Paths that must exist before brokers use the layout (persistent, empty).
+pub const BASE_PATHS: [&str; 7] = [
+    "/cluster",
+    "/brokers",
+    BROKER_IDS,
+    TOPICS,
+    "/config",
+    TOPIC_CONFIGS,
+    "/admin",
+];
+
+pub fn broker_path(id: i32) -> String {
+    format!("{BROKER_IDS}/{id}")
+}
+
+pub fn topic_path(topic: &str) -> String {
+    format!("{TOPICS}/{topic}")
+}
+
+pub fn partitions_path(topic: &str) -> String {
+    format!("{TOPICS}/{topic}/partitions")
+}
+
+pub fn partition_path(topic: &str, partition: i32) -> String {
+    format!("{TOPICS}/{topic}/partitions/{partition}")
+}
+
+pub fn partition_state_path(topic: &str, partition: i32) -> String {
+    format!("{TOPICS}/{topic}/partitions/{partition}/state")
+}
+
+pub fn topic_config_path(topic: &str) -> String {
+    format!("{TOPIC_CONFIGS}/{topic}")
+}
+
+pub fn delete_topic_path(topic: &str) -> String {
+    format!("{DELETE_TOPICS}/{topic}")
+}
+
+/// `/cluster/id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterId {
+    pub version: String,
+    pub id: String,
+}
+
+/// `/brokers/ids/<id>`, Kafka's version 5 registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub version: i32,
+    pub host: String,
+    pub port: i32,
+    pub endpoints: Vec<String>,
+    #[serde(default)]
+    pub listener_security_protocol_map: BTreeMap<String, String>,
+    #[serde(default)]
+    pub jmx_port: i32,
+    /// Milliseconds since the epoch, as a string (Kafka's format).
+    pub timestamp: String,
+    #[serde(default)]
+    pub rack: Option<String>,
+    #[serde(default)]
+    pub features: BTreeMap<String, serde_json::Value>,
+}
+
+impl BrokerRegistration {
+    pub fn new(host: &str, port: u16, rack: Option<String>, now_ms: u64) -> BrokerRegistration {
+        BrokerRegistration {
+            version: 5,
+            host: host.to_owned(),
+            port: i32::from(port),
+            endpoints: vec![format!("PLAINTEXT://{host}:{port}")],
+            listener_security_protocol_map: [("PLAINTEXT".to_owned(), "PLAINTEXT".to_owned())]
+                .into(),
+            jmx_port: -1,
+            timestamp: now_ms.to_string(),
+            rack,
+            features: BTreeMap::new(),
+        }
+    }
+}
+
+/// `/controller`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerInfo {
+    pub version: i32,
+    pub brokerid: i32,
+    pub timestamp: String,
+}
+
+/// `/brokers/topics/<t>`: the replica assignment of every partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicAssignment {
+    pub version: i32,
+    /// partition (as a decimal string) → replica broker ids, preferred leader first.
+    pub partitions: BTreeMap<String, Vec<i32>>,
+    #[serde(default)]
+    pub topic_id: Option<String>,
+    #[serde(default)]
+    pub adding_replicas: BTreeMap<String, Vec<i32>>,
+    #[serde(default)]
+    pub removing_replicas: BTreeMap<String, Vec<i32>>,
+}
+
+impl TopicAssignment {
+    pub fn new(assignment: &BTreeMap<i32, Vec<i32>>, topic_id: String) -> TopicAssignment {
+        TopicAssignment {
+            version: 3,
+            partitions: assignment
+                .iter()
+                .map(|(p, r)| (p.to_string(), r.clone()))
+                .collect(),
+            topic_id: Some(topic_id),
+            adding_replicas: BTreeMap::new(),
+            removing_replicas: BTreeMap::new(),
+        }
+    }
+
+    /// The assignment keyed by partition number; entries that are not numbers are skipped.
+    pub fn by_partition(&self) -> BTreeMap<i32, Vec<i32>> {
+        self.partitions
+            .iter()
+            .filter_map(|(p, r)| Some((p.parse().ok()?, r.clone())))
+            .collect()
+    }
+}
+
+/// `/brokers/topics/<t>/partitions/<p>/state`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub version: i32,
+    /// The leader's broker id, or -1 when the partition is offline.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub controller_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
+/// `/config/topics/<t>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TopicConfig {
+    pub version: i32,
+    pub config: BTreeMap<String, String>,
+}
+
+/// `/latest_producer_id_block`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerIdBlock {
+    pub version: i32,
+    pub broker: i32,
+    pub block_start: String,
+    pub block_end: String,
+}
+
+/// Kafka's topic name rule: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_matches_kafkas_layout() {
+        let reg = BrokerRegistration::new("127.0.0.1", 9092, None, 1_700_000_000_000);
+        let v: serde_json::Value = serde_json::to_value(&reg).unwrap();
+        assert_eq!(v["version"], 5);
+        assert_eq!(v["endpoints"][0], "PLAINTEXT://127.0.0.1:9092");
+        assert_eq!(v["timestamp"], "1700000000000");
+        let state: PartitionState = serde_json::from_str(
+            r#"{"controller_epoch":1,"leader":2,"version":1,"leader_epoch":0,"isr":[2,3]}"#,
+        )
+        .unwrap();
+        assert_eq!(state.isr, vec![2, 3]);
+        let t: TopicAssignment =
+            serde_json::from_str(r#"{"version":3,"partitions":{"0":[1,2],"1":[2,1]}}"#).unwrap();
+        assert_eq!(t.by_partition()[&1], vec![2, 1]);
+    }
+
+    #[test]
+    fn topic_names() {
+        assert!(valid_topic_name("oms-events.v1_x"));
+        for bad in ["", ".", "..", "a b", "a/b", &"x".repeat(250)] {
+            assert!(!valid_topic_name(bad), "{bad}");
+        }
+    }
+}
