@@ -28,7 +28,7 @@ pub const DELETE_TOPICS: &str = "/admin/delete_topics";
 pub const PRODUCER_ID_BLOCK: &str = "/latest_producer_id_block";
 
 /// Paths that must exist before brokers use the layout (persistent, empty).
-pub const BASE_PATHS: [&str; 7] = [
+pub const BASE_PATHS: [&str; 8] = [
     "/cluster",
     "/brokers",
     BROKER_IDS,
@@ -36,6 +36,7 @@ pub const BASE_PATHS: [&str; 7] = [
     "/config",
     TOPIC_CONFIGS,
     "/admin",
+    DELETE_TOPICS,
 ];
 
 pub fn broker_path(id: i32) -> String {

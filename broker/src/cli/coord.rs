@@ -16,6 +16,7 @@ use fjord_shared::coord_client::{
 
 use super::error::CliError;
 use super::output::{data_text, write_stat};
+use super::signal::interrupted;
 
 /// `fjord coord [options] <command>`.
 #[derive(Debug, Args)]
@@ -326,22 +327,6 @@ async fn watch(
                 Some(Event::Session(_)) => {}
             },
         }
-    }
-}
-
-/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
-async fn interrupted() -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r,
-            _ = term.recv() => Ok(()),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await
     }
 }
 

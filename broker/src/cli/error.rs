@@ -1,8 +1,10 @@
 //! Errors of the `fjord` tool. Each prints as the single line shown after `error: `, naming
-//! what failed (the coordinator address or the node path) and why, e.g.
-//! `/x: NONODE (-101)`.
+//! what failed (the coordinator or broker address, the node path, the topic) and why, e.g.
+//! `/x: NONODE (-101)` or `CreateTopics orders: TOPIC_ALREADY_EXISTS (36)`.
 
 use fjord_shared::coord_client;
+
+use crate::client;
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +24,22 @@ pub enum CliError {
     /// The session ended under a long-running command (for example `watch`).
     #[error("coordinator session: {0}")]
     Session(coord_client::Error),
+    /// A Kafka request failed (the client's message names the broker, API and topic).
+    #[error("{0}")]
+    Kafka(#[from] client::Error),
+    /// The command line asks for something impossible (checked after parsing, e.g. a
+    /// partition the topic does not have).
+    #[error("{0}")]
+    Usage(String),
+    /// Reading the records to produce from stdin failed.
+    #[error("cannot read stdin: {0}")]
+    Input(std::io::Error),
+    /// Some records were not acknowledged by the brokers.
+    #[error("{unacked} record(s) not acknowledged: {reason}")]
+    NotAcknowledged { unacked: u64, reason: String },
+    /// A bug: a task the command started failed.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The interrupt handler could not be installed.
     #[error("cannot listen for Ctrl-C: {0}")]
     Signal(std::io::Error),

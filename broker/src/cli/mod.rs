@@ -2,22 +2,36 @@
 //!
 //! Commands are a clap-derived tree. Global flags name the endpoints (`--bootstrap` for the
 //! Kafka side, `--coordinator` for the ZooKeeper side), each with an `FJORD_*` environment
-//! fallback, so scripts can set them once. Each top-level command lives in its own module;
-//! today that is only `coord` (the znode tree and its watches).
+//! fallback, so scripts can set them once. Each top-level command lives in its own module:
+//! `cluster`, `topics`, `produce` and `consume` speak Kafka to the brokers (through
+//! [`crate::client`]); `coord` speaks ZooKeeper to the coordinator (the znode tree and its
+//! watches).
 //!
 //! Errors never panic: every failure is one line `error: ...` on stderr and a non-zero exit
 //! status, so scripts can test `$?` and humans can read the reason.
 
+mod cluster;
+mod consume;
 mod coord;
 mod error;
+mod kafka;
 mod output;
+mod produce;
+mod signal;
+mod table;
+mod topics;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use self::cluster::ClusterArgs;
+pub use self::consume::{ConsumeArgs, StartAt};
 pub use self::coord::{CoordArgs, CoordCommand};
 pub use self::error::CliError;
+pub use self::kafka::KafkaArgs;
+pub use self::produce::ProduceArgs;
+pub use self::topics::{TopicsArgs, TopicsCommand};
 
 /// `fjord [--bootstrap HOST:PORT] [--coordinator HOST:PORT] <command>`.
 #[derive(Debug, Parser)]
@@ -51,6 +65,14 @@ pub struct Cli {
 /// The top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Show brokers, the controller, and every topic's partitions.
+    Cluster(ClusterArgs),
+    /// List, create, describe, alter and delete topics.
+    Topics(TopicsArgs),
+    /// Send stdin lines as records to a topic.
+    Produce(ProduceArgs),
+    /// Print a topic's records.
+    Consume(ConsumeArgs),
     /// Browse, change and watch the coordinator's znode tree.
     Coord(CoordArgs),
 }
@@ -84,6 +106,16 @@ pub fn run(cli: Cli) -> ExitCode {
 pub async fn execute(cli: Cli) -> Result<(), CliError> {
     let mut out = std::io::stdout();
     match cli.command {
+        Command::Cluster(args) => {
+            cluster::run(&cli.bootstrap, &cli.coordinator, args, &mut out).await
+        }
+        Command::Topics(args) => topics::run(&cli.bootstrap, args, &mut out).await,
+        Command::Produce(args) => produce::run(&cli.bootstrap, args).await,
+        Command::Consume(args) => {
+            // Records are many small lines: buffer them (consume flushes after each fetch).
+            let mut out = std::io::BufWriter::new(out.lock());
+            consume::run(&cli.bootstrap, args, &mut out).await
+        }
         Command::Coord(args) => coord::run(&cli.coordinator, args, &mut out).await,
     }
 }
@@ -114,7 +146,9 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.coordinator, "h:2");
-        let Command::Coord(args) = cli.command;
+        let Command::Coord(args) = cli.command else {
+            panic!("not coord");
+        };
         assert!(matches!(args.command, CoordCommand::Get { stat: true, .. }));
     }
 
@@ -125,6 +159,7 @@ mod tests {
             v.extend_from_slice(args);
             Cli::try_parse_from(v).map(|c| match c.command {
                 Command::Coord(a) => a.command,
+                other => panic!("not coord: {other:?}"),
             })
         };
         assert!(matches!(parse(&["ls"]).unwrap(), CoordCommand::Ls { path } if path == "/"));
@@ -162,5 +197,131 @@ mod tests {
             }
         ));
         assert!(parse(&["get"]).is_err());
+    }
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        let mut v = vec!["fjord"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).map(|c| c.command)
+    }
+
+    #[test]
+    fn kafka_flags_parse_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "fjord",
+            "topics",
+            "list",
+            "--bootstrap",
+            "b:9",
+            "--request-timeout-ms",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(cli.bootstrap, "b:9");
+        let Command::Topics(t) = cli.command else {
+            panic!("not topics");
+        };
+        assert_eq!(t.kafka.request_timeout_ms, 7);
+        assert!(matches!(t.command, TopicsCommand::List { .. }));
+    }
+
+    #[test]
+    fn topics_subcommands_parse() {
+        let Command::Topics(t) = parse(&[
+            "topics",
+            "create",
+            "orders",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "2",
+            "--config",
+            "retention.ms=1000",
+            "--config",
+            "cleanup.policy=compact",
+        ])
+        .unwrap() else {
+            panic!("not topics")
+        };
+        let TopicsCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+            ..
+        } = t.command
+        else {
+            panic!("not create")
+        };
+        assert_eq!(name, "orders");
+        assert_eq!((partitions, replication_factor), (Some(3), Some(2)));
+        assert_eq!(configs.len(), 2);
+        assert!(parse(&["topics", "create", "x", "--partitions", "0"]).is_err());
+        assert!(parse(&["topics", "create", "x", "--config", "novalue"]).is_err());
+        // alter needs at least one change.
+        assert!(parse(&["topics", "alter", "x"]).is_err());
+        assert!(parse(&["topics", "alter", "x", "--delete-config", "retention.ms"]).is_ok());
+        assert!(parse(&["topics", "describe", "x", "--all-configs"]).is_ok());
+        assert!(parse(&["topics", "delete", "x"]).is_ok());
+    }
+
+    #[test]
+    fn produce_and_consume_parse() {
+        let Command::Produce(p) = parse(&[
+            "produce",
+            "t",
+            "-K",
+            ":",
+            "-H",
+            "a=b",
+            "--acks",
+            "1",
+            "--compression",
+            "zstd",
+            "--batch-size",
+            "10",
+            "-p",
+            "2",
+        ])
+        .unwrap() else {
+            panic!("not produce")
+        };
+        assert_eq!(p.key_separator.as_deref(), Some(":"));
+        assert_eq!(p.headers, vec![("a".to_owned(), "b".to_owned())]);
+        assert_eq!(p.acks, crate::client::Acks::Leader);
+        assert_eq!(p.compression, crate::client::Compression::Zstd);
+        assert_eq!((p.batch_size, p.partition), (10, Some(2)));
+        assert!(parse(&["produce", "t", "--acks", "2"]).is_err());
+        assert!(parse(&["produce", "t", "--batch-size", "0"]).is_err());
+
+        let Command::Consume(c) = parse(&[
+            "consume",
+            "t",
+            "--from",
+            "@5",
+            "-f",
+            "-n",
+            "3",
+            "--print-key",
+            "--print-offset",
+        ])
+        .unwrap() else {
+            panic!("not consume")
+        };
+        assert_eq!(c.from, StartAt::Timestamp(5));
+        assert!(c.follow && c.print_key && c.print_offset && !c.print_headers);
+        assert_eq!(c.count, Some(3));
+        let Command::Consume(c) = parse(&["consume", "t"]).unwrap() else {
+            panic!("not consume")
+        };
+        assert_eq!(c.from, StartAt::Beginning);
+    }
+
+    #[test]
+    fn cluster_parses() {
+        let Command::Cluster(c) = parse(&["cluster", "--registrations"]).unwrap() else {
+            panic!("not cluster")
+        };
+        assert!(c.registrations);
     }
 }

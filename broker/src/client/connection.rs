@@ -5,8 +5,9 @@
 //! Requests go out one at a time and each waits for its response, so responses arrive in
 //! request order by construction; the correlation id is still checked, because a mismatch
 //! means the stream is out of step and nothing on it can be trusted any more. A connection
-//! that timed out, broke, or got out of step is marked broken and refuses further requests;
-//! the [`Client`](super::Client) then opens a new one.
+//! that timed out, broke, got out of step, or whose exchange was abandoned half-way (the
+//! caller dropped the future) is marked broken and refuses further requests; the
+//! [`Client`](super::Client) then opens a new one.
 //!
 //! Frame lengths are checked against [`ClientOptions::max_frame`] before anything is
 //! allocated for the frame, so a broken or hostile peer cannot make the client allocate
@@ -211,6 +212,10 @@ impl Connection {
                 }
             })?;
         let timeout = self.request_timeout + extra_wait;
+        // Broken until the exchange completes: if the caller drops this future half-way
+        // (a timeout or Ctrl-C around it), a request may be outstanding and the next
+        // response on the stream would answer it, so the connection must not be reused.
+        self.broken = true;
         let exchange = async {
             self.write_all(&frame).await?;
             if !expect_response {
@@ -229,11 +234,10 @@ impl Connection {
                 timeout,
             }),
         };
-        if let Err(e) = &result {
-            if e.is_transport() || matches!(e, Error::Protocol { .. }) {
-                self.broken = true;
-            }
-        }
+        self.broken = match &result {
+            Ok(_) => false,
+            Err(e) => e.is_transport() || matches!(e, Error::Protocol { .. }),
+        };
         result
     }
 

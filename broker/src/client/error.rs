@@ -25,6 +25,8 @@ pub mod code {
     pub const OFFSET_OUT_OF_RANGE: i16 = 1;
     /// The broker does not speak the version we sent.
     pub const UNSUPPORTED_VERSION: i16 = 35;
+    /// CreateTopics for a topic that exists.
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     /// An admin request reached a broker that is not the controller.
     pub const NOT_CONTROLLER: i16 = 41;
 }

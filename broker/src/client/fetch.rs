@@ -99,6 +99,22 @@ impl Client {
         })
     }
 
+    /// Splits `positions` into groups that share a leader (as far as the cached metadata
+    /// knows; positions without a known leader form one more group), so a caller can keep
+    /// one fetch in flight per broker and handle each answer as it comes, instead of
+    /// waiting for the slowest long poll.
+    pub fn group_by_leader(&self, positions: Vec<FetchPosition>) -> Vec<Vec<FetchPosition>> {
+        let md = self.cached_metadata();
+        let mut groups: BTreeMap<Option<i32>, Vec<FetchPosition>> = BTreeMap::new();
+        for pos in positions {
+            let leader = super::locate(&md, &pos.topic, pos.partition)
+                .ok()
+                .map(|(id, _)| id);
+            groups.entry(leader).or_default().push(pos);
+        }
+        groups.into_values().collect()
+    }
+
     /// Reads from several partitions; the results are in the order of `positions`.
     pub async fn fetch_many(
         &self,

@@ -163,7 +163,10 @@ mod tests {
     use kafka_protocol::messages::{BrokerId, TopicName};
     use kafka_protocol::protocol::StrBytes;
 
-    fn response(topics: &[(&str, &[(i32, i32, &[i32])])]) -> MetadataResponse {
+    /// partition, leader, replicas.
+    type Partition<'a> = (i32, i32, &'a [i32]);
+
+    fn response(topics: &[(&str, &[Partition<'_>])]) -> MetadataResponse {
         MetadataResponse::default()
             .with_cluster_id(Some(StrBytes::from_static_str("c1")))
             .with_controller_id(BrokerId(1))

@@ -81,7 +81,9 @@ pub struct ClientOptions {
 
 impl ClientOptions {
     /// Defaults for `bootstrap` (`host:port`, or several separated by commas): 5 s to
-    /// connect, 30 s per request, 64 MiB frames, 5 retries starting at 100 ms.
+    /// connect, 30 s per request, 64 MiB frames, 10 retries with backoff from 100 ms to 1 s
+    /// (about 7.5 s in all: long enough to ride out a leader election after a broker died
+    /// with the brokers' default 6 s coordinator session).
     pub fn new(bootstrap: &str) -> ClientOptions {
         ClientOptions {
             bootstrap: bootstrap
@@ -94,7 +96,7 @@ impl ClientOptions {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             max_frame: 64 * 1024 * 1024,
-            retries: 5,
+            retries: 10,
             backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
         }
@@ -153,8 +155,9 @@ impl Client {
                 conns: Mutex::new(HashMap::new()),
             }),
         };
-        // An empty topic list: brokers, controller and cluster id, no topics.
-        client.fetch_metadata(Some(&[]), false).await?;
+        // An empty topic list: brokers, controller and cluster id, no topics. One pass over
+        // the bootstrap list, no retries: an unreachable cluster is reported at once.
+        client.fetch_metadata_once(Some(&[]), false).await?;
         Ok(client)
     }
 

@@ -9,8 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -43,6 +48,12 @@ struct State {
     silent: bool,
     /// Answer Metadata with a frame claiming this many bytes.
     huge_metadata_frame: Option<i32>,
+    /// Topic config overrides.
+    configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Wait this long before answering anything but ApiVersions.
+    delay: Duration,
+    /// Connections accepted.
+    connections: usize,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -72,6 +83,7 @@ async fn fake() -> Fake {
     let task = tokio::spawn(async move {
         // Connection tasks end with the runtime at the end of each test.
         while let Ok((sock, _)) = listener.accept().await {
+            st.lock().unwrap().connections += 1;
             tokio::spawn(serve(sock, st.clone()));
         }
     });
@@ -109,10 +121,13 @@ async fn serve(mut sock: TcpStream, state: Shared) {
         let api = ApiKey::try_from(header.request_api_key).unwrap();
         let v = header.request_api_version;
         state.lock().unwrap().seen.push(api);
-        let (silent, huge) = {
+        let (silent, huge, delay) = {
             let st = state.lock().unwrap();
-            (st.silent, st.huge_metadata_frame)
+            (st.silent, st.huge_metadata_frame, st.delay)
         };
+        if api != ApiKey::ApiVersions && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         if silent && api != ApiKey::ApiVersions {
             continue;
         }
@@ -131,10 +146,12 @@ async fn serve(mut sock: TcpStream, state: Shared) {
             ApiKey::Metadata => metadata(&state, MetadataRequest::decode(&mut buf, v).unwrap())
                 .encode(&mut out, v)
                 .is_ok(),
-            ApiKey::Produce => match produce(&state, ProduceRequest::decode(&mut buf, v).unwrap()) {
-                Some(r) => r.encode(&mut out, v).is_ok(),
-                None => false,
-            },
+            ApiKey::Produce => {
+                match produce(&state, ProduceRequest::decode(&mut buf, v).unwrap()) {
+                    Some(r) => r.encode(&mut out, v).is_ok(),
+                    None => false,
+                }
+            }
             ApiKey::Fetch => fetch(&state, FetchRequest::decode(&mut buf, v).unwrap())
                 .encode(&mut out, v)
                 .is_ok(),
@@ -145,6 +162,28 @@ async fn serve(mut sock: TcpStream, state: Shared) {
             }
             ApiKey::CreateTopics => {
                 create_topics(&state, CreateTopicsRequest::decode(&mut buf, v).unwrap())
+                    .encode(&mut out, v)
+                    .is_ok()
+            }
+            ApiKey::DescribeConfigs => {
+                describe_configs(&state, DescribeConfigsRequest::decode(&mut buf, v).unwrap())
+                    .encode(&mut out, v)
+                    .is_ok()
+            }
+            ApiKey::AlterConfigs => {
+                alter_configs(&state, AlterConfigsRequest::decode(&mut buf, v).unwrap())
+                    .encode(&mut out, v)
+                    .is_ok()
+            }
+            ApiKey::DescribeCluster => {
+                let port = state.lock().unwrap().port;
+                DescribeClusterResponse::default()
+                    .with_cluster_id(s("fake-cluster"))
+                    .with_controller_id(BrokerId(1))
+                    .with_brokers(vec![DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(1))
+                        .with_host(s("127.0.0.1"))
+                        .with_port(i32::from(port))])
                     .encode(&mut out, v)
                     .is_ok()
             }
@@ -167,6 +206,10 @@ fn api_versions(state: &Shared, v: i16, out: &mut BytesMut) -> bool {
         (ApiKey::Fetch, 4, 12),
         (ApiKey::ListOffsets, 1, 7),
         (ApiKey::CreateTopics, 2, 7),
+        // No IncrementalAlterConfigs: config changes take the legacy path.
+        (ApiKey::DescribeConfigs, 1, 4),
+        (ApiKey::AlterConfigs, 0, 2),
+        (ApiKey::DescribeCluster, 0, 1),
     ];
     let keys = ranges
         .iter()
@@ -343,16 +386,77 @@ fn create_topics(state: &Shared, req: CreateTopicsRequest) -> CreateTopicsRespon
         .map(|t| {
             let name = t.name.0.as_str().to_owned();
             let r = CreatableTopicResult::default().with_name(t.name);
-            if st.topics.contains_key(&name) {
-                r.with_error_code(36)
-                    .with_error_message(Some(s(&format!("Topic '{name}' already exists."))))
-            } else {
-                st.topics.insert(name, t.num_partitions.max(1));
-                r
+            match st.topics.entry(name) {
+                std::collections::btree_map::Entry::Occupied(e) => r
+                    .with_error_code(36)
+                    .with_error_message(Some(s(&format!("Topic '{}' already exists.", e.key())))),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(t.num_partitions.max(1));
+                    r
+                }
             }
         })
         .collect();
     CreateTopicsResponse::default().with_topics(topics)
+}
+
+fn describe_configs(state: &Shared, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let st = state.lock().unwrap();
+    let results = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let topic = r.resource_name.as_str().to_owned();
+            let mut configs: Vec<DescribeConfigsResourceResult> = st
+                .configs
+                .get(&topic)
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| {
+                    DescribeConfigsResourceResult::default()
+                        .with_name(s(k))
+                        .with_value(Some(s(v)))
+                        .with_config_source(1)
+                })
+                .collect();
+            configs.push(
+                DescribeConfigsResourceResult::default()
+                    .with_name(s("segment.bytes"))
+                    .with_value(Some(s("1073741824")))
+                    .with_config_source(5),
+            );
+            DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name)
+                .with_configs(configs)
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn alter_configs(state: &Shared, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut st = state.lock().unwrap();
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let topic = r.resource_name.as_str().to_owned();
+            // Legacy AlterConfigs replaces the whole set.
+            let set = r
+                .configs
+                .into_iter()
+                .map(|c| {
+                    let v = c.value.map(|v| v.as_str().to_owned()).unwrap_or_default();
+                    (c.name.as_str().to_owned(), v)
+                })
+                .collect();
+            st.configs.insert(topic, set);
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name)
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
 }
 
 fn rec(v: &str) -> ProduceRecord {
@@ -373,7 +477,11 @@ async fn bootstrap_negotiates_and_loads_brokers() {
     let all = client.fetch_metadata(None, false).await.unwrap();
     assert_eq!(all.topic("t").unwrap().partitions.len(), 2);
     let seen = f.state.lock().unwrap().seen.clone();
-    assert_eq!(seen[0], ApiKey::ApiVersions, "ApiVersions comes first: {seen:?}");
+    assert_eq!(
+        seen[0],
+        ApiKey::ApiVersions,
+        "ApiVersions comes first: {seen:?}"
+    );
 }
 
 #[tokio::test]
@@ -404,8 +512,20 @@ async fn produce_then_fetch_round_trips_with_compression() {
     assert_eq!(got.next_offset, 3);
     assert_eq!(got.high_watermark, 3);
 
-    assert_eq!(client.list_offset("t", 1, OffsetSpec::Earliest).await.unwrap(), Some(0));
-    assert_eq!(client.list_offset("t", 1, OffsetSpec::Latest).await.unwrap(), Some(3));
+    assert_eq!(
+        client
+            .list_offset("t", 1, OffsetSpec::Earliest)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        client
+            .list_offset("t", 1, OffsetSpec::Latest)
+            .await
+            .unwrap(),
+        Some(3)
+    );
     assert_eq!(
         client
             .list_offset("t", 1, OffsetSpec::Timestamp(i64::MAX))
@@ -521,11 +641,22 @@ async fn connection_refused_fails_fast_with_the_address() {
         l.local_addr().unwrap().port()
     };
     let addr = format!("127.0.0.1:{port}");
+    let mut o = opts(&addr);
+    // Bootstrapping makes one pass without retries, so a long backoff must not matter.
+    o.backoff = Duration::from_secs(5);
     let started = std::time::Instant::now();
-    let err = Client::connect(opts(&addr)).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    let err = Client::connect(o).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(err.is_connect(), "{err}");
-    assert!(err.to_string().starts_with(&format!("cannot connect to {addr}: ")), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot connect to {addr}: ")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -537,7 +668,13 @@ async fn a_silent_broker_times_out() {
     o.retries = 1;
     let err = Client::connect(o).await.unwrap_err();
     assert!(
-        matches!(err, Error::Timeout { api: ApiKey::Metadata, .. }),
+        matches!(
+            err,
+            Error::Timeout {
+                api: ApiKey::Metadata,
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -560,4 +697,85 @@ async fn oversized_frames_are_refused_before_allocation() {
         ),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn legacy_alter_configs_keeps_the_other_overrides() {
+    let f = fake().await;
+    f.state.lock().unwrap().configs.insert(
+        "t".into(),
+        [
+            ("cleanup.policy".to_owned(), "compact".to_owned()),
+            ("retention.ms".to_owned(), "1".to_owned()),
+        ]
+        .into(),
+    );
+    let client = Client::connect(opts(&f.addr)).await.unwrap();
+    client
+        .alter_topic_configs(
+            "t",
+            &[
+                ConfigChange::Set("retention.ms".into(), "5000".into()),
+                ConfigChange::Delete("cleanup.policy".into()),
+                ConfigChange::Set("max.message.bytes".into(), "10".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    let configs = client.describe_topic_configs("t").await.unwrap();
+    let shown: Vec<(String, Option<String>, ConfigSource)> = configs
+        .into_iter()
+        .map(|c| (c.name, c.value, c.source))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            (
+                "max.message.bytes".into(),
+                Some("10".into()),
+                ConfigSource::DynamicTopic
+            ),
+            (
+                "retention.ms".into(),
+                Some("5000".into()),
+                ConfigSource::DynamicTopic
+            ),
+            (
+                "segment.bytes".into(),
+                Some("1073741824".into()),
+                ConfigSource::Default
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn describe_cluster_lists_brokers() {
+    let f = fake().await;
+    let client = Client::connect(opts(&f.addr)).await.unwrap();
+    let d = client.describe_cluster().await.unwrap();
+    assert_eq!(d.cluster_id, "fake-cluster");
+    assert_eq!(d.controller_id, Some(1));
+    assert_eq!(d.brokers.len(), 1);
+    assert_eq!(d.brokers[0].addr(), f.addr);
+}
+
+#[tokio::test]
+async fn an_abandoned_request_retires_its_connection() {
+    let f = fake().await;
+    let client = Client::connect(opts(&f.addr)).await.unwrap();
+    assert_eq!(f.state.lock().unwrap().connections, 1);
+    f.state.lock().unwrap().delay = Duration::from_millis(300);
+    // The caller gives up while the answer is still on its way.
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(50),
+        client.fetch_metadata(None, false),
+    )
+    .await;
+    assert!(abandoned.is_err());
+    f.state.lock().unwrap().delay = Duration::ZERO;
+    // Reusing the connection would read the abandoned answer; a new one is opened instead.
+    let md = client.fetch_metadata(None, false).await.unwrap();
+    assert!(md.topic("t").is_some());
+    assert_eq!(f.state.lock().unwrap().connections, 2);
 }

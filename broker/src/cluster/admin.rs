@@ -37,6 +37,9 @@ impl From<CoordError> for AdminError {
     }
 }
 
+/// The largest replication factor accepted until replication to followers exists.
+pub const MAX_REPLICATION_FACTOR: i16 = 1;
+
 /// The topic configs we know, with how to check a value.
 pub const TOPIC_CONFIGS: &[&str] = &[
     "retention.ms",
@@ -159,6 +162,14 @@ pub async fn create_topic(
                 "replication factor {rf} is not between 1 and the {} live brokers",
                 brokers.len()
             ),
+        ));
+    }
+    if rf > MAX_REPLICATION_FACTOR {
+        // Followers do not replicate yet: accepting more replicas would acknowledge
+        // acks=all writes that exist on one broker only.
+        return Err(AdminError::new(
+            ResponseError::InvalidReplicationFactor,
+            format!("replication factor {rf} is not supported yet; the most is {MAX_REPLICATION_FACTOR}"),
         ));
     }
     for (k, v) in &configs {

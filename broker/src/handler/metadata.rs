@@ -70,11 +70,15 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
     let broker = ctx.broker;
     let version = ctx.version;
     let mut view = broker.cluster.view();
-    let requested: Option<Vec<String>> = req.topics.map(|ts| {
-        ts.into_iter()
-            .filter_map(|t| t.name.map(|n| n.0.as_str().to_owned()))
-            .collect()
-    });
+    // v0 asks for every topic with an empty list; later versions with null.
+    let requested: Option<Vec<String>> =
+        req.topics
+            .filter(|ts| version > 0 || !ts.is_empty())
+            .map(|ts| {
+                ts.into_iter()
+                    .filter_map(|t| t.name.map(|n| n.0.as_str().to_owned()))
+                    .collect()
+            });
     // Auto-create what is missing, then wait briefly for leaders so the first answer is
     // useful (clients retry on LEADER_NOT_AVAILABLE anyway).
     if let Some(names) = &requested {

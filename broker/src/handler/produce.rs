@@ -15,8 +15,18 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
     let mut appended = false;
     for t in req.topic_data {
         let topic = t.name.0.as_str().to_owned();
-        if !broker.cluster.view().topics.contains_key(&topic) && broker.config.auto_create_topics {
-            broker.auto_create(&topic).await;
+        if !broker.cluster.view().topics.contains_key(&topic)
+            && broker.config.auto_create_topics
+            && broker.auto_create(&topic).await
+        {
+            // Give the new partitions a moment to get leaders; clients retry otherwise.
+            let topics = std::slice::from_ref(&topic);
+            crate::cluster::admin::wait_ready(
+                &broker.cluster,
+                topics,
+                std::time::Duration::from_secs(3),
+            )
+            .await;
         }
         let mut parts = Vec::new();
         for p in t.partition_data {

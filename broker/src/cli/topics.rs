@@ -1,0 +1,250 @@
+//! `fjord topics`: list, create, describe, alter and delete topics through the Kafka admin
+//! APIs (CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, AlterConfigs or
+//! IncrementalAlterConfigs), which the client sends to the controller.
+//!
+//! `list` prints bare names, one per line, so it pipes into other tools; `describe` prints
+//! the partition table and the topic's config overrides (`--all-configs`: every entry with
+//! its source, as `kafka-configs --describe --all` does).
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::{ArgGroup, Args, Subcommand};
+
+use super::error::CliError;
+use super::kafka::{check_topic_name, ids, parse_key_value, partition_status, KafkaArgs};
+use super::table::Table;
+use crate::client::{Client, ConfigChange, ConfigSource, Error, NewTopic};
+
+/// `fjord topics <command>`.
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    #[command(subcommand)]
+    pub command: TopicsCommand,
+}
+
+/// The `topics` commands.
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Print every topic's name, one per line, sorted.
+    List {
+        /// Leave out internal topics such as `__consumer_offsets`.
+        #[arg(long)]
+        exclude_internal: bool,
+    },
+    /// Create a topic.
+    Create {
+        /// The topic's name: 1-249 characters of a-z, A-Z, 0-9, '.', '_' and '-'.
+        name: String,
+        /// Number of partitions (default: the broker's `num.partitions`).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+        partitions: Option<i32>,
+        /// Replicas per partition (default: the broker's `default.replication.factor`).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i16).range(1..))]
+        replication_factor: Option<i16>,
+        /// A topic config override; repeat for several.
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        configs: Vec<(String, String)>,
+        /// Succeed without change if the topic already exists.
+        #[arg(long)]
+        if_not_exists: bool,
+    },
+    /// Print a topic's partitions (leader, replicas, ISR) and config.
+    Describe {
+        name: String,
+        /// Print every config entry with its source, not only the topic's overrides.
+        #[arg(long)]
+        all_configs: bool,
+    },
+    /// Add partitions or change config overrides.
+    #[command(group(ArgGroup::new("change").required(true).multiple(true)
+        .args(["partitions", "configs", "delete_configs"])))]
+    Alter {
+        name: String,
+        /// The new total number of partitions (only growing is possible).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+        partitions: Option<i32>,
+        /// Set a config override; repeat for several.
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        configs: Vec<(String, String)>,
+        /// Remove a config override (back to the broker's value); repeat for several.
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete_configs: Vec<String>,
+    },
+    /// Delete a topic.
+    Delete { name: String },
+}
+
+/// Runs one `topics` command.
+pub async fn run(bootstrap: &str, args: TopicsArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let client = args.kafka.connect(bootstrap).await?;
+    let timeout = Duration::from_millis(args.kafka.request_timeout_ms);
+    match args.command {
+        TopicsCommand::List { exclude_internal } => {
+            let md = client.fetch_metadata(None, false).await?;
+            for t in md.topics.values() {
+                if !(exclude_internal && t.is_internal) {
+                    writeln!(out, "{}", t.name)?;
+                }
+            }
+        }
+        TopicsCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+            if_not_exists,
+        } => {
+            check_topic_name(&name)?;
+            let topic = NewTopic {
+                name: name.clone(),
+                partitions,
+                replication_factor,
+                configs,
+            };
+            match client.create_topic(&topic, timeout).await {
+                Ok(()) => writeln!(out, "created topic {name}")?,
+                Err(e)
+                    if if_not_exists
+                        && e.kafka_code() == Some(crate::client::code::TOPIC_ALREADY_EXISTS) =>
+                {
+                    writeln!(out, "topic {name} already exists")?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        TopicsCommand::Describe { name, all_configs } => {
+            describe(&client, &name, all_configs, out).await?;
+        }
+        TopicsCommand::Alter {
+            name,
+            partitions,
+            configs,
+            delete_configs,
+        } => {
+            if let Some(total) = partitions {
+                client.create_partitions(&name, total, timeout).await?;
+                writeln!(out, "topic {name} now has {total} partitions")?;
+            }
+            let changes: Vec<ConfigChange> = configs
+                .into_iter()
+                .map(|(k, v)| ConfigChange::Set(k, v))
+                .chain(delete_configs.into_iter().map(ConfigChange::Delete))
+                .collect();
+            if !changes.is_empty() {
+                client.alter_topic_configs(&name, &changes).await?;
+                for c in &changes {
+                    match c {
+                        ConfigChange::Set(k, v) => writeln!(out, "set {k}={v} on {name}")?,
+                        ConfigChange::Delete(k) => writeln!(out, "removed {k} from {name}")?,
+                    }
+                }
+            }
+        }
+        TopicsCommand::Delete { name } => {
+            client.delete_topic(&name, timeout).await?;
+            writeln!(out, "deleted topic {name}")?;
+        }
+    }
+    Ok(())
+}
+
+async fn describe(
+    client: &Client,
+    name: &str,
+    all_configs: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let md = client
+        .fetch_metadata(Some(&[name.to_owned()]), false)
+        .await?;
+    let Some(topic) = md.topic(name) else {
+        return Err(Error::UnknownTopic {
+            topic: name.to_owned(),
+        }
+        .into());
+    };
+    let rf = topic
+        .partitions
+        .values()
+        .map(|p| p.replicas.len())
+        .max()
+        .unwrap_or(0);
+    writeln!(out, "topic: {name}")?;
+    if let Some(id) = &topic.topic_id {
+        writeln!(out, "topic id: {id}")?;
+    }
+    writeln!(out, "partitions: {}", topic.partitions.len())?;
+    writeln!(out, "replication factor: {rf}")?;
+    if topic.is_internal {
+        writeln!(out, "internal: yes")?;
+    }
+    writeln!(out)?;
+    let mut table = Table::new(&[
+        "PARTITION",
+        "LEADER",
+        "EPOCH",
+        "REPLICAS",
+        "ISR",
+        "OFFLINE",
+        "STATUS",
+    ]);
+    for p in topic.partitions.values() {
+        table.row(vec![
+            p.partition.to_string(),
+            p.leader.map_or_else(|| "none".into(), |l| l.to_string()),
+            if p.leader_epoch >= 0 {
+                p.leader_epoch.to_string()
+            } else {
+                "-".into()
+            },
+            ids(&p.replicas),
+            ids(&p.isr),
+            ids(&p.offline_replicas),
+            partition_status(p).to_owned(),
+        ]);
+    }
+    table.write(out, "")?;
+    writeln!(out)?;
+    let configs = match client.describe_topic_configs(name).await {
+        Ok(c) => c,
+        // Describing still succeeds without configs from a broker that lacks the API.
+        Err(e @ Error::UnsupportedApi { .. }) => {
+            writeln!(out, "configs: not available ({e})")?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if all_configs {
+        let mut table = Table::new(&["CONFIG", "VALUE", "SOURCE"]);
+        for c in &configs {
+            table.row(vec![c.name.clone(), config_value(c), c.source.name()]);
+        }
+        table.write(out, "")?;
+    } else {
+        let overrides: Vec<_> = configs
+            .iter()
+            .filter(|c| c.source == ConfigSource::DynamicTopic)
+            .collect();
+        if overrides.is_empty() {
+            writeln!(out, "configs: broker defaults (no overrides)")?;
+        } else {
+            writeln!(out, "configs:")?;
+            for c in overrides {
+                writeln!(out, "  {}={}", c.name, config_value(c))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn config_value(c: &crate::client::ConfigEntry) -> String {
+    match (&c.value, c.sensitive) {
+        (_, true) => "(sensitive)".to_owned(),
+        (Some(v), false) => v.clone(),
+        (None, false) => "(none)".to_owned(),
+    }
+}
