@@ -307,12 +307,39 @@ impl Cluster {
     }
 
     /// Handles events of one session until it expires.
+    ///
+    /// The client learns that its session expired only when it reaches the coordinator
+    /// again. A broker cut off from the coordinator must not wait for that: once it has had
+    /// no contact for a whole session timeout, the coordinator has expired the session and
+    /// the controller may have moved its partitions, so it refuses writes from then on. It
+    /// serves again if the same session reconnects, or after it has rejoined.
     async fn follow(&self, client: &Arc<Client>) -> Result<(), CoordError> {
         let mut events = client.events();
         // Changes between setup's load and this subscription are caught by a reload.
         let mut view = ClusterView::load(client).await?;
         self.publish(client, &mut view).await;
-        while let Some(ev) = events.recv().await {
+        let mut disconnected_since: Option<Instant> = None;
+        loop {
+            let expiry = async {
+                match disconnected_since {
+                    Some(t) => tokio::time::sleep_until((t + self.session_timeout).into()).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let ev = tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => ev,
+                    None => return Err(CoordError::SessionExpired),
+                },
+                _ = expiry => {
+                    if !self.fenced.swap(true, Ordering::AcqRel) {
+                        tracing::error!(broker_id = self.broker_id, timeout_ms = self.session_timeout.as_millis() as u64,
+                            "no contact with the coordinator for the session timeout; refusing writes until it is back");
+                    }
+                    disconnected_since = None;
+                    continue;
+                }
+            };
             let mut paths = BTreeSet::new();
             let mut handle = |ev: Event| -> Result<(), CoordError> {
                 match ev {
@@ -323,9 +350,26 @@ impl Cluster {
                     | Event::Session(SessionEvent::Closed) => {
                         return Err(CoordError::SessionExpired);
                     }
+                    Event::Session(SessionEvent::Disconnected) => {
+                        // The client gives up on a silent connection after two thirds of
+                        // the session timeout: date the last contact back by that much, so
+                        // the broker stops writing no later than the coordinator expires it.
+                        let last_contact = Instant::now()
+                            .checked_sub(self.session_timeout * 2 / 3)
+                            .unwrap_or_else(Instant::now);
+                        disconnected_since.get_or_insert(last_contact);
+                    }
                     Event::Session(SessionEvent::Connected) => {
-                        // Watches are re-registered by the client; re-read everything in
-                        // case events were lost while disconnected.
+                        // The same session is back: it never expired. Watches are
+                        // re-registered by the client; re-read everything in case events
+                        // were lost while disconnected.
+                        disconnected_since = None;
+                        if self.fenced.swap(false, Ordering::AcqRel) {
+                            tracing::info!(
+                                broker_id = self.broker_id,
+                                "the coordinator session is back; accepting writes again"
+                            );
+                        }
                         paths.insert(String::new());
                     }
                     Event::Session(_) => {}
@@ -345,7 +389,6 @@ impl Cluster {
             }
             self.publish(client, &mut view).await;
         }
-        Err(CoordError::SessionExpired)
     }
 
     /// Publishes the view, then does the controller's work if we are (or can become) it.
