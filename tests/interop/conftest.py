@@ -7,6 +7,9 @@ Two kinds of server speak the ZooKeeper client protocol:
   (never a system service or a system config);
 - "fjord": our own fjord-coordinator binary.
 
+The Kafka-side tests use `kafka_cluster`: a fjord-coordinator plus any
+number of fjord-broker processes pointed at it.
+
 Each server gets its own temporary directory, a free loopback port and a log
 file. Every wait has a deadline, and the process is stopped when the test
 ends, whether it passed or not. When a test fails, the tail of each server's
@@ -16,9 +19,12 @@ Environment:
 
 - FJORD_INTEROP_SERVERS: comma list of kinds that the `server` fixture runs
   each test against (default "fjord").
-- FJORD_BIN_DIR: where fjord-coordinator lives (default <repo>/target/debug).
+- FJORD_BIN_DIR: where fjord-coordinator and fjord-broker live (default
+  <repo>/target/debug).
 - FJORD_ZK_CLASSPATH: the classpath of ZooKeeper's server (default: the
   Debian package's jars, plus slf4j-simple so that the server logs at all).
+- FJORD_INTEROP_KAFKA_COORDINATOR: what `kafka_cluster`'s brokers register
+  with, "fjord" (default) or "zookeeper".
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import struct
 import subprocess
 import time
 from dataclasses import dataclass
@@ -117,9 +124,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_until(server: Server, ready, what: str) -> None:
-    """Poll `ready()` until it is true; fail early if the server exits."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
+def _wait_until(server, ready, what: str, timeout: float = STARTUP_TIMEOUT) -> None:
+    """Poll `ready()` until it is true; fail early if the server (a Server or
+    a Broker) exits."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(
@@ -130,7 +138,7 @@ def _wait_until(server: Server, ready, what: str) -> None:
             return
         time.sleep(0.1)
     raise TimeoutError(
-        f"{server.kind} not {what} after {STARTUP_TIMEOUT}s; "
+        f"{server.kind} not {what} after {timeout}s; "
         f"log {server.log_path}:\n{server.log_tail()}"
     )
 
@@ -225,6 +233,15 @@ def _start_fjord(workdir: Path) -> Server:
 
 
 STARTERS = {"zookeeper": _start_zookeeper, "fjord": _start_fjord}
+
+
+def pytest_configure(config):
+    # kafka-python loads its protocol schemas with importlib.resources calls
+    # that Python 3.11 deprecates: noise from a dependency, at import time.
+    for message in ("read_text is deprecated", "open_text is deprecated"):
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:DeprecationWarning")
+
+
 _REPORTS = pytest.StashKey[dict]()
 
 
@@ -279,3 +296,247 @@ def kazoo_client(server):
     for client in clients:
         client.stop()
         client.close()
+
+
+# --- Kafka side: a coordinator plus fjord-broker processes -------------------
+
+# Kind of coordinator the brokers register with: our own, or (to check that
+# the brokers work against the real thing) Apache ZooKeeper.
+KAFKA_COORDINATOR_KIND = os.environ.get("FJORD_INTEROP_KAFKA_COORDINATOR", "fjord")
+if KAFKA_COORDINATOR_KIND not in KINDS:
+    raise pytest.UsageError(
+        f"FJORD_INTEROP_KAFKA_COORDINATOR={KAFKA_COORDINATOR_KIND!r}: must be one of {KINDS}"
+    )
+# A killed broker's registration lives until its coordinator session expires,
+# and a restarted broker waits for that; a short session keeps restarts quick.
+BROKER_SESSION_TIMEOUT_MS = 4000
+# Long enough for a restart that waits out the old session.
+BROKER_STARTUP_TIMEOUT = 30.0
+
+
+def _flags(options: dict) -> list[str]:
+    """{"num_partitions": 8} -> ["--num-partitions", "8"]."""
+    args: list[str] = []
+    for key, value in options.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+@dataclass
+class Broker:
+    """One fjord-broker process, restartable on the same data dir and port."""
+
+    broker_id: int
+    workdir: Path
+    coordinator: str
+    options: dict
+    host: str = "127.0.0.1"
+    port: int = 0
+    process: subprocess.Popen | None = None
+    starts: int = 0
+
+    @property
+    def kind(self) -> str:
+        return f"fjord-broker {self.broker_id}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def log_path(self) -> Path:
+        """All runs of this broker log here, each after a `=== start` line."""
+        return self.workdir / "server.log"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        """Start (or restart) the broker and wait for `listening on`. The first
+        start takes a free port; later ones listen on the same address."""
+        if self.running:
+            raise RuntimeError(f"{self.kind} is already running")
+        binary = FJORD_BIN_DIR / "fjord-broker"
+        if not binary.is_file():
+            raise FileNotFoundError(f"{binary} not found: build it, or set FJORD_BIN_DIR")
+        command = [
+            str(binary),
+            "--id",
+            str(self.broker_id),
+            "--listen",
+            self.address,
+            "--coordinator",
+            self.coordinator,
+            "--data-dir",
+            str(self.data_dir),
+            *_flags(self.options),
+        ]
+        stdout_path = self.workdir / f"stdout-{self.starts}.txt"
+        with open(stdout_path, "wb") as out, open(self.log_path, "ab") as log:
+            log.write(f"=== start {self.starts}: {' '.join(command)}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                command, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=log
+            )
+        self.starts += 1
+        wanted_port = self.port
+
+        def listening() -> bool:
+            match = LISTENING_LINE.search(stdout_path.read_text(errors="replace"))
+            if match:
+                self.host, self.port = match.group(1), int(match.group(2))
+            return match is not None
+
+        try:
+            _wait_until(self, listening, "listening", timeout=BROKER_STARTUP_TIMEOUT)
+        except BaseException:
+            self.kill()
+            raise
+        if wanted_port and self.port != wanted_port:
+            self.kill()
+            raise RuntimeError(f"{self.kind} restarted on port {self.port}, not {wanted_port}")
+
+    def restart(self) -> None:
+        """Start a stopped broker again: same id, data dir and address."""
+        self.start()
+
+    def kill(self) -> None:
+        """kill -9: no clean shutdown."""
+        if self.running:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT)
+
+    def terminate(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, then the exit code. A broker that does not exit within
+        `timeout` is killed and the test fails."""
+        assert self.process is not None
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"{self.kind} did not exit within {timeout}s of SIGTERM")
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log file)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed mid-response")
+        data += chunk
+    return data
+
+
+def kafka_brokers_seen(address: str, timeout: float = 5.0) -> tuple[set[int], int]:
+    """Ask one broker, with a plain Metadata v1 request for no topics, which
+    broker ids it knows and which broker is the controller."""
+    host, port = address.rsplit(":", 1)
+    client_id = b"fjord-interop"
+    request = struct.pack(">hhih", 3, 1, 1, len(client_id)) + client_id + struct.pack(">i", 0)
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        data = _recv_exact(sock, size)
+    pos = 4  # correlation id
+    (count,) = struct.unpack_from(">i", data, pos)
+    pos += 4
+    ids = set()
+    for _ in range(count):
+        (node_id, host_len) = struct.unpack_from(">ih", data, pos)
+        pos += 6 + host_len + 4  # host, port
+        (rack_len,) = struct.unpack_from(">h", data, pos)
+        pos += 2 + max(rack_len, 0)
+        ids.add(node_id)
+    (controller,) = struct.unpack_from(">i", data, pos)
+    return ids, controller
+
+
+@dataclass
+class KafkaCluster:
+    coordinator: Server
+    brokers: list[Broker]
+    workdir: Path
+    options: dict
+
+    @property
+    def bootstrap(self) -> str:
+        """Every broker's address, comma-separated, as clients take it."""
+        return ",".join(b.address for b in self.brokers)
+
+    def broker(self, broker_id: int) -> Broker:
+        return next(b for b in self.brokers if b.broker_id == broker_id)
+
+    def add_broker(self, **options) -> Broker:
+        """Start one more broker (next id, own temp dir) and return it."""
+        broker_id = max((b.broker_id for b in self.brokers), default=0) + 1
+        workdir = self.workdir / f"broker-{broker_id}"
+        workdir.mkdir(parents=True)
+        broker = Broker(broker_id, workdir, self.coordinator.address, {**self.options, **options})
+        self.brokers.append(broker)
+        broker.start()
+        return broker
+
+    def wait_for_brokers(self, timeout: float = BROKER_STARTUP_TIMEOUT) -> None:
+        """Wait until every running broker reports exactly the running brokers
+        and a controller among them (the controller assigns new topics to the
+        brokers it knows, so tests that need them all wait for this first)."""
+        want = {b.broker_id for b in self.brokers if b.running}
+        deadline = time.monotonic() + timeout
+        seen: dict[int, object] = {}
+        while time.monotonic() < deadline:
+            for b in self.brokers:
+                if b.running:
+                    try:
+                        seen[b.broker_id] = kafka_brokers_seen(b.address)
+                    except OSError as e:
+                        seen[b.broker_id] = e
+            if all(
+                isinstance(s, tuple) and s[0] == want and s[1] in want for s in seen.values()
+            ):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"brokers {sorted(want)} not all seen within {timeout}s: {seen}")
+
+
+@pytest.fixture
+def kafka_cluster(request, tmp_path, start_server):
+    """A factory: kafka_cluster(brokers=1, **broker_options) -> a KafkaCluster
+    of a coordinator and `brokers` fjord-broker processes, every one in its
+    own temp dir on a free loopback port. Options become broker flags
+    (num_partitions=8 -> --num-partitions 8). Every broker is killed at the
+    end; when the test failed, each broker's log tail is printed."""
+    clusters: list[KafkaCluster] = []
+
+    def start(brokers: int = 1, **options) -> KafkaCluster:
+        coordinator = start_server(KAFKA_COORDINATOR_KIND)
+        options = {"session_timeout_ms": BROKER_SESSION_TIMEOUT_MS, **options}
+        cluster = KafkaCluster(coordinator, [], tmp_path / f"kafka-{len(clusters)}", options)
+        clusters.append(cluster)
+        for _ in range(brokers):
+            cluster.add_broker()
+        if brokers > 1:
+            cluster.wait_for_brokers()
+        return cluster
+
+    yield start
+    reports = request.node.stash.get(_REPORTS, {})
+    failed = any(r.failed for r in reports.values())
+    for cluster in clusters:
+        for broker in cluster.brokers:
+            broker.kill()
+            if failed:
+                print(f"--- {broker.kind} log {broker.log_path} (tail) ---\n{broker.log_tail()}")

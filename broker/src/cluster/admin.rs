@@ -312,45 +312,64 @@ pub async fn create_partitions(
     }
 }
 
-/// Replaces a topic's config overrides with `config`.
-pub async fn set_topic_config(
+/// A topic's config overrides as stored in the coordinator, with the znode version
+/// (`None` if the topic has no config znode).
+pub async fn read_topic_config(
     c: &Cluster,
     name: &str,
-    config: BTreeMap<String, String>,
+) -> Result<(BTreeMap<String, String>, Option<i32>), AdminError> {
+    match read(&c.client(), &cluster::topic_config_path(name)).await? {
+        Some((data, version)) => {
+            let config: TopicConfig = serde_json::from_slice(&data).unwrap_or_default();
+            Ok((config.config, Some(version)))
+        }
+        None => Ok((BTreeMap::new(), None)),
+    }
+}
+
+/// Changes a topic's config overrides with `change`, as a read-modify-write on the
+/// coordinator with a version check: two concurrent changes to different keys both land.
+pub async fn update_topic_config(
+    c: &Cluster,
+    name: &str,
     validate_only: bool,
+    change: impl Fn(&mut BTreeMap<String, String>) -> Result<(), AdminError>,
 ) -> Result<(), AdminError> {
-    if !c.view().topics.contains_key(name) {
+    let client = c.client();
+    if read(&client, &cluster::topic_path(name)).await?.is_none() {
         return Err(AdminError::new(
             ResponseError::UnknownTopicOrPartition,
             format!("no topic {name}"),
         ));
     }
-    for (k, v) in &config {
-        validate_config(k, v).map_err(|m| AdminError::new(ResponseError::InvalidConfig, m))?;
-    }
-    if validate_only {
-        return Ok(());
-    }
-    let data = serde_json::to_vec(&TopicConfig { version: 1, config }).unwrap_or_default();
-    let client = c.client();
-    match client
-        .set_data(&cluster::topic_config_path(name), data.clone(), None)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(CoordError::Zk(ErrorCode::NoNode)) => {
-            client
-                .create(
-                    &cluster::topic_config_path(name),
-                    data,
-                    &Acl::open_unsafe(),
-                    CreateMode::Persistent,
-                )
-                .await?;
-            Ok(())
+    for _ in 0..50 {
+        let (mut config, version) = read_topic_config(c, name).await?;
+        change(&mut config)?;
+        for (k, v) in &config {
+            validate_config(k, v).map_err(|m| AdminError::new(ResponseError::InvalidConfig, m))?;
         }
-        Err(e) => Err(e.into()),
+        if validate_only {
+            return Ok(());
+        }
+        let data = serde_json::to_vec(&TopicConfig { version: 1, config }).unwrap_or_default();
+        let path = cluster::topic_config_path(name);
+        let written = match version {
+            Some(v) => client.set_data(&path, data, Some(v)).await.map(|_| ()),
+            None => client
+                .create(&path, data, &Acl::open_unsafe(), CreateMode::Persistent)
+                .await
+                .map(|_| ()),
+        };
+        match written {
+            Ok(()) => return Ok(()),
+            Err(CoordError::Zk(ErrorCode::BadVersion | ErrorCode::NodeExists)) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
+    Err(AdminError::new(
+        ResponseError::ConcurrentTransactions,
+        "the topic config kept changing; retry",
+    ))
 }
 
 /// Waits until every partition of each topic has a live leader in this broker's view, or

@@ -1,6 +1,6 @@
 //! ApiVersions: the APIs and version ranges this broker serves.
 
-use super::SUPPORTED;
+use super::{advertised_min, SUPPORTED};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::ApiVersionsResponse;
 use kafka_protocol::ResponseError;
@@ -11,7 +11,7 @@ fn list() -> Vec<ApiVersion> {
         .map(|(k, lo, hi)| {
             ApiVersion::default()
                 .with_api_key(*k as i16)
-                .with_min_version(*lo)
+                .with_min_version(advertised_min(*k, *lo))
                 .with_max_version(*hi)
         })
         .collect()

@@ -13,7 +13,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use std::collections::BTreeMap;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -53,14 +52,21 @@ pub async fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeCon
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
         let entries: Vec<(String, String, i8, bool)> = match r.resource_type {
-            TOPIC => match view.topics.get(&name) {
-                Some(t) => defaults
-                    .iter()
-                    .map(|(k, v)| match t.config.get(k) {
-                        Some(o) => (k.clone(), o.clone(), DYNAMIC_TOPIC_CONFIG, false),
-                        None => (k.clone(), v.clone(), DEFAULT_CONFIG, false),
-                    })
-                    .collect(),
+            TOPIC => match view.topics.get(&name).map(|_| ()) {
+                // The coordinator, not the view, so a change just acknowledged is seen.
+                Some(()) => {
+                    let overrides = admin::read_topic_config(&broker.cluster, &name)
+                        .await
+                        .map(|(c, _)| c)
+                        .unwrap_or_default();
+                    defaults
+                        .iter()
+                        .map(|(k, v)| match overrides.get(k) {
+                            Some(o) => (k.clone(), o.clone(), DYNAMIC_TOPIC_CONFIG, false),
+                            None => (k.clone(), v.clone(), DEFAULT_CONFIG, false),
+                        })
+                        .collect()
+                }
                 None => {
                     results.push(
                         result
@@ -108,7 +114,8 @@ pub async fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeCon
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// Applies `changes` (value `None` deletes a key) to a topic's overrides.
+/// Applies `changes` (value `None` deletes a key) to a topic's overrides; `replace`
+/// starts from an empty set (legacy AlterConfigs) instead of the current one.
 async fn change_topic(
     ctx: &Ctx<'_>,
     name: &str,
@@ -116,50 +123,44 @@ async fn change_topic(
     replace: bool,
     validate_only: bool,
 ) -> Result<(), admin::AdminError> {
-    let view = ctx.broker.cluster.view();
-    let Some(t) = view.topics.get(name) else {
-        return Err(admin::AdminError::new(
-            ResponseError::UnknownTopicOrPartition,
-            format!("no topic {name}"),
-        ));
-    };
-    let mut config: BTreeMap<String, String> = if replace {
-        BTreeMap::new()
-    } else {
-        t.config.clone()
-    };
-    for (k, v, op) in changes {
-        match (op, v) {
-            // SET (and legacy AlterConfigs entries)
-            (0, Some(v)) => {
-                config.insert(k, v);
-            }
-            (0, None) | (1, _) => {
-                config.remove(&k);
-            }
-            (2, Some(v)) | (3, Some(v)) if k == "cleanup.policy" => {
-                let mut items: Vec<String> = config
-                    .get(&k)
-                    .map(|c| c.split(',').map(str::to_owned).collect())
-                    .unwrap_or_default();
-                if op == 2 {
-                    if !items.contains(&v) {
-                        items.push(v);
-                    }
-                } else {
-                    items.retain(|i| *i != v);
+    admin::update_topic_config(&ctx.broker.cluster, name, validate_only, |config| {
+        if replace {
+            config.clear();
+        }
+        for (k, v, op) in &changes {
+            match (op, v) {
+                // SET (and legacy AlterConfigs entries)
+                (0, Some(v)) => {
+                    config.insert(k.clone(), v.clone());
                 }
-                config.insert(k, items.join(","));
-            }
-            _ => {
-                return Err(admin::AdminError::new(
-                    ResponseError::InvalidConfig,
-                    format!("unsupported operation {op} on {k}"),
-                ));
+                (0, None) | (1, _) => {
+                    config.remove(k);
+                }
+                (2 | 3, Some(v)) if k == "cleanup.policy" => {
+                    let mut items: Vec<String> = config
+                        .get(k)
+                        .map(|c| c.split(',').map(str::to_owned).collect())
+                        .unwrap_or_default();
+                    if *op == 2 {
+                        if !items.contains(v) {
+                            items.push(v.clone());
+                        }
+                    } else {
+                        items.retain(|i| i != v);
+                    }
+                    config.insert(k.clone(), items.join(","));
+                }
+                _ => {
+                    return Err(admin::AdminError::new(
+                        ResponseError::InvalidConfig,
+                        format!("unsupported operation {op} on {k}"),
+                    ));
+                }
             }
         }
-    }
-    admin::set_topic_config(&ctx.broker.cluster, name, config, validate_only).await
+        Ok(())
+    })
+    .await
 }
 
 pub async fn alter(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {

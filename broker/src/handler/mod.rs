@@ -12,6 +12,7 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
@@ -37,7 +38,23 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::FindCoordinator, 0, 3),
 ];
+
+/// Minimums advertised below what we serve, because librdkafka gates features on them:
+/// 2.0.2 compresses with gzip, snappy and lz4 only if Produce is advertised from v0
+/// (librdkafka issue 4956; Kafka 4.0 advertises v0 for the same reason), and every version
+/// enables lz4 only if FindCoordinator starts at v0. A request below the served minimum is
+/// still refused (the connection is closed); clients never send one once v3 is offered.
+pub const ADVERTISED_MIN: &[(ApiKey, i16)] = &[(ApiKey::Produce, 0)];
+
+/// The minimum version advertised for `api`.
+pub fn advertised_min(api: ApiKey, served_min: i16) -> i16 {
+    ADVERTISED_MIN
+        .iter()
+        .find(|(k, _)| *k == api)
+        .map_or(served_min, |(_, v)| *v)
+}
 
 /// The version range served for `api`, if any.
 pub fn supported(api: ApiKey) -> Option<(i16, i16)> {

@@ -11,7 +11,7 @@
 pub mod producer_state;
 
 use crate::broker::Broker;
-use crate::cluster::{Cluster, ClusterView};
+use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::log::batch::{self, BatchError};
 use crate::log::config::{FsyncPolicy, LogConfig};
@@ -279,6 +279,7 @@ impl Partition {
 /// All hosted partitions.
 pub struct ReplicaManager {
     logs: Mutex<LogManager>,
+    apply_lock: Mutex<()>,
     partitions: DashMap<TopicPartition, Arc<Partition>>,
     defaults: BrokerDefaults,
 }
@@ -340,6 +341,7 @@ impl ReplicaManager {
         let manager = LogManager::open(cfg.data_dir.join("logs"), log.clone(), now_ms())?;
         let rm = ReplicaManager {
             logs: Mutex::new(manager),
+            apply_lock: Mutex::new(()),
             partitions: DashMap::new(),
             defaults: BrokerDefaults {
                 log,
@@ -363,12 +365,25 @@ impl ReplicaManager {
             ));
         }
         let tp = TopicPartition::new(topic, partition);
-        if let Some(p) = self.partitions.get(&tp) {
-            if p.is_leader() {
-                return Ok(p.clone());
-            }
+        let leading = |rm: &ReplicaManager| {
+            rm.partitions
+                .get(&tp)
+                .filter(|p| p.is_leader())
+                .map(|p| p.clone())
+        };
+        if let Some(p) = leading(self) {
+            return Ok(p);
         }
         let view = cluster.view();
+        if view.leader(topic, partition) == Some(cluster.broker_id) {
+            // The view already names this broker, but the background task has not applied
+            // it yet (a topic created a moment ago): apply it now rather than turn the
+            // client away.
+            self.apply_view(cluster);
+            if let Some(p) = leading(self) {
+                return Ok(p);
+            }
+        }
         match view.topics.get(topic) {
             Some(t) if t.assignment.contains_key(&partition) => Err(PartitionError::new(
                 ResponseError::NotLeaderOrFollower,
@@ -384,8 +399,15 @@ impl ReplicaManager {
         }
     }
 
-    /// Takes the roles the view gives this broker, and deletes logs of vanished topics.
-    pub fn apply_view(&self, me: i32, view: &ClusterView) {
+    /// Takes the roles the latest view gives this broker, and deletes logs of vanished
+    /// topics. Serialized, and always from the newest view, so an older view can never be
+    /// applied over a newer one.
+    pub fn apply_view(&self, cluster: &Cluster) {
+        let Ok(_guard) = self.apply_lock.lock() else {
+            return;
+        };
+        let view = cluster.view();
+        let me = cluster.broker_id;
         if !view.loaded {
             return;
         }
@@ -572,10 +594,10 @@ fn check_topic_id(
 pub async fn follow_view(broker: Arc<Broker>, shutdown: CancellationToken) {
     let mut rx = broker.cluster.subscribe();
     loop {
-        let view = rx.borrow_and_update().clone();
+        rx.borrow_and_update();
         let b = broker.clone();
         // Opening logs does file I/O: keep it off the async workers.
-        let _ = tokio::task::spawn_blocking(move || b.replicas.apply_view(b.id, &view)).await;
+        let _ = tokio::task::spawn_blocking(move || b.replicas.apply_view(&b.cluster)).await;
         tokio::select! {
             r = rx.changed() => if r.is_err() { return },
             _ = shutdown.cancelled() => return,
