@@ -6,6 +6,7 @@
 //! - [`log`]: the on-disk partition log.
 //! - [`client`] and [`cli`]: the `fjord` tool.
 
+pub mod alloc;
 pub mod broker;
 pub mod cli;
 pub mod client;

@@ -11,6 +11,11 @@
 //!   if the test is panicking it also prints the tail of the log.
 //! - [`zk`] is a raw ZooKeeper-protocol connection built on `fjord_shared::jute`, for tests
 //!   that need exact control of the bytes on the wire.
+//! - [`fjord`] runs the `fjord` CLI (and [`run_command`] any command) to completion with
+//!   stdin, captured output and a timeout; [`Spec::run_to_exit`] does the same for a server
+//!   that is expected to refuse to start.
+//! - [`json`] is a small JSON reader, so tests can check the documents the servers store
+//!   without sharing the servers' own types.
 //!
 //! Every wait has a timeout and every loop is bounded, so a broken server fails a test
 //! instead of hanging it.
@@ -92,6 +97,16 @@ impl Spec {
         Spec::new("fjord-coordinator")
     }
 
+    /// `fjord-broker --id ID --coordinator COORDINATOR` (add e.g. `--session-timeout-ms`).
+    pub fn broker(id: u32, coordinator: impl std::fmt::Display) -> Self {
+        Spec::new("fjord-broker").args([
+            "--id".to_owned(),
+            id.to_string(),
+            "--coordinator".to_owned(),
+            coordinator.to_string(),
+        ])
+    }
+
     /// Adds one argument (after `--listen` and `--data-dir`).
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
         self.args.push(arg.into());
@@ -140,6 +155,40 @@ impl Spec {
         }
         self.args.push(flag.into());
         self.args.push(value);
+    }
+
+    /// The command line for one start: `--listen`, the data dir, then the extra arguments.
+    fn command(&self, bin: &Path, data_dir: &Path, listen: &str) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.arg(&self.listen_flag).arg(listen);
+        if let Some(flag) = &self.data_dir_flag {
+            cmd.arg(flag).arg(data_dir);
+        }
+        cmd.args(&self.args);
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs the server in a fresh temp dir, on port 0, until it exits by itself (for a
+    /// server that must refuse to start); fails if it still runs after `timeout`, or if it
+    /// printed a `listening on` line (then it did start). Its stderr is in the output.
+    pub fn run_to_exit(self, timeout: Duration) -> anyhow::Result<Output> {
+        let bin = binary(&self.binary)?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{}-", self.binary))
+            .tempdir()
+            .context("cannot create a temp dir")?;
+        let cmd = self.command(&bin, &dir.path().join("data"), "127.0.0.1:0");
+        let out = run_command(cmd, b"", timeout)?;
+        if out.stdout.contains("listening on ") {
+            bail!(
+                "{} started although it should not have:\n{out}",
+                self.binary
+            );
+        }
+        Ok(out)
     }
 
     /// Starts the process in a fresh temp dir, on port 0.
@@ -223,15 +272,7 @@ impl Process {
             .append(true)
             .open(self.log_path())
             .with_context(|| format!("cannot open {}", self.log_path().display()))?;
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg(&self.spec.listen_flag).arg(listen);
-        if let Some(flag) = &self.spec.data_dir_flag {
-            cmd.arg(flag).arg(self.data_dir());
-        }
-        cmd.args(&self.spec.args);
-        for (k, v) in &self.spec.envs {
-            cmd.env(k, v);
-        }
+        let mut cmd = self.spec.command(&self.bin, &self.data_dir(), listen);
         writeln!(log, "==== start #{}: {:?}", self.starts, cmd)?;
         log.flush()?;
         cmd.stdin(Stdio::null())
@@ -433,6 +474,48 @@ impl Process {
         )
     }
 
+    /// The current length of the log in bytes: a mark for [`Process::log_since`].
+    pub fn log_len(&self) -> u64 {
+        std::fs::metadata(self.log_path()).map_or(0, |m| m.len())
+    }
+
+    /// The log from byte `mark` (see [`Process::log_len`]) on, as text.
+    pub fn log_since(&self, mark: u64) -> String {
+        let Ok(mut f) = File::open(self.log_path()) else {
+            return String::new();
+        };
+        let mut buf = Vec::new();
+        if f.seek(SeekFrom::Start(mark)).is_err() || f.read_to_end(&mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Waits up to `timeout` for a log line written after `mark` that satisfies `pred`, and
+    /// returns it; the error shows the tail of the log. It blocks the thread (it polls the
+    /// file), so async tests call it through `block_in_place`.
+    pub fn wait_for_log_line(
+        &self,
+        mark: u64,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log_since(mark).lines().find(|l| pred(l)) {
+                return Ok(line.to_owned());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "no log line {what} within {timeout:?}\n{}",
+                    self.log_tail(30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Prints the tail of the log to stderr (the test harness shows it for failed tests).
     pub fn dump_log(&self, n: usize) {
         eprintln!("{}", self.log_tail(n));
@@ -515,6 +598,344 @@ impl Rng {
     }
 }
 
+/// What a command that ran to completion did.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The command line, for messages.
+    pub command: String,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl Output {
+    /// Whether it exited with status 0.
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// Fails (showing everything) unless it exited with status 0.
+    pub fn ok(self) -> anyhow::Result<Output> {
+        if !self.success() {
+            bail!("command failed:\n{self}");
+        }
+        Ok(self)
+    }
+
+    /// The non-empty lines of stdout.
+    pub fn stdout_lines(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "$ {}\n{} after {:?}\n--- stdout ---\n{}--- stderr ---\n{}---",
+            self.command, self.status, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` with `stdin` as its input until it exits, capturing stdout and stderr. If it
+/// still runs after `timeout` it is killed and an error (with what it printed) returned.
+pub fn run_command(mut cmd: Command, stdin: &[u8], timeout: Duration) -> anyhow::Result<Output> {
+    let command = format!("{cmd:?}");
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {command}"))?;
+    // Threads feed stdin and drain both pipes, so a chatty process never blocks on a
+    // full pipe while we wait for it.
+    let mut input = child.stdin.take().context("no stdin pipe")?;
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().context("no stdout pipe")?));
+    let err = drain(Box::new(child.stderr.take().context("no stderr pipe")?));
+    let deadline = started + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = started.elapsed();
+    let _ = writer.join();
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    match status {
+        Some(status) => Ok(Output {
+            command,
+            status,
+            stdout,
+            stderr,
+            elapsed,
+        }),
+        None => bail!(
+            "still running after {timeout:?} (killed): {command}\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}---"
+        ),
+    }
+}
+
+/// Runs the `fjord` CLI with `args`, `stdin` as its input, for at most `timeout`.
+pub fn fjord<I, S>(args: I, stdin: &str, timeout: Duration) -> anyhow::Result<Output>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut cmd = Command::new(binary("fjord")?);
+    cmd.args(args);
+    run_command(cmd, stdin.as_bytes(), timeout)
+}
+
+pub mod json {
+    //! A small JSON reader (RFC 8259) for checking stored documents in tests. Objects keep
+    //! their keys in order, duplicates included, so a test can notice them.
+
+    use anyhow::{bail, Context};
+
+    /// A parsed JSON value.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Value {
+        Null,
+        Bool(bool),
+        /// The number as written (so big integers are not rounded).
+        Number(String),
+        String(String),
+        Array(Vec<Value>),
+        Object(Vec<(String, Value)>),
+    }
+
+    impl Value {
+        /// The member `key` of an object (the first, if repeated).
+        pub fn get(&self, key: &str) -> Option<&Value> {
+            match self {
+                Value::Object(m) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+                _ => None,
+            }
+        }
+
+        /// The string, if this is one.
+        pub fn as_str(&self) -> Option<&str> {
+            match self {
+                Value::String(s) => Some(s),
+                _ => None,
+            }
+        }
+
+        /// The number as an integer, if this is an integral number.
+        pub fn as_i64(&self) -> Option<i64> {
+            match self {
+                Value::Number(n) => n.parse().ok(),
+                _ => None,
+            }
+        }
+
+        /// The elements, if this is an array.
+        pub fn as_array(&self) -> Option<&[Value]> {
+            match self {
+                Value::Array(a) => Some(a),
+                _ => None,
+            }
+        }
+
+        /// The members, if this is an object.
+        pub fn as_object(&self) -> Option<&[(String, Value)]> {
+            match self {
+                Value::Object(m) => Some(m),
+                _ => None,
+            }
+        }
+    }
+
+    /// Parses one JSON document (surrounding whitespace allowed, nothing else).
+    pub fn parse(text: &str) -> anyhow::Result<Value> {
+        let mut p = Parser {
+            s: text.as_bytes(),
+            i: 0,
+        };
+        let v = p.value(0).with_context(|| format!("bad JSON: {text:?}"))?;
+        p.ws();
+        if p.i != p.s.len() {
+            bail!("trailing bytes at {} in JSON: {text:?}", p.i);
+        }
+        Ok(v)
+    }
+
+    struct Parser<'a> {
+        s: &'a [u8],
+        i: usize,
+    }
+
+    impl Parser<'_> {
+        fn ws(&mut self) {
+            while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+                self.i += 1;
+            }
+        }
+
+        fn peek(&self) -> Option<u8> {
+            self.s.get(self.i).copied()
+        }
+
+        fn eat(&mut self, b: u8) -> anyhow::Result<()> {
+            if self.peek() != Some(b) {
+                bail!("expected {:?} at {}", b as char, self.i);
+            }
+            self.i += 1;
+            Ok(())
+        }
+
+        fn value(&mut self, depth: usize) -> anyhow::Result<Value> {
+            if depth > 64 {
+                bail!("nested too deeply");
+            }
+            self.ws();
+            match self.peek() {
+                Some(b'{') => {
+                    self.i += 1;
+                    let mut members = Vec::new();
+                    self.ws();
+                    if self.peek() == Some(b'}') {
+                        self.i += 1;
+                        return Ok(Value::Object(members));
+                    }
+                    loop {
+                        self.ws();
+                        let key = self.string()?;
+                        self.ws();
+                        self.eat(b':')?;
+                        members.push((key, self.value(depth + 1)?));
+                        self.ws();
+                        match self.peek() {
+                            Some(b',') => self.i += 1,
+                            Some(b'}') => {
+                                self.i += 1;
+                                return Ok(Value::Object(members));
+                            }
+                            _ => bail!("expected ',' or '}}' at {}", self.i),
+                        }
+                    }
+                }
+                Some(b'[') => {
+                    self.i += 1;
+                    let mut items = Vec::new();
+                    self.ws();
+                    if self.peek() == Some(b']') {
+                        self.i += 1;
+                        return Ok(Value::Array(items));
+                    }
+                    loop {
+                        items.push(self.value(depth + 1)?);
+                        self.ws();
+                        match self.peek() {
+                            Some(b',') => self.i += 1,
+                            Some(b']') => {
+                                self.i += 1;
+                                return Ok(Value::Array(items));
+                            }
+                            _ => bail!("expected ',' or ']' at {}", self.i),
+                        }
+                    }
+                }
+                Some(b'"') => Ok(Value::String(self.string()?)),
+                Some(b't') => self.word("true", Value::Bool(true)),
+                Some(b'f') => self.word("false", Value::Bool(false)),
+                Some(b'n') => self.word("null", Value::Null),
+                Some(b'-' | b'0'..=b'9') => {
+                    let start = self.i;
+                    while matches!(
+                        self.peek(),
+                        Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                    ) {
+                        self.i += 1;
+                    }
+                    let n = std::str::from_utf8(&self.s[start..self.i])?;
+                    if n.parse::<f64>().is_err() {
+                        bail!("bad number {n:?}");
+                    }
+                    Ok(Value::Number(n.to_owned()))
+                }
+                _ => bail!("unexpected input at {}", self.i),
+            }
+        }
+
+        fn word(&mut self, w: &str, v: Value) -> anyhow::Result<Value> {
+            if !self.s[self.i..].starts_with(w.as_bytes()) {
+                bail!("expected {w} at {}", self.i);
+            }
+            self.i += w.len();
+            Ok(v)
+        }
+
+        fn string(&mut self) -> anyhow::Result<String> {
+            self.eat(b'"')?;
+            let mut out = String::new();
+            loop {
+                let start = self.i;
+                while !matches!(self.peek(), None | Some(b'"' | b'\\')) {
+                    self.i += 1;
+                }
+                out.push_str(std::str::from_utf8(&self.s[start..self.i])?);
+                match self.peek() {
+                    Some(b'"') => {
+                        self.i += 1;
+                        return Ok(out);
+                    }
+                    Some(b'\\') => {
+                        let e = *self.s.get(self.i + 1).context("unterminated escape")?;
+                        self.i += 2;
+                        match e {
+                            b'"' => out.push('"'),
+                            b'\\' => out.push('\\'),
+                            b'/' => out.push('/'),
+                            b'b' => out.push('\u{8}'),
+                            b'f' => out.push('\u{c}'),
+                            b'n' => out.push('\n'),
+                            b'r' => out.push('\r'),
+                            b't' => out.push('\t'),
+                            b'u' => {
+                                let hex =
+                                    self.s.get(self.i..self.i + 4).context("short \\u escape")?;
+                                let code = u32::from_str_radix(std::str::from_utf8(hex)?, 16)?;
+                                self.i += 4;
+                                // Surrogate pairs are not needed by the tests; a lone
+                                // surrogate becomes U+FFFD.
+                                out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                            }
+                            _ => bail!("bad escape at {}", self.i),
+                        }
+                    }
+                    _ => bail!("unterminated string"),
+                }
+            }
+        }
+    }
+}
+
 /// Polls `check` every 20 ms until it returns `Some`, or fails after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
 where
@@ -561,6 +982,63 @@ mod tests {
         s.set_flag("--tick-ms", "200");
         s.set_flag("--snapshot-txns", "50");
         assert_eq!(s.args, ["--tick-ms", "200", "--snapshot-txns", "50"]);
+    }
+
+    #[test]
+    fn broker_spec_carries_id_and_coordinator() {
+        let s = Spec::broker(3, "127.0.0.1:2181").args(["--session-timeout-ms", "2000"]);
+        assert_eq!(s.binary, "fjord-broker");
+        assert_eq!(
+            s.args,
+            [
+                "--id",
+                "3",
+                "--coordinator",
+                "127.0.0.1:2181",
+                "--session-timeout-ms",
+                "2000"
+            ]
+        );
+    }
+
+    #[test]
+    fn run_command_captures_output_and_bounds_the_wait() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "cat; echo err >&2; exit 3"]);
+        let out = run_command(cmd, b"hello\n", Duration::from_secs(10)).unwrap();
+        assert_eq!(out.status.code(), Some(3), "{out}");
+        assert_eq!(
+            (out.stdout.as_str(), out.stderr.as_str()),
+            ("hello\n", "err\n")
+        );
+
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let started = Instant::now();
+        let err = run_command(cmd, b"", Duration::from_millis(200)).unwrap_err();
+        assert!(err.to_string().contains("still running"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn json_reads_what_the_servers_write() {
+        let v = json::parse(
+            r#" {"version":5,"host":"h","port":9092,"endpoints":["PLAINTEXT://h:9092"],"rack":null,"x":{"a":[true,false,-1.5e3]},"s":"q\"\u0041\n"} "#,
+        )
+        .unwrap();
+        assert_eq!(v.get("version").and_then(json::Value::as_i64), Some(5));
+        assert_eq!(v.get("host").and_then(json::Value::as_str), Some("h"));
+        assert_eq!(v.get("rack"), Some(&json::Value::Null));
+        assert_eq!(
+            v.get("endpoints")
+                .and_then(json::Value::as_array)
+                .map(<[_]>::len),
+            Some(1)
+        );
+        assert_eq!(v.get("s").and_then(json::Value::as_str), Some("q\"A\n"));
+        for bad in ["", "{", "{\"a\":}", "[1,]", "{} x", "\"abc", "tru"] {
+            assert!(json::parse(bad).is_err(), "{bad:?} parsed");
+        }
     }
 
     #[test]

@@ -4,6 +4,10 @@ use clap::Parser;
 use fjord_broker::config::BrokerConfig;
 use std::process::ExitCode;
 
+/// See `fjord_broker::alloc`: a request declaring a huge array must not abort the process.
+#[global_allocator]
+static ALLOC: fjord_broker::alloc::LazyHugeAlloc = fjord_broker::alloc::LazyHugeAlloc;
+
 fn main() -> ExitCode {
     let cfg = BrokerConfig::parse();
     fjord_shared::telemetry::init("info");

@@ -372,15 +372,19 @@ pub async fn update_topic_config(
     ))
 }
 
-/// Waits until every partition of each topic has a live leader in this broker's view, or
-/// the timeout passes. Returns whether they all did.
-pub async fn wait_ready(c: &Cluster, topics: &[String], timeout: Duration) -> bool {
+/// Waits until each topic has at least its given number of partitions (0: any) and every
+/// partition has a live leader in this broker's view, or the timeout passes. Returns
+/// whether they all did. The count matters after CreatePartitions: until the watch brings
+/// the new assignment, the old partitions alone look ready.
+pub async fn wait_ready(c: &Cluster, topics: &[(String, usize)], timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     let mut rx = c.subscribe();
     loop {
         {
             let view = rx.borrow_and_update();
-            if topics.iter().all(|t| view.topic_ready(t)) {
+            if topics.iter().all(|(t, n)| {
+                view.topic_ready(t) && view.topics.get(t).is_some_and(|v| v.assignment.len() >= *n)
+            }) {
                 return true;
             }
         }

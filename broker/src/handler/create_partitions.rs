@@ -24,7 +24,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartit
         };
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
         match outcome {
-            Ok(()) => grown.push(name),
+            Ok(()) => grown.push((name, t.count.max(0) as usize)),
             Err(e) => {
                 r = r
                     .with_error_code(e.code.code())

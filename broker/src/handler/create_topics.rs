@@ -63,7 +63,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
                         .with_replication_factor(rf);
                 }
                 if !req.validate_only {
-                    created.push(name);
+                    created.push((name, partitions.max(0) as usize));
                 }
             }
             Err(e) => {

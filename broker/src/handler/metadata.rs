@@ -92,7 +92,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
             let mut created = Vec::new();
             for name in &missing {
                 if broker.auto_create(name).await {
-                    created.push(name.clone());
+                    created.push((name.clone(), 0));
                 }
             }
             if !created.is_empty() {

@@ -20,10 +20,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
             && broker.auto_create(&topic).await
         {
             // Give the new partitions a moment to get leaders; clients retry otherwise.
-            let topics = std::slice::from_ref(&topic);
+            let topics = [(topic.clone(), 0)];
             crate::cluster::admin::wait_ready(
                 &broker.cluster,
-                topics,
+                &topics,
                 std::time::Duration::from_secs(3),
             )
             .await;
