@@ -490,13 +490,14 @@ impl ReplicaManager {
             let dir = logs.data_dir().join(tp.dir_name());
             check_topic_id(&dir, topic_id, tp, &mut logs)?.unwrap_or(log)
         };
+        let producers = rebuild_producer_states(&log);
         let part = Arc::new(Partition {
             tp: tp.clone(),
             topic_id: Mutex::new(topic_id.to_owned()),
             log,
             is_leader: AtomicBool::new(false),
             leader_epoch: AtomicI32::new(-1),
-            producers: Mutex::new(ProducerStates::default()),
+            producers: Mutex::new(producers),
             fsync_always: self.defaults.fsync_always,
         });
         self.partitions.insert(tp.clone(), part.clone());
@@ -546,6 +547,52 @@ impl ReplicaManager {
             }
         }
     }
+}
+
+/// How much of the newest log a restarted broker scans for idempotent producer state.
+const PRODUCER_SCAN_BYTES: usize = 256 << 20;
+
+/// Rebuilds idempotent producer state from the batch headers of the newest two segments
+/// (at most [`PRODUCER_SCAN_BYTES`]), so that a producer retrying a batch that was stored
+/// just before a crash is recognised after the restart instead of being stored twice.
+fn rebuild_producer_states(log: &SharedPartitionLog) -> ProducerStates {
+    let mut states = ProducerStates::default();
+    let Ok(log) = log.read() else { return states };
+    let bases = log.segment_base_offsets();
+    let start = log.log_start_offset();
+    let from = bases
+        .len()
+        .checked_sub(2)
+        .map_or(start, |i| bases[i])
+        .max(start);
+    let end = log.log_end_offset();
+    let (mut offset, mut scanned) = (from, 0usize);
+    while offset < end && scanned < PRODUCER_SCAN_BYTES {
+        let Ok(fetched) = log.read(offset, 1 << 20, end) else {
+            break;
+        };
+        if fetched.records.is_empty() || fetched.next_offset <= offset {
+            break;
+        }
+        for b in batch::batches(&fetched.records) {
+            let Ok(b) = b else { break };
+            let Ok(h) = batch::BatchHeader::parse(&b) else {
+                break;
+            };
+            if h.producer_id() >= 0 && h.base_offset() >= offset {
+                states.record(
+                    h.producer_id(),
+                    h.producer_epoch(),
+                    h.base_sequence(),
+                    h.record_count(),
+                    h.base_offset(),
+                );
+            }
+        }
+        scanned += fetched.records.len();
+        offset = fetched.next_offset;
+    }
+    states
 }
 
 /// Kafka's `partition.metadata` file records the topic id a log belongs to, so a log left
