@@ -82,7 +82,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     ));
     let signal = shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        fjord_shared::shutdown::wait_for_signal().await;
         signal.cancel();
     });
     tracing::info!(broker_id = config.id, %addr, advertised = %format!("{host}:{port}"), "broker started");
@@ -100,22 +100,4 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     broker.replicas.close();
     drop(lock);
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -69,7 +69,7 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        fjord_shared::shutdown::wait_for_signal().await;
         signal.cancel();
     });
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "coordinator started");
@@ -88,22 +88,4 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || handle.join()).await?;
     drop(lock);
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

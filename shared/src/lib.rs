@@ -11,4 +11,5 @@ pub mod cluster;
 pub mod coord_client;
 pub mod fs;
 pub mod jute;
+pub mod shutdown;
 pub mod telemetry;

@@ -134,9 +134,12 @@ fn writes_stop_after_the_session_timeout_and_resume_after_rejoin() {
     let line = b
         // Either the same session came back (the broker reconnected before the
         // coordinator's next expiry tick) or it rejoined with a new one: both are correct.
-        .wait_for_log_line(mark, Duration::from_secs(5), "about accepting writes again", |l| {
-            l.contains("rejoined") || l.contains("accepting writes again")
-        })
+        .wait_for_log_line(
+            mark,
+            Duration::from_secs(5),
+            "about accepting writes again",
+            |l| l.contains("rejoined") || l.contains("accepting writes again"),
+        )
         .unwrap();
     eprintln!("{line}");
     for i in 0..3 {
