@@ -139,7 +139,7 @@ fn apply_one(
             owner,
         } => {
             let acl = tree.intern_acl(acl_from_rec(acl));
-            if let Some(c) = tree.create(path, data.clone(), acl, *owner, rec.zxid, rec.time) {
+            if let Some(c) = tree.create(path, data.as_deref(), acl, *owner, rec.zxid, rec.time) {
                 changes.extend(c);
             }
             OpOutcome {
@@ -154,7 +154,7 @@ fn apply_one(
             OpOutcome::default()
         }
         Txn::SetData { path, data } => {
-            if let Some(c) = tree.set_data(path, data.clone(), rec.zxid, rec.time) {
+            if let Some(c) = tree.set_data(path, data.as_deref(), rec.zxid, rec.time) {
                 changes.extend(c);
             }
             OpOutcome {

@@ -1,7 +1,8 @@
 //! The transaction log writer: one thread, group commit.
 //!
-//! The processor hands it encoded records in zxid order. The thread takes everything that
-//! has queued up, writes it with one `write`, calls `fdatasync` once, and only then
+//! The processor hands it encoded records in zxid order, in batches (everything it logged
+//! while working through the requests that were queued). The thread takes every batch that
+//! has queued up, writes them with one `write`, calls `fdatasync` once, and only then
 //! publishes the highest durable zxid. Replies wait for that number, so a write is never
 //! acknowledged before it is on disk, and many clients share each fsync.
 //!
@@ -26,8 +27,12 @@ const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// What the log thread is asked to do.
 #[derive(Debug)]
 pub enum LogCmd {
-    /// Append one framed record for `zxid`.
-    Append { zxid: i64, frame: Vec<u8> },
+    /// Append framed records for zxids `first..=last`, in order and back to back.
+    Append {
+        first: i64,
+        last: i64,
+        frames: Vec<u8>,
+    },
     /// Start a new file; the next record's zxid names it. Sent right after a snapshot point.
     Roll,
 }
@@ -127,7 +132,7 @@ fn run(
     rx: mpsc::Receiver<LogCmd>,
     durable: watch::Sender<Durable>,
 ) {
-    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut buf: Vec<u8> = Vec::new();
     let mut pending_roll = false;
     let mut last_zxid = durable.borrow().zxid;
     while let Ok(first) = rx.recv() {
@@ -136,7 +141,11 @@ fn run(
         // Take everything queued (up to the batch cap) into one write.
         while let Some(cmd) = next.take() {
             match cmd {
-                LogCmd::Append { zxid, frame } => {
+                LogCmd::Append {
+                    first,
+                    last,
+                    frames,
+                } => {
                     if pending_roll {
                         // Flush what belongs to the old file before switching.
                         if let Err(e) = flush(&mut current, &mut buf, grew) {
@@ -146,7 +155,7 @@ fn run(
                         if last_zxid > durable.borrow().zxid {
                             durable.send_modify(|d| d.zxid = last_zxid);
                         }
-                        match LogFile::create(&dir, zxid) {
+                        match LogFile::create(&dir, first) {
                             Ok(f) => current = f,
                             Err(e) => {
                                 tracing::error!(error = %e, "cannot start a new transaction log file; the log is stopped");
@@ -157,9 +166,14 @@ fn run(
                         pending_roll = false;
                         grew = false;
                     }
-                    grew |= current.pos + (buf.len() + frame.len()) as u64 > current.allocated;
-                    buf.extend_from_slice(&frame);
-                    last_zxid = zxid;
+                    grew |= current.pos + (buf.len() + frames.len()) as u64 > current.allocated;
+                    if buf.is_empty() {
+                        // Usually the only batch: write it as it is instead of copying it.
+                        buf = frames;
+                    } else {
+                        buf.extend_from_slice(&frames);
+                    }
+                    last_zxid = last;
                 }
                 LogCmd::Roll => pending_roll = true,
             }

@@ -5,9 +5,19 @@
 //! - `log.<first zxid, 16 hex digits>`: a transaction log file. It starts with the 8-byte
 //!   magic `FJTXLOG1`, then frames `[u32 length][u32 crc32c][msgpack TxnRecord]`. Files are
 //!   preallocated with zeros; a zero length marks the end of what was written.
-//! - `snapshot.<last zxid, 16 hex digits>`: the magic `FJSNAP01` then one frame holding the
-//!   msgpack [`snapshot::SnapshotData`]. Written to a temp file, fsynced, renamed, and the
-//!   directory fsynced.
+//! - `snapshot.<last zxid, 16 hex digits>`: the magic `FJSNAP02`, then frames of the same
+//!   `[u32 length][u32 crc32c][msgpack]` shape:
+//!   1. a header: `[last_zxid, node count, [[session id, timeout ms, password], ..]]`;
+//!   2. node frames, each a msgpack array of nodes `[path, data (bin or nil),
+//!      [[perms, scheme, id], ..] (the ACL), stat]`, where `stat` is the array of
+//!      [`crate::tree::StatPersisted`]'s fields in order. Nodes come parent first
+//!      (pre-order), which lets recovery rebuild the tree in one pass; a frame is closed at
+//!      about 1 MiB, so neither writing nor reading holds the whole encoded tree.
+//!
+//!   The file ends right after the node frame that completes the count. Anything else (a
+//!   torn or corrupt frame, a count that does not add up, trailing bytes) makes the whole
+//!   snapshot unreadable and recovery falls back to an older one. Written to
+//!   `snapshot.<zxid>.tmp`, fsynced, renamed, and the directory fsynced.
 //! - `LOCK`: held (flock) while a coordinator uses the directory.
 //!
 //! Recovery loads the newest snapshot that reads back whole, replays every logged
@@ -22,7 +32,7 @@ pub mod snapshot;
 use std::path::{Path, PathBuf};
 
 pub const LOG_MAGIC: &[u8; 8] = b"FJTXLOG1";
-pub const SNAP_MAGIC: &[u8; 8] = b"FJSNAP01";
+pub const SNAP_MAGIC: &[u8; 8] = b"FJSNAP02";
 
 /// Errors of the persistence layer.
 #[derive(Debug, thiserror::Error)]

@@ -32,7 +32,7 @@ pub fn recover(dir: &Path, tick_ms: u64, now: u64) -> Result<(State, Report), Pe
     for (zxid, path) in list(dir, "snapshot")?.into_iter().rev() {
         match snapshot::read(&path)? {
             Some(data) => {
-                state.tree = snapshot::into_tree(data.nodes);
+                state.tree = data.tree;
                 for SnapSession {
                     id,
                     timeout_ms,
@@ -155,8 +155,9 @@ mod tests {
         let mut durable = h.durable.clone();
         for r in recs {
             h.tx.send(log::LogCmd::Append {
-                zxid: r.zxid,
-                frame: frame(r),
+                first: r.zxid,
+                last: r.zxid,
+                frames: frame(r),
             })
             .unwrap();
         }
@@ -182,10 +183,7 @@ mod tests {
             assert_eq!(state.last_zxid, 50);
             assert_eq!(report.replayed, 50);
             assert_eq!(report.cut, None);
-            assert_eq!(
-                state.tree.get("/n17").unwrap().data.as_deref(),
-                Some(&b"/n17"[..])
-            );
+            assert_eq!(state.tree.get("/n17").unwrap().data(), Some(&b"/n17"[..]));
         }
     }
 
@@ -260,7 +258,7 @@ mod tests {
         let (state, _) = recover(dir.path(), 100, 0).unwrap();
         let job = SnapshotJob {
             last_zxid: 5,
-            tree: state.tree.clone(),
+            tree: state.tree.view(),
             sessions: vec![],
         };
         snapshot::write(dir.path(), &job).unwrap();
@@ -273,7 +271,7 @@ mod tests {
         );
         let job2 = SnapshotJob {
             last_zxid: 8,
-            tree: recover(dir.path(), 100, 0).unwrap().0.tree,
+            tree: recover(dir.path(), 100, 0).unwrap().0.tree.view(),
             sessions: vec![],
         };
         snapshot::write(dir.path(), &job2).unwrap();
@@ -301,7 +299,7 @@ mod tests {
             .unwrap()
             .1
             .clone();
-        std::fs::write(&newest, b"FJSNAP01garbage").unwrap();
+        std::fs::write(&newest, b"FJSNAP02garbage").unwrap();
         let (state, report) = recover(dir.path(), 100, 0).unwrap();
         assert_eq!(report.snapshot_zxid, Some(5));
         assert_eq!(state.last_zxid, 9);

@@ -78,7 +78,7 @@ impl<'a> Overlay<'a> {
             version: n.stat.version,
             aversion: n.stat.aversion,
             cversion: n.stat.cversion,
-            children: n.children.len() as i32,
+            children: n.num_children() as i32,
             owner: n.stat.ephemeral_owner,
             acl: n.acl.clone(),
         })
