@@ -35,10 +35,64 @@ pub struct BrokerConfig {
     #[arg(long, env = "FJORD_RACK")]
     pub rack: Option<String>,
 
-    /// Coordinator session timeout in ms. If the coordinator is unreachable for this long,
-    /// the broker stops accepting writes until it rejoins.
-    #[arg(long, env = "FJORD_SESSION_TIMEOUT_MS", default_value_t = 6000)]
+    /// Coordinator session timeout in ms. A broker that dies loses its partitions'
+    /// leadership this long after its last heartbeat (plus up to one coordinator tick). If
+    /// the coordinator is unreachable for this long, the broker stops accepting writes
+    /// until it rejoins.
+    #[arg(long, env = "FJORD_SESSION_TIMEOUT_MS", default_value_t = 2000)]
     pub session_timeout_ms: u64,
+
+    /// A follower that has not caught up with its leader for this long (ms) leaves the ISR
+    /// (replica.lag.time.max.ms).
+    #[arg(long, env = "FJORD_REPLICA_LAG_TIME_MAX_MS", default_value_t = 30_000)]
+    pub replica_lag_time_max_ms: u64,
+
+    /// How long a leader holds a follower's fetch when it has nothing new (ms)
+    /// (replica.fetch.wait.max.ms).
+    #[arg(long, env = "FJORD_REPLICA_FETCH_WAIT_MAX_MS", default_value_t = 500)]
+    pub replica_fetch_wait_max_ms: u64,
+
+    /// Default min.insync.replicas: acks=all produces are refused with
+    /// NOT_ENOUGH_REPLICAS while the ISR is smaller. Topics may override it.
+    #[arg(long, env = "FJORD_MIN_INSYNC_REPLICAS", default_value_t = 1)]
+    pub min_insync_replicas: usize,
+
+    /// Let the controller move leadership back to each partition's preferred replica (the
+    /// first in its replica list) when that broker is alive and in sync
+    /// (auto.leader.rebalance.enable).
+    #[arg(long, env = "FJORD_AUTO_LEADER_REBALANCE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_leader_rebalance: bool,
+
+    /// How often the controller checks for partitions led by a broker other than their
+    /// preferred replica (ms) (leader.imbalance.check.interval.seconds).
+    #[arg(
+        long,
+        env = "FJORD_LEADER_IMBALANCE_CHECK_INTERVAL_MS",
+        default_value_t = 300_000
+    )]
+    pub leader_imbalance_check_interval_ms: u64,
+
+    /// The share of a broker's preferred partitions (percent) that may be led elsewhere
+    /// before the controller moves them back (leader.imbalance.per.broker.percentage).
+    #[arg(
+        long,
+        env = "FJORD_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE",
+        default_value_t = 10
+    )]
+    pub leader_imbalance_per_broker_percentage: u32,
+
+    /// On SIGTERM, move this broker's leaderships to other in-sync replicas before
+    /// leaving, so that clients see no errors (controlled.shutdown.enable).
+    #[arg(long, env = "FJORD_CONTROLLED_SHUTDOWN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub controlled_shutdown: bool,
+
+    /// The longest a controlled shutdown waits for leadership to move (ms).
+    #[arg(
+        long,
+        env = "FJORD_CONTROLLED_SHUTDOWN_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub controlled_shutdown_timeout_ms: u64,
 
     /// When to fsync partition logs: `always` (before acknowledging a produce), `interval`
     /// (every --fsync-interval-ms) or `never` (leave it to the OS and rely on replication,

@@ -80,9 +80,40 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         broker.clone(),
         shutdown.child_token(),
     ));
+    tasks.spawn(crate::replica::isr_maintenance(
+        broker.clone(),
+        shutdown.child_token(),
+    ));
+    if config.auto_leader_rebalance {
+        cluster.set_leader_rebalance(
+            Duration::from_millis(config.leader_imbalance_check_interval_ms.max(100)),
+            config.leader_imbalance_per_broker_percentage,
+        );
+    }
     let signal = shutdown.clone();
+    let b = broker.clone();
     tokio::spawn(async move {
         fjord_shared::shutdown::wait_for_signal().await;
+        if b.config.controlled_shutdown && !b.cluster.is_fenced() {
+            // Keep serving while leadership moves, so clients are redirected, not cut off.
+            tracing::info!(
+                broker_id = b.id,
+                "controlled shutdown: moving leadership away"
+            );
+            let timeout = Duration::from_millis(b.config.controlled_shutdown_timeout_ms);
+            let done = tokio::select! {
+                done = b.cluster.controlled_shutdown(timeout) => done,
+                _ = fjord_shared::shutdown::wait_for_signal() => false,
+            };
+            if done {
+                tracing::info!(broker_id = b.id, "controlled shutdown: leadership moved");
+            } else {
+                tracing::warn!(
+                    broker_id = b.id,
+                    "controlled shutdown: some leaderships could not be moved; stopping anyway"
+                );
+            }
+        }
         signal.cancel();
     });
     tracing::info!(broker_id = config.id, %addr, advertised = %format!("{host}:{port}"), "broker started");

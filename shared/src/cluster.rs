@@ -12,6 +12,8 @@
 //! /brokers/topics/<t>/partitions/<p>/state  {"version":1,"leader":1,"leader_epoch":0,..}
 //! /config/topics/<t>                        {"version":1,"config":{"retention.ms":".."}}
 //! /admin/delete_topics/<t>
+//! /admin/preferred_replica_election        {"version":1,"partitions":[{"topic":..,"partition":..}]}
+//! /admin/controlled_shutdown/<id> (ephemeral)  a broker asking to have its leaderships moved
 //! /latest_producer_id_block                 {"version":1,"broker":..,"block_start":..,"block_end":..}
 //! ```
 
@@ -24,20 +26,47 @@ pub const TOPICS: &str = "/brokers/topics";
 pub const CONTROLLER: &str = "/controller";
 pub const CONTROLLER_EPOCH: &str = "/controller_epoch";
 pub const TOPIC_CONFIGS: &str = "/config/topics";
+pub const ADMIN: &str = "/admin";
 pub const DELETE_TOPICS: &str = "/admin/delete_topics";
+/// Kafka's request for a preferred-leader election: `{"version":1,"partitions":[..]}`, or
+/// an empty list for every partition. The controller carries it out and deletes it.
+pub const PREFERRED_REPLICA_ELECTION: &str = "/admin/preferred_replica_election";
+/// Fjord's controlled shutdown: a broker about to stop creates the ephemeral
+/// `/admin/controlled_shutdown/<id>`, and the controller moves its leaderships away and
+/// takes it out of every ISR it can. (Kafka asks the controller over its own RPC.)
+pub const CONTROLLED_SHUTDOWN: &str = "/admin/controlled_shutdown";
 pub const PRODUCER_ID_BLOCK: &str = "/latest_producer_id_block";
 
 /// Paths that must exist before brokers use the layout (persistent, empty).
-pub const BASE_PATHS: [&str; 8] = [
+pub const BASE_PATHS: [&str; 9] = [
     "/cluster",
     "/brokers",
     BROKER_IDS,
     TOPICS,
     "/config",
     TOPIC_CONFIGS,
-    "/admin",
+    ADMIN,
     DELETE_TOPICS,
+    CONTROLLED_SHUTDOWN,
 ];
+
+pub fn controlled_shutdown_path(id: i32) -> String {
+    format!("{CONTROLLED_SHUTDOWN}/{id}")
+}
+
+/// One partition in `/admin/preferred_replica_election`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ElectionPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// `/admin/preferred_replica_election`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreferredReplicaElection {
+    pub version: i32,
+    pub partitions: Vec<ElectionPartition>,
+}
 
 pub fn broker_path(id: i32) -> String {
     format!("{BROKER_IDS}/{id}")

@@ -22,9 +22,12 @@ use super::output::timestamp;
 use super::table::Table;
 use crate::client::ClusterMetadata;
 
-/// `fjord cluster [--registrations]`.
+/// `fjord cluster [--registrations] [rebalance-leaders]`.
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
+    #[command(subcommand)]
+    pub action: Option<ClusterAction>,
+
     /// Also show the broker registrations and controller stored in the coordinator
     /// (`--coordinator`), and where they differ from the brokers' view.
     #[arg(long)]
@@ -34,7 +37,20 @@ pub struct ClusterArgs {
     pub kafka: KafkaArgs,
 }
 
-/// Prints the cluster.
+/// What `fjord cluster` can do besides showing the cluster.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClusterAction {
+    /// Move every partition's leadership back to its preferred replica (the first in its
+    /// replica list) where that broker is alive and in sync, as Kafka's preferred leader
+    /// election. Fails if some partition could not move.
+    RebalanceLeaders {
+        /// How long to wait for the controller, in ms.
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u64,
+    },
+}
+
+/// Prints the cluster, or runs an action.
 pub async fn run(
     bootstrap: &str,
     coordinator: &str,
@@ -42,6 +58,9 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let client = args.kafka.connect(bootstrap).await?;
+    if let Some(ClusterAction::RebalanceLeaders { timeout_ms }) = args.action {
+        return rebalance_leaders(&client, Duration::from_millis(timeout_ms), out).await;
+    }
     let md = client.fetch_metadata(None, false).await?;
     write_metadata(&md, out)?;
     if args.registrations {
@@ -49,6 +68,38 @@ pub async fn run(
         let regs = read_registrations(coordinator, timeout).await?;
         writeln!(out)?;
         write_registrations(coordinator, &regs, &md, out)?;
+    }
+    Ok(())
+}
+
+async fn rebalance_leaders(
+    client: &crate::client::Client,
+    timeout: Duration,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let results = client.elect_preferred_leaders(timeout).await?;
+    let mut table = Table::new(&["TOPIC", "PARTITION", "RESULT"]);
+    let (mut moved, mut failed) = (0, 0);
+    for (topic, partition, code, message) in &results {
+        let result = match code {
+            0 => {
+                moved += 1;
+                "moved to the preferred replica".to_owned()
+            }
+            84 => "already led by the preferred replica".to_owned(),
+            _ => {
+                failed += 1;
+                message.clone().unwrap_or_else(|| format!("error {code}"))
+            }
+        };
+        table.row(vec![topic.clone(), partition.to_string(), result]);
+    }
+    table.write(out, "")?;
+    writeln!(out, "{moved} moved, {failed} could not move")?;
+    if failed > 0 {
+        return Err(CliError::Incomplete(format!(
+            "{failed} partitions could not move to their preferred replica"
+        )));
     }
     Ok(())
 }

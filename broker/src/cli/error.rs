@@ -34,6 +34,10 @@ pub enum CliError {
     /// Reading the records to produce from stdin failed.
     #[error("cannot read stdin: {0}")]
     Input(std::io::Error),
+    /// The request was carried out, but not everywhere (e.g. some partitions could not
+    /// move to their preferred leader).
+    #[error("{0}")]
+    Incomplete(String),
     /// Some records were not acknowledged by the brokers.
     #[error("{unacked} record(s) not acknowledged: {reason}")]
     NotAcknowledged { unacked: u64, reason: String },

@@ -487,6 +487,43 @@ impl Client {
                 .collect(),
         })
     }
+
+    /// A preferred-leader election (ElectLeaders) on every partition: each moves back to
+    /// its first replica if that broker is alive and in sync. Returns (topic, partition,
+    /// error code, message) per partition; code 0 means it moved, 84
+    /// (ELECTION_NOT_NEEDED) that it already led.
+    pub async fn elect_preferred_leaders(
+        &self,
+        timeout: Duration,
+    ) -> Result<Vec<(String, i32, i16, Option<String>)>> {
+        let req = kafka_protocol::messages::ElectLeadersRequest::default()
+            .with_election_type(0)
+            .with_topic_partitions(None)
+            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32);
+        let mut conn = self.any_conn().await?;
+        let version = conn.version(ApiKey::ElectLeaders)?;
+        let resp = conn.send(&req, version, timeout).await?;
+        if resp.error_code != 0 {
+            return Err(Error::kafka(
+                ApiKey::ElectLeaders,
+                "",
+                resp.error_code,
+                None,
+            ));
+        }
+        let mut out = Vec::new();
+        for t in resp.replica_election_results {
+            for p in t.partition_result {
+                out.push((
+                    t.topic.0.as_str().to_owned(),
+                    p.partition_id,
+                    p.error_code,
+                    text(&p.error_message),
+                ));
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

@@ -37,9 +37,6 @@ impl From<CoordError> for AdminError {
     }
 }
 
-/// The largest replication factor accepted until replication to followers exists.
-pub const MAX_REPLICATION_FACTOR: i16 = 1;
-
 /// The topic configs we know, with how to check a value.
 pub const TOPIC_CONFIGS: &[&str] = &[
     "retention.ms",
@@ -90,6 +87,106 @@ pub fn validate_config(key: &str, value: &str) -> Result<(), String> {
 fn random_u32() -> u32 {
     let b = random_uuid();
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Replica assignment for new partitions: rack-aware if every live broker has a rack,
+/// else Kafka's rack-unaware round robin.
+fn assign(
+    view: &super::ClusterView,
+    partitions: i32,
+    rf: usize,
+    first_partition: i32,
+) -> BTreeMap<i32, Vec<i32>> {
+    let brokers = view.live_brokers();
+    let racks: Option<BTreeMap<i32, String>> = view
+        .brokers
+        .iter()
+        .map(|(id, b)| b.rack.clone().map(|r| (*id, r)))
+        .collect();
+    match racks {
+        Some(racks) if !racks.is_empty() => assign_replicas_rack_aware(
+            &racks,
+            partitions,
+            rf,
+            random_u32(),
+            random_u32(),
+            first_partition,
+        ),
+        _ => assign_replicas(
+            &brokers,
+            partitions,
+            rf,
+            random_u32(),
+            random_u32(),
+            first_partition,
+        ),
+    }
+}
+
+/// Kafka's rack-aware assignment (`assignReplicasToBrokersRackAware`): brokers are listed
+/// alternating between racks, leaders go round robin over that list, and each follower is
+/// the next shifted broker whose rack (and broker) holds no replica of the partition yet,
+/// as long as such a rack (broker) remains.
+pub fn assign_replicas_rack_aware(
+    racks: &BTreeMap<i32, String>,
+    partitions: i32,
+    rf: usize,
+    start: u32,
+    shift: u32,
+    first_partition: i32,
+) -> BTreeMap<i32, Vec<i32>> {
+    let mut by_rack: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (b, r) in racks {
+        by_rack.entry(r.as_str()).or_default().push(*b);
+    }
+    let num_racks = by_rack.len();
+    let mut arranged = Vec::with_capacity(racks.len());
+    for i in 0.. {
+        let before = arranged.len();
+        for brokers in by_rack.values() {
+            if let Some(b) = brokers.get(i) {
+                arranged.push(*b);
+            }
+        }
+        if arranged.len() == before {
+            break;
+        }
+    }
+    let n = arranged.len();
+    let mut out = BTreeMap::new();
+    if n == 0 {
+        return out;
+    }
+    let start = start as usize % n;
+    let mut next_shift = shift as usize % n;
+    for i in 0..partitions.max(0) as usize {
+        let pid = first_partition as usize + i;
+        if pid > 0 && pid.is_multiple_of(n) {
+            next_shift += 1;
+        }
+        let first = (pid + start) % n;
+        let leader = arranged[first];
+        let mut replicas = vec![leader];
+        let mut used_racks = vec![racks[&leader].as_str()];
+        // Bounded: every candidate index is visited within 2n steps per replica.
+        let mut k = 0usize;
+        while replicas.len() < rf.min(n) && k < rf * n * 2 {
+            let s = 1 + (next_shift * num_racks + k) % (n - 1).max(1);
+            let b = arranged[(first + s) % n];
+            let rack = racks[&b].as_str();
+            if (!used_racks.contains(&rack) || used_racks.len() == num_racks)
+                && !replicas.contains(&b)
+            {
+                replicas.push(b);
+                if !used_racks.contains(&rack) {
+                    used_racks.push(rack);
+                }
+            }
+            k += 1;
+        }
+        out.insert(pid as i32, replicas);
+    }
+    out
 }
 
 /// Kafka's rack-unaware replica assignment (`AdminUtils.assignReplicasToBrokers`): the
@@ -164,28 +261,13 @@ pub async fn create_topic(
             ),
         ));
     }
-    if rf > MAX_REPLICATION_FACTOR {
-        // Followers do not replicate yet: accepting more replicas would acknowledge
-        // acks=all writes that exist on one broker only.
-        return Err(AdminError::new(
-            ResponseError::InvalidReplicationFactor,
-            format!("replication factor {rf} is not supported yet; the most is {MAX_REPLICATION_FACTOR}"),
-        ));
-    }
     for (k, v) in &configs {
         validate_config(k, v).map_err(|m| AdminError::new(ResponseError::InvalidConfig, m))?;
     }
     if validate_only {
         return Ok(());
     }
-    let assignment = assign_replicas(
-        &brokers,
-        partitions,
-        rf as usize,
-        random_u32(),
-        random_u32(),
-        0,
-    );
+    let assignment = assign(&view, partitions, rf as usize, 0);
     let topic = TopicAssignment::new(&assignment, uuid_text(&random_uuid()));
     let config = TopicConfig {
         version: 1,
@@ -282,7 +364,8 @@ pub async fn create_partitions(
         ));
     }
     let rf = current.values().next().map_or(1, Vec::len);
-    let brokers = c.view().live_brokers();
+    let view = c.view();
+    let brokers = view.live_brokers();
     if rf > brokers.len() {
         return Err(AdminError::new(
             ResponseError::InvalidReplicationFactor,
@@ -292,7 +375,7 @@ pub async fn create_partitions(
     if validate_only {
         return Ok(());
     }
-    for (p, r) in assign_replicas(&brokers, count - have, rf, random_u32(), random_u32(), have) {
+    for (p, r) in assign(&view, count - have, rf, have) {
         topic.partitions.insert(p.to_string(), r);
     }
     match client
@@ -431,5 +514,42 @@ mod tests {
         assert!(validate_config("cleanup.policy", "compact").is_ok());
         assert!(validate_config("segment.bytes", "10").is_err());
         assert!(validate_config("no.such.thing", "1").is_err());
+    }
+
+    #[test]
+    fn rack_aware_assignment_puts_each_replica_on_another_rack() {
+        let racks: BTreeMap<i32, String> =
+            [(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")]
+                .into_iter()
+                .map(|(b, r)| (b, r.to_owned()))
+                .collect();
+        for start in 0..6 {
+            for shift in 0..6 {
+                let a = assign_replicas_rack_aware(&racks, 12, 3, start, shift, 0);
+                assert_eq!(a.len(), 12);
+                let mut leaders = BTreeMap::new();
+                for replicas in a.values() {
+                    let mut seen: Vec<&str> = replicas.iter().map(|b| racks[b].as_str()).collect();
+                    seen.sort_unstable();
+                    seen.dedup();
+                    assert_eq!(seen.len(), 3, "{replicas:?} repeats a rack");
+                    *leaders.entry(replicas[0]).or_insert(0) += 1;
+                }
+                assert!(
+                    leaders.values().all(|&n| n == 2),
+                    "leaders spread evenly: {leaders:?}"
+                );
+            }
+        }
+        // More replicas than racks: racks repeat only once every rack has one.
+        let two: BTreeMap<i32, String> = [(1, "a"), (2, "a"), (3, "b")]
+            .into_iter()
+            .map(|(b, r)| (b, r.to_owned()))
+            .collect();
+        for replicas in assign_replicas_rack_aware(&two, 6, 3, 1, 2, 0).values() {
+            let mut sorted = replicas.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, vec![1, 2, 3]);
+        }
     }
 }

@@ -22,7 +22,7 @@ use super::view::{children, read, ClusterView};
 use fjord_shared::cluster::{self, ControllerInfo, PartitionState};
 use fjord_shared::coord_client::{Client, Error as CoordError, MultiError, Op};
 use fjord_shared::jute::{Acl, CreateMode, ErrorCode};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// This controller's epoch and the version of `/controller_epoch` that fences its writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,26 +129,58 @@ pub fn initial_state(
 }
 
 /// The state after a broker change, or `None` if nothing needs to change.
+///
+/// Brokers in `shutting_down` are in a controlled shutdown: they should neither lead nor
+/// hold up acks=all, so they lose leadership to another live ISR member and leave the ISR,
+/// unless nobody else is there to take over (then they keep it until they are gone).
+/// Dead brokers leave the ISR at once (the leader epoch stays: only the ISR changed).
 pub fn next_state(
     current: &PartitionState,
     replicas: &[i32],
     live: &BTreeSet<i32>,
+    shutting_down: &BTreeSet<i32>,
     unclean: bool,
     controller_epoch: i32,
 ) -> Option<PartitionState> {
-    if current.leader >= 0 && live.contains(&current.leader) {
-        return None;
-    }
+    let eligible = |r: &i32| live.contains(r) && !shutting_down.contains(r);
     let live_isr: Vec<i32> = current
         .isr
         .iter()
         .copied()
         .filter(|r| live.contains(r))
         .collect();
-    let (leader, isr) = if let Some(first) = live_isr.first() {
-        (*first, live_isr.clone())
-    } else if unclean {
-        match replicas.iter().copied().find(|r| live.contains(r)) {
+    let state = |leader: i32, leader_epoch: i32, isr: Vec<i32>| PartitionState {
+        version: 1,
+        leader,
+        leader_epoch,
+        controller_epoch,
+        isr,
+    };
+    if current.leader >= 0 && eligible(&current.leader) {
+        let isr: Vec<i32> = live_isr
+            .iter()
+            .copied()
+            .filter(|r| *r == current.leader || !shutting_down.contains(r))
+            .collect();
+        if isr == current.isr || isr.is_empty() {
+            return None;
+        }
+        return Some(state(current.leader, current.leader_epoch, isr));
+    }
+    if let Some(&leader) = live_isr.iter().find(|r| eligible(r)) {
+        let isr: Vec<i32> = live_isr
+            .iter()
+            .copied()
+            .filter(|r| !shutting_down.contains(r))
+            .collect();
+        return Some(state(leader, current.leader_epoch + 1, isr));
+    }
+    if current.leader >= 0 && live.contains(&current.leader) {
+        // Shutting down, and no other in-sync replica can take over: it keeps leading.
+        return None;
+    }
+    let (leader, isr) = if unclean {
+        match replicas.iter().copied().find(|r| eligible(r)) {
             Some(r) => (r, vec![r]),
             None => (-1, current.isr.clone()),
         }
@@ -159,13 +191,115 @@ pub fn next_state(
     if leader == current.leader && isr == current.isr {
         return None;
     }
+    Some(state(leader, current.leader_epoch + 1, isr))
+}
+
+/// A preferred-leader election for one partition: the first replica leads again if it is
+/// alive, in the ISR and not shutting down. `None` if that is already so, or impossible.
+pub fn preferred_state(
+    current: &PartitionState,
+    replicas: &[i32],
+    live: &BTreeSet<i32>,
+    shutting_down: &BTreeSet<i32>,
+    controller_epoch: i32,
+) -> Option<PartitionState> {
+    let preferred = *replicas.first()?;
+    if current.leader == preferred
+        || !live.contains(&preferred)
+        || shutting_down.contains(&preferred)
+        || !current.isr.contains(&preferred)
+    {
+        return None;
+    }
     Some(PartitionState {
         version: 1,
-        leader,
+        leader: preferred,
         leader_epoch: current.leader_epoch + 1,
         controller_epoch,
-        isr,
+        isr: current.isr.clone(),
     })
+}
+
+/// Partitions to hand back to their preferred leader, as Kafka's auto rebalance: for each
+/// live broker, if more than `percent` of the partitions it prefers are led elsewhere,
+/// all of those.
+pub fn imbalanced(view: &ClusterView, percent: u32) -> BTreeSet<(String, i32)> {
+    let mut preferred: BTreeMap<i32, Vec<(String, i32, bool)>> = BTreeMap::new();
+    for (topic, t) in &view.topics {
+        if view.deleting.contains(topic) {
+            continue;
+        }
+        for (p, replicas) in &t.assignment {
+            let (Some(&first), Some((s, _))) = (replicas.first(), t.states.get(p)) else {
+                continue;
+            };
+            preferred
+                .entry(first)
+                .or_default()
+                .push((topic.clone(), *p, s.leader == first));
+        }
+    }
+    let mut out = BTreeSet::new();
+    for (broker, parts) in preferred {
+        if !view.brokers.contains_key(&broker) || view.shutting_down.contains(&broker) {
+            continue;
+        }
+        let elsewhere: Vec<&(String, i32, bool)> = parts.iter().filter(|x| !x.2).collect();
+        if !elsewhere.is_empty() && elsewhere.len() * 100 > parts.len() * percent as usize {
+            out.extend(elsewhere.into_iter().map(|(t, p, _)| (t.clone(), *p)));
+        }
+    }
+    out
+}
+
+/// Moves leadership of `which` (every partition if empty) to the preferred replicas that
+/// can take it. Returns how many moved.
+pub async fn elect_preferred(
+    client: &Client,
+    epoch: Epoch,
+    view: &ClusterView,
+    which: &BTreeSet<(String, i32)>,
+) -> Result<usize, CoordError> {
+    let live: BTreeSet<i32> = view.brokers.keys().copied().collect();
+    let mut moved = 0;
+    for (topic, t) in &view.topics {
+        if view.deleting.contains(topic) {
+            continue;
+        }
+        for (p, replicas) in &t.assignment {
+            if !which.is_empty() && !which.contains(&(topic.clone(), *p)) {
+                continue;
+            }
+            let Some((current, version)) = t.states.get(p) else {
+                continue;
+            };
+            let Some(next) =
+                preferred_state(current, replicas, &live, &view.shutting_down, epoch.epoch)
+            else {
+                continue;
+            };
+            let op = Op::set_data(
+                cluster::partition_state_path(topic, *p),
+                serde_json::to_vec(&next).unwrap_or_default(),
+                Some(*version),
+            );
+            match fenced_multi(client, epoch, vec![op]).await {
+                Ok(()) => {
+                    moved += 1;
+                    tracing::info!(
+                        topic,
+                        partition = p,
+                        leader = next.leader,
+                        leader_epoch = next.leader_epoch,
+                        "preferred leader elected"
+                    );
+                }
+                Err(CoordError::Zk(ErrorCode::BadVersion)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(moved)
 }
 
 async fn fenced_multi(client: &Client, epoch: Epoch, ops: Vec<Op>) -> Result<(), CoordError> {
@@ -283,7 +417,14 @@ pub async fn reconcile(
                     );
                 }
                 Some((current, version)) => {
-                    if let Some(next) = next_state(current, replicas, &live, unclean, epoch.epoch) {
+                    if let Some(next) = next_state(
+                        current,
+                        replicas,
+                        &live,
+                        &view.shutting_down,
+                        unclean,
+                        epoch.epoch,
+                    ) {
                         let op = Op::set_data(
                             cluster::partition_state_path(topic, *p),
                             serde_json::to_vec(&next).unwrap_or_default(),
@@ -294,10 +435,23 @@ pub async fn reconcile(
                             Ok(()) | Err(CoordError::Zk(ErrorCode::BadVersion)) => {}
                             Err(e) => return Err(e),
                         }
-                        tracing::info!(topic, partition = p, leader = next.leader, leader_epoch = next.leader_epoch, isr = ?next.isr, "partition leader changed");
+                        tracing::info!(topic, partition = p, leader = next.leader, leader_epoch = next.leader_epoch, isr = ?next.isr, "partition state changed");
                     }
                 }
             }
+        }
+    }
+    if let Some(which) = &view.preferred_election {
+        elect_preferred(client, epoch, view, which).await?;
+        match fenced_multi(
+            client,
+            epoch,
+            vec![Op::delete(cluster::PREFERRED_REPLICA_ELECTION, None)],
+        )
+        .await
+        {
+            Ok(()) | Err(CoordError::Zk(ErrorCode::NoNode)) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())
@@ -309,6 +463,10 @@ mod tests {
 
     fn live(ids: &[i32]) -> BTreeSet<i32> {
         ids.iter().copied().collect()
+    }
+
+    fn none() -> BTreeSet<i32> {
+        BTreeSet::new()
     }
 
     fn state(leader: i32, epoch: i32, isr: &[i32]) -> PartitionState {
@@ -338,28 +496,155 @@ mod tests {
             &state(1, 3, &[1, 2, 3]),
             &[1, 2, 3],
             &live(&[2, 3]),
+            &none(),
             false,
             2,
         )
         .unwrap();
         assert_eq!((s.leader, s.leader_epoch, s.isr), (2, 4, vec![2, 3]));
         assert_eq!(
-            next_state(&state(2, 4, &[2, 3]), &[1, 2, 3], &live(&[2, 3]), false, 2),
+            next_state(
+                &state(2, 4, &[2, 3]),
+                &[1, 2, 3],
+                &live(&[2, 3]),
+                &none(),
+                false,
+                2
+            ),
             None
         );
     }
 
     #[test]
     fn no_live_isr_means_offline_unless_unclean() {
-        let s = next_state(&state(1, 3, &[1]), &[1, 2], &live(&[2]), false, 2).unwrap();
+        let s = next_state(&state(1, 3, &[1]), &[1, 2], &live(&[2]), &none(), false, 2).unwrap();
         assert_eq!((s.leader, s.isr.clone()), (-1, vec![1]));
         // Offline and still no ISR member: nothing changes.
-        assert_eq!(next_state(&s, &[1, 2], &live(&[2]), false, 2), None);
+        assert_eq!(
+            next_state(&s, &[1, 2], &live(&[2]), &none(), false, 2),
+            None
+        );
         // The ISR member returns: it leads again.
-        let back = next_state(&s, &[1, 2], &live(&[1, 2]), false, 2).unwrap();
+        let back = next_state(&s, &[1, 2], &live(&[1, 2]), &none(), false, 2).unwrap();
         assert_eq!((back.leader, back.leader_epoch), (1, 5));
         // Unclean election picks a live out-of-sync replica.
-        let u = next_state(&state(1, 3, &[1]), &[1, 2], &live(&[2]), true, 2).unwrap();
+        let u = next_state(&state(1, 3, &[1]), &[1, 2], &live(&[2]), &none(), true, 2).unwrap();
         assert_eq!((u.leader, u.isr), (2, vec![2]));
+    }
+
+    #[test]
+    fn dead_followers_leave_the_isr_without_a_new_epoch() {
+        let s = next_state(
+            &state(1, 3, &[1, 2, 3]),
+            &[1, 2, 3],
+            &live(&[1, 2]),
+            &none(),
+            false,
+            2,
+        )
+        .unwrap();
+        assert_eq!((s.leader, s.leader_epoch, s.isr), (1, 3, vec![1, 2]));
+    }
+
+    #[test]
+    fn a_broker_in_controlled_shutdown_hands_over_and_leaves_the_isr() {
+        let shutting = live(&[1]);
+        let all = live(&[1, 2, 3]);
+        // It leads: the next live ISR member takes over, in a new epoch.
+        let s = next_state(
+            &state(1, 3, &[1, 2, 3]),
+            &[1, 2, 3],
+            &all,
+            &shutting,
+            false,
+            2,
+        )
+        .unwrap();
+        assert_eq!((s.leader, s.leader_epoch, s.isr), (2, 4, vec![2, 3]));
+        // It follows: it leaves the ISR, the leader stays.
+        let s = next_state(
+            &state(2, 3, &[1, 2, 3]),
+            &[2, 1, 3],
+            &all,
+            &shutting,
+            false,
+            2,
+        )
+        .unwrap();
+        assert_eq!((s.leader, s.leader_epoch, s.isr), (2, 3, vec![2, 3]));
+        // Nobody else is in sync: it keeps leading until it is gone.
+        assert_eq!(
+            next_state(&state(1, 3, &[1]), &[1, 2], &all, &shutting, false, 2),
+            None
+        );
+    }
+
+    #[test]
+    fn the_preferred_replica_leads_again_only_when_alive_and_in_sync() {
+        let all = live(&[1, 2, 3]);
+        let s = preferred_state(&state(2, 4, &[2, 3, 1]), &[1, 2, 3], &all, &none(), 5).unwrap();
+        assert_eq!((s.leader, s.leader_epoch, s.controller_epoch), (1, 5, 5));
+        assert_eq!(
+            preferred_state(&state(2, 4, &[2, 3]), &[1, 2, 3], &all, &none(), 5),
+            None,
+            "not in the ISR yet"
+        );
+        assert_eq!(
+            preferred_state(
+                &state(2, 4, &[2, 3, 1]),
+                &[1, 2, 3],
+                &live(&[2, 3]),
+                &none(),
+                5
+            ),
+            None,
+            "not alive"
+        );
+        assert_eq!(
+            preferred_state(&state(1, 4, &[1, 2]), &[1, 2, 3], &all, &none(), 5),
+            None,
+            "already leads"
+        );
+    }
+
+    #[test]
+    fn auto_rebalance_picks_brokers_past_the_imbalance_threshold() {
+        use super::super::view::TopicView;
+        use fjord_shared::cluster::BrokerRegistration;
+        let mut view = ClusterView::default();
+        for id in [1, 2] {
+            view.brokers
+                .insert(id, BrokerRegistration::new("127.0.0.1", 9092, None, 0));
+        }
+        let mut t = TopicView::default();
+        for p in 0..10 {
+            let replicas = if p % 2 == 0 { vec![1, 2] } else { vec![2, 1] };
+            // Broker 2 leads everything: broker 1's five preferred partitions are elsewhere.
+            t.states.insert(p, (state(2, 1, &[1, 2]), 0));
+            t.assignment.insert(p, replicas);
+        }
+        view.topics.insert("t".into(), t);
+        let moved = imbalanced(&view, 10);
+        assert_eq!(
+            moved,
+            [0, 2, 4, 6, 8]
+                .iter()
+                .map(|p| ("t".to_owned(), *p))
+                .collect()
+        );
+        // One partition of ten elsewhere is 10%: not more than the threshold.
+        let t = view.topics.get_mut("t").unwrap();
+        for p in [0, 2, 4, 6] {
+            t.states.insert(p, (state(1, 1, &[1, 2]), 0));
+        }
+        t.assignment.insert(1, vec![1, 2]);
+        t.assignment.insert(3, vec![1, 2]);
+        t.assignment.insert(5, vec![1, 2]);
+        t.assignment.insert(7, vec![1, 2]);
+        t.assignment.insert(9, vec![1, 2]);
+        for p in [1, 3, 5, 7, 9] {
+            t.states.insert(p, (state(1, 1, &[1, 2]), 0));
+        }
+        assert!(imbalanced(&view, 10).is_empty());
     }
 }

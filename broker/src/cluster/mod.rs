@@ -44,7 +44,7 @@ const WATCHED: [&str; 4] = [
     cluster::TOPICS,
     cluster::BROKER_IDS,
     cluster::TOPIC_CONFIGS,
-    cluster::DELETE_TOPICS,
+    cluster::ADMIN,
 ];
 
 /// The broker's membership in the cluster.
@@ -57,6 +57,8 @@ pub struct Cluster {
     view_tx: watch::Sender<Arc<ClusterView>>,
     fenced: AtomicBool,
     controller: Mutex<Option<controller::Epoch>>,
+    /// Automatic preferred-leader rebalance: (check interval, imbalance percent).
+    rebalance: Mutex<Option<(Duration, u32)>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -148,6 +150,7 @@ impl Cluster {
             view_tx,
             fenced: AtomicBool::new(false),
             controller: Mutex::new(None),
+            rebalance: Mutex::new(None),
         });
         c.setup(&client).await?;
         Ok(c)
@@ -227,6 +230,63 @@ impl Cluster {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Turns on the controller's automatic preferred-leader rebalance: every `interval`,
+    /// if this broker is the controller, partitions of brokers with more than `percent` of
+    /// their preferred partitions led elsewhere move back.
+    pub fn set_leader_rebalance(&self, interval: Duration, percent: u32) {
+        if let Ok(mut r) = self.rebalance.lock() {
+            *r = Some((interval, percent));
+        }
+    }
+
+    /// Controlled shutdown: asks the controller to move this broker's leaderships to other
+    /// in-sync replicas and to take it out of the ISRs, then waits (at most `timeout`)
+    /// until no partition it leads has another live in-sync replica to go to. True if
+    /// everything moved.
+    pub async fn controlled_shutdown(&self, timeout: Duration) -> bool {
+        let client = self.client();
+        let path = cluster::controlled_shutdown_path(self.broker_id);
+        match client
+            .create(
+                &path,
+                Vec::new(),
+                &Acl::open_unsafe(),
+                CreateMode::Ephemeral,
+            )
+            .await
+        {
+            Ok(_) | Err(CoordError::Zk(ErrorCode::NodeExists)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask for a controlled shutdown");
+                return false;
+            }
+        }
+        let me = self.broker_id;
+        let settled = |v: &ClusterView| {
+            v.topics.values().all(|t| {
+                t.states.values().all(|(s, _)| {
+                    s.leader != me
+                        || !s.isr.iter().any(|r| {
+                            *r != me && v.brokers.contains_key(r) && !v.shutting_down.contains(r)
+                        })
+                })
+            })
+        };
+        let mut rx = self.subscribe();
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                if settled(&rx.borrow_and_update()) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        waited.is_ok() && settled(&self.view())
     }
 
     /// The current coordinator session.
@@ -319,7 +379,11 @@ impl Cluster {
         let mut view = ClusterView::load(client).await?;
         self.publish(client, &mut view).await;
         let mut disconnected_since: Option<Instant> = None;
+        let rebalance = self.rebalance.lock().ok().and_then(|r| *r);
+        let mut next_rebalance =
+            tokio::time::Instant::now() + rebalance.map_or(Duration::from_secs(3600), |r| r.0);
         loop {
+            let rebalance_due = tokio::time::sleep_until(next_rebalance);
             let expiry = async {
                 match disconnected_since {
                     Some(t) => tokio::time::sleep_until((t + self.session_timeout).into()).await,
@@ -331,6 +395,15 @@ impl Cluster {
                     Some(ev) => ev,
                     None => return Err(CoordError::SessionExpired),
                 },
+                _ = rebalance_due => {
+                    if let Some((interval, percent)) = rebalance {
+                        next_rebalance = tokio::time::Instant::now() + interval;
+                        self.auto_rebalance(client, &view, percent).await;
+                    } else {
+                        next_rebalance = tokio::time::Instant::now() + Duration::from_secs(3600);
+                    }
+                    continue;
+                }
                 _ = expiry => {
                     if !self.fenced.swap(true, Ordering::AcqRel) {
                         tracing::error!(broker_id = self.broker_id, timeout_ms = self.session_timeout.as_millis() as u64,
@@ -388,6 +461,28 @@ impl Cluster {
                 }
             }
             self.publish(client, &mut view).await;
+        }
+    }
+
+    /// The controller's periodic preferred-leader rebalance.
+    async fn auto_rebalance(&self, client: &Arc<Client>, view: &ClusterView, percent: u32) {
+        if view.controller != Some(self.broker_id) || self.is_fenced() {
+            return;
+        }
+        let Some(epoch) = self.controller.lock().ok().and_then(|c| *c) else {
+            return;
+        };
+        let which = controller::imbalanced(view, percent);
+        if which.is_empty() {
+            return;
+        }
+        match controller::elect_preferred(client, epoch, view, &which).await {
+            Ok(n) if n > 0 => tracing::info!(
+                partitions = n,
+                "leadership rebalanced to preferred replicas"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "leader rebalance failed"),
         }
     }
 

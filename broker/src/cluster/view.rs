@@ -1,15 +1,15 @@
 //! The broker's view of the cluster, read from the coordinator and kept current by watches.
 //!
 //! One persistent recursive watch per subtree (`/brokers`, `/controller`, `/config/topics`,
-//! `/admin/delete_topics`) tells us of every change with no polling. An event names the
+//! `/admin`) tells us of every change with no polling. An event names the
 //! znode that changed, and [`ClusterView::reload`] re-reads just that znode. The view is
 //! published as an immutable snapshot (`Arc<ClusterView>`) through a `watch` channel, so
 //! request handlers read it without locks and react to changes by waiting on the channel.
 
 use bytes::Bytes;
 use fjord_shared::cluster::{
-    self, BrokerRegistration, ClusterId, ControllerInfo, PartitionState, TopicAssignment,
-    TopicConfig,
+    self, BrokerRegistration, ClusterId, ControllerInfo, PartitionState, PreferredReplicaElection,
+    TopicAssignment, TopicConfig,
 };
 use fjord_shared::coord_client::{Client, Error as CoordError};
 use fjord_shared::jute::ErrorCode;
@@ -36,6 +36,10 @@ pub struct ClusterView {
     pub topics: BTreeMap<String, TopicView>,
     /// Topics marked for deletion.
     pub deleting: BTreeSet<String>,
+    /// A pending preferred-leader election: the partitions named (empty: all).
+    pub preferred_election: Option<BTreeSet<(String, i32)>>,
+    /// Brokers in a controlled shutdown.
+    pub shutting_down: BTreeSet<i32>,
     /// False until the first full load: an empty view must not be taken as "no topics".
     pub loaded: bool,
 }
@@ -83,6 +87,13 @@ impl ClusterView {
         }
         for t in children(client, cluster::DELETE_TOPICS).await? {
             v.deleting.insert(t);
+        }
+        v.reload(client, cluster::PREFERRED_REPLICA_ELECTION)
+            .await?;
+        for id in children(client, cluster::CONTROLLED_SHUTDOWN).await? {
+            if let Ok(id) = id.parse::<i32>() {
+                v.shutting_down.insert(id);
+            }
         }
         v.loaded = true;
         Ok(v)
@@ -180,6 +191,27 @@ impl ClusterView {
                         .and_then(|(d, _)| parse::<TopicConfig>(path, &d))
                         .map(|c| c.config)
                         .unwrap_or_default();
+                }
+            }
+            ["admin", "preferred_replica_election"] => {
+                self.preferred_election = read(client, path).await?.map(|(d, _)| {
+                    serde_json::from_slice::<PreferredReplicaElection>(&d)
+                        .map(|e| {
+                            e.partitions
+                                .into_iter()
+                                .map(|p| (p.topic, p.partition))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                });
+            }
+            ["admin", "controlled_shutdown", id] => {
+                if let Ok(id) = id.parse::<i32>() {
+                    if read(client, path).await?.is_some() {
+                        self.shutting_down.insert(id);
+                    } else {
+                        self.shutting_down.remove(&id);
+                    }
                 }
             }
             ["admin", "delete_topics", topic] => {

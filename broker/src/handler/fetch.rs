@@ -4,11 +4,16 @@
 //! new data (any append wakes waiting fetches, which then re-read) until `max_wait_ms`.
 //! `max_bytes` and `partition_max_bytes` bound the response, except that the first batch is
 //! always returned whole so that a consumer can make progress past a large batch.
+//!
+//! A fetch with `replica_id` set comes from a follower: it reads up to the log end rather
+//! than the high watermark, and its fetch offset is the follower's log end offset, which
+//! may move the high watermark (and so wake consumers and acks=all produces).
 
 use super::Ctx;
-use crate::replica::ReadResult;
+use crate::replica::{check_epoch, ReadResult};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::ResponseError;
 use std::time::{Duration, Instant};
 
 struct Wanted {
@@ -16,6 +21,7 @@ struct Wanted {
     partition: i32,
     offset: i64,
     max_bytes: i32,
+    current_leader_epoch: i32,
 }
 
 pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
@@ -31,6 +37,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                 partition: p.partition,
                 offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes,
+                current_leader_epoch: p.current_leader_epoch,
             })
         })
         .collect();
@@ -39,6 +46,20 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
     } else {
         req.max_bytes
     };
+    let replica = req.replica_id.0;
+    let follower = replica >= 0;
+    if follower {
+        let mut moved = false;
+        for w in &wanted {
+            let topic = req.topics[w.topic_index].topic.0.as_str();
+            if let Ok(part) = broker.replicas.leader(&broker.cluster, topic, w.partition) {
+                moved |= part.follower_fetched(replica, w.offset).unwrap_or(false);
+            }
+        }
+        if moved {
+            broker.data_arrived.notify_waiters();
+        }
+    }
     loop {
         // Register for wake-ups before reading, so an append in between is not missed.
         let notified = broker.data_arrived.notified();
@@ -59,7 +80,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
             let outcome = broker
                 .replicas
                 .leader(&broker.cluster, topic, w.partition)
-                .and_then(|part| part.read(w.offset, budget, total == 0));
+                .and_then(|part| {
+                    check_epoch(w.current_leader_epoch, part.leader_epoch())?;
+                    part.read(w.offset, budget, total == 0, follower)
+                });
             let data = match outcome {
                 Ok(ReadResult {
                     records,
@@ -78,13 +102,21 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                 }
                 Err(e) => {
                     any_error = true;
+                    // A follower that fell behind the leader's log start restarts there.
+                    let start = match (&e.code, follower) {
+                        (ResponseError::OffsetOutOfRange, true) => broker
+                            .replicas
+                            .leader(&broker.cluster, topic, w.partition)
+                            .map_or(-1, |p| p.log_start_offset()),
+                        _ => -1,
+                    };
                     let mut d = data
                         .with_error_code(e.code.code())
                         .with_high_watermark(-1)
                         .with_last_stable_offset(-1)
                         .with_records(Some(bytes::Bytes::new()));
                     if ctx.version >= 5 {
-                        d = d.with_log_start_offset(-1);
+                        d = d.with_log_start_offset(start);
                     }
                     d
                 }

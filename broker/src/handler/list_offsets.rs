@@ -1,5 +1,6 @@
 //! ListOffsets: earliest (-2), latest (-1), max-timestamp (-3) or the first offset whose
 //! batch has a timestamp at or after a given time (kcat `-o s@ts`, offsetsForTimes).
+//! "Latest" is the high watermark: consumers see nothing above it.
 
 use super::Ctx;
 use kafka_protocol::messages::list_offsets_response::{
@@ -23,7 +24,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
                     let outcome = broker
                         .replicas
                         .leader(&broker.cluster, &topic, p.partition_index)
-                        .and_then(|part| part.offset_for(p.timestamp));
+                        .and_then(|part| {
+                            crate::replica::check_epoch(
+                                p.current_leader_epoch,
+                                part.leader_epoch(),
+                            )?;
+                            part.offset_for(p.timestamp)
+                        });
                     match outcome {
                         Ok((offset, timestamp, epoch)) => {
                             let mut r = r.with_offset(offset).with_timestamp(timestamp);

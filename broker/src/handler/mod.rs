@@ -11,11 +11,13 @@ pub mod create_topics;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 
 use crate::broker::Broker;
@@ -39,6 +41,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::FindCoordinator, 0, 3),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// Minimums advertised below what we serve, because librdkafka gates features on them:
@@ -106,6 +110,12 @@ pub async fn dispatch(ctx: &Ctx<'_>, request: RequestKind) -> Option<ResponseKin
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(ctx, r).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, r))
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(elect_leaders::handle(ctx, r).await)
         }
         // `supported` admits nothing else, so the server never decodes another kind.
         _ => return None,

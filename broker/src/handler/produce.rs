@@ -1,6 +1,9 @@
 //! Produce: validates each batch, appends it to the partition leader's log, and answers
-//! with its base offset. With acks=0 there is no response at all; acks=1 and acks=-1
-//! answer once the append is done (with one replica, the high watermark is the log end).
+//! with its base offset. With acks=0 there is no response at all; acks=1 answers once the
+//! leader has appended. acks=-1 (all) is refused with NOT_ENOUGH_REPLICAS while the ISR is
+//! smaller than `min.insync.replicas`, and otherwise answers once the high watermark has
+//! passed the batch (every ISR member has it), or with REQUEST_TIMED_OUT after
+//! `timeout_ms`. Every partition is appended first, then the waits run together.
 
 use super::Ctx;
 use crate::replica::PartitionError;
@@ -13,6 +16,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
     let broker = ctx.broker;
     let mut responses = Vec::new();
     let mut appended = false;
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(req.timeout_ms.clamp(0, 300_000) as u64);
+    // (topic index, partition index, partition, append) of acks=all writes to wait for.
+    let mut waits = Vec::new();
     for t in req.topic_data {
         let topic = t.name.0.as_str().to_owned();
         if !broker.cluster.view().topics.contains_key(&topic)
@@ -41,7 +48,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
                 ))
             } else {
                 match broker.replicas.leader(&broker.cluster, &topic, p.index) {
-                    Ok(part) => part.append(p.records.unwrap_or_default(), req.acks).await,
+                    Ok(part) => {
+                        let a = part.append(p.records.unwrap_or_default(), req.acks);
+                        if let (Ok(a), -1) = (&a, req.acks) {
+                            waits.push((responses.len(), parts.len(), part.clone(), *a));
+                        }
+                        a
+                    }
                     Err(e) => Err(e),
                 }
             };
@@ -77,6 +90,25 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
     }
     if req.acks == 0 {
         return None;
+    }
+    // The waits share one deadline, so awaiting them one after another takes no longer
+    // than awaiting them together.
+    for (t, p, part, a) in &waits {
+        if let Err(e) = part
+            .wait_replicated(a.end_offset, a.leader_epoch, deadline)
+            .await
+        {
+            let r = &mut responses[*t].partition_responses[*p];
+            tracing::debug!(partition = r.index, error = %e.message, "acks=all produce failed");
+            r.error_code = e.code.code();
+            r.base_offset = -1;
+            if ctx.version >= 5 {
+                r.log_start_offset = -1;
+            }
+            if ctx.version >= 8 {
+                r.error_message = Some(StrBytes::from_string(e.message));
+            }
+        }
     }
     Some(ProduceResponse::default().with_responses(responses))
 }

@@ -1,14 +1,24 @@
 //! The partitions this broker hosts, and their role.
 //!
 //! [`ReplicaManager`] follows the cluster view: for every partition assigned to this
-//! broker it opens (or creates) the log and takes the role the partition state gives it.
-//! A leader accepts produce and fetch; anything else answers NOT_LEADER_OR_FOLLOWER so
-//! clients refresh their metadata. Logs of topics that no longer exist are deleted.
+//! broker it opens (or creates) the log and takes the role the partition's state znode
+//! gives it.
 //!
-//! With one replica per partition the high watermark is the log end offset; replication
-//! (followers, ISR, a high watermark below the log end) builds on this.
+//! - **Leader**: accepts produce and serves fetches. It tracks its followers' progress
+//!   ([`isr::LeaderState`]), keeps the high watermark (the smallest log end offset in the
+//!   ISR; consumers read only below it), answers acks=all produces once the high watermark
+//!   passes them, and shrinks or expands the ISR with a conditional write of the state
+//!   znode ([`isr_maintenance`]).
+//! - **Follower**: a [`fetcher`] copies the leader's batches byte for byte, after cutting
+//!   any tail that diverged from the leader ([`truncation`]).
+//!
+//! Anything else answers NOT_LEADER_OR_FOLLOWER so clients refresh their metadata. Logs of
+//! topics that no longer exist are deleted.
 
+pub mod fetcher;
+pub mod isr;
 pub mod producer_state;
+pub mod truncation;
 
 use crate::broker::Broker;
 use crate::cluster::Cluster;
@@ -20,12 +30,16 @@ use crate::log::manager::{LogManager, SharedPartitionLog};
 use crate::log::topic_partition::TopicPartition;
 use bytes::Bytes;
 use dashmap::DashMap;
+use fetcher::{FetcherConfig, Fetchers};
+use fjord_shared::cluster::PartitionState;
+use isr::LeaderState;
 use kafka_protocol::ResponseError;
 use producer_state::{Check, ProducerStates};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// A per-partition failure, with the Kafka error to report.
@@ -70,7 +84,11 @@ impl From<LogError> for PartitionError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
     pub base_offset: i64,
+    /// The offset after the last record stored (what acks=all waits for).
+    pub end_offset: i64,
     pub log_start_offset: i64,
+    /// The leader epoch it was appended in.
+    pub leader_epoch: i32,
     /// False for an acknowledged duplicate (nothing new was stored).
     pub appended: bool,
 }
@@ -84,20 +102,38 @@ pub struct ReadResult {
     pub log_start_offset: i64,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
 
+/// What this broker does for a partition.
+#[derive(Debug)]
+enum Role {
+    /// No state yet, or no leader.
+    None,
+    Leader(LeaderState),
+    Follower {
+        leader: i32,
+    },
+}
+
 /// One hosted partition.
 pub struct Partition {
     pub tp: TopicPartition,
     pub topic_id: Mutex<String>,
+    me: i32,
     log: SharedPartitionLog,
     is_leader: AtomicBool,
     leader_epoch: AtomicI32,
+    /// Lock order: `producers`, then `log`, then `role`.
+    role: Mutex<Role>,
+    high_watermark: AtomicI64,
+    /// Woken when the high watermark moves or the role changes (acks=all waiters).
+    hw_changed: Notify,
+    min_insync: AtomicUsize,
     producers: Mutex<ProducerStates>,
     fsync_always: bool,
 }
@@ -111,8 +147,25 @@ impl std::fmt::Debug for Partition {
 fn poisoned(tp: &TopicPartition) -> PartitionError {
     PartitionError::new(
         ResponseError::KafkaStorageError,
-        format!("{tp:?}: the log lock is poisoned"),
+        format!("{tp:?}: a partition lock is poisoned"),
     )
+}
+
+/// Checks a client's idea of the leader epoch (-1: no idea) against ours.
+pub fn check_epoch(requested: i32, ours: i32) -> Result<(), PartitionError> {
+    if requested < 0 || requested == ours {
+        Ok(())
+    } else if requested < ours {
+        Err(PartitionError::new(
+            ResponseError::FencedLeaderEpoch,
+            format!("leader epoch {requested} is older than the current {ours}"),
+        ))
+    } else {
+        Err(PartitionError::new(
+            ResponseError::UnknownLeaderEpoch,
+            format!("leader epoch {requested} is newer than the current {ours}"),
+        ))
+    }
 }
 
 impl Partition {
@@ -124,8 +177,49 @@ impl Partition {
         self.leader_epoch.load(Ordering::Acquire)
     }
 
-    /// Appends a producer's batches as the leader, with idempotent-producer checks.
-    pub async fn append(&self, records: Bytes, _acks: i16) -> Result<Appended, PartitionError> {
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log.read().map(|l| l.log_end_offset()).unwrap_or(0)
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.read().map(|l| l.log_start_offset()).unwrap_or(0)
+    }
+
+    /// The newest epoch in the log's leader epoch cache.
+    pub fn latest_log_epoch(&self) -> Option<i32> {
+        self.log.read().ok().and_then(|l| l.latest_epoch())
+    }
+
+    /// OffsetForLeaderEpoch on this log: the largest epoch at or below `epoch`, and its
+    /// end offset.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let log = self.log.read().ok()?;
+        log.end_offset_for_epoch(epoch)
+            .map(|e| (e.leader_epoch, e.end_offset))
+    }
+
+    /// The ISR as this leader knows it; empty if it does not lead.
+    pub fn isr(&self) -> Vec<i32> {
+        match self.role.lock().as_deref() {
+            Ok(Role::Leader(s)) => s.isr.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn set_high_watermark(&self, hw: i64) {
+        let old = self.high_watermark.swap(hw, Ordering::AcqRel);
+        if old != hw {
+            self.hw_changed.notify_waiters();
+        }
+    }
+
+    /// Appends a producer's batches as the leader, with idempotent-producer checks. With
+    /// acks=all the ISR must have at least `min.insync.replicas` members.
+    pub fn append(&self, records: Bytes, acks: i16) -> Result<Appended, PartitionError> {
         // The producer fields of the first batch speak for the request: a producer sends
         // one batch per partition per request.
         let header = batch::validate_producer_batch(&records)
@@ -139,14 +233,38 @@ impl Partition {
             )
         });
         let mut producers = self.producers.lock().map_err(|_| poisoned(&self.tp))?;
-        if let Some((pid, epoch, seq, count)) = producer {
-            match producers.check(pid, epoch, seq, count) {
+        let mut log = self.log.write().map_err(|_| poisoned(&self.tp))?;
+        let epoch = {
+            let role = self.role.lock().map_err(|_| poisoned(&self.tp))?;
+            let Role::Leader(s) = &*role else {
+                return Err(PartitionError::new(
+                    ResponseError::NotLeaderOrFollower,
+                    format!("this broker no longer leads {:?}", self.tp),
+                ));
+            };
+            let min = self.min_insync.load(Ordering::Acquire);
+            if acks == -1 && s.isr.len() < min {
+                return Err(PartitionError::new(
+                    ResponseError::NotEnoughReplicas,
+                    format!(
+                        "the ISR {:?} is smaller than min.insync.replicas {min}",
+                        s.isr
+                    ),
+                ));
+            }
+            s.leader_epoch
+        };
+        if let Some((pid, pepoch, seq, count)) = producer {
+            match producers.check(pid, pepoch, seq, count) {
                 Check::Append => {}
                 Check::Duplicate { base_offset } => {
-                    let log = self.log.read().map_err(|_| poisoned(&self.tp))?;
+                    // Acknowledged again once it is replicated as far as the original.
+                    let end = base_offset + i64::from(count.max(1));
                     return Ok(Appended {
                         base_offset,
+                        end_offset: end,
                         log_start_offset: log.log_start_offset(),
+                        leader_epoch: epoch,
                         appended: false,
                     });
                 }
@@ -164,58 +282,102 @@ impl Partition {
                 }
             }
         }
-        let mut log = self.log.write().map_err(|_| poisoned(&self.tp))?;
-        let info = log.append_as_leader(records, self.leader_epoch(), now_ms())?;
+        let info = log.append_as_leader(records, epoch, now_ms())?;
         if self.fsync_always {
             log.flush()?;
         }
-        if let Some((pid, epoch, seq, count)) = producer {
-            producers.record(pid, epoch, seq, count, info.first_offset);
+        if let Some((pid, pepoch, seq, count)) = producer {
+            producers.record(pid, pepoch, seq, count, info.first_offset);
+        }
+        let end = log.log_end_offset();
+        if let Ok(mut role) = self.role.lock() {
+            if let Role::Leader(s) = &mut *role {
+                if s.update_high_watermark(end) {
+                    self.set_high_watermark(s.high_watermark);
+                }
+            }
         }
         Ok(Appended {
             base_offset: info.first_offset,
+            end_offset: info.last_offset + 1,
             log_start_offset: info.log_start_offset,
+            leader_epoch: epoch,
             appended: true,
         })
     }
 
-    /// The high watermark: with a single replica, the log end offset.
-    pub fn high_watermark(&self) -> Result<i64, PartitionError> {
-        Ok(self
-            .log
-            .read()
-            .map_err(|_| poisoned(&self.tp))?
-            .log_end_offset())
+    /// acks=all: waits until the high watermark reaches `end_offset`, while this broker
+    /// still leads in `epoch`, at most until `deadline`.
+    pub async fn wait_replicated(
+        &self,
+        end_offset: i64,
+        epoch: i32,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), PartitionError> {
+        loop {
+            let notified = self.hw_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.is_leader() || self.leader_epoch() != epoch {
+                return Err(PartitionError::new(
+                    ResponseError::NotLeaderOrFollower,
+                    format!(
+                        "leadership of {:?} moved before the write was replicated",
+                        self.tp
+                    ),
+                ));
+            }
+            if self.high_watermark() >= end_offset {
+                let (isr, min) = (self.isr().len(), self.min_insync.load(Ordering::Acquire));
+                if isr < min {
+                    return Err(PartitionError::new(
+                        ResponseError::NotEnoughReplicasAfterAppend,
+                        format!("the ISR shrank to {isr}, below min.insync.replicas {min}"),
+                    ));
+                }
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(PartitionError::new(
+                    ResponseError::RequestTimedOut,
+                    format!("{:?}: not replicated to the ISR in time", self.tp),
+                ));
+            }
+        }
     }
 
-    /// Reads whole batches below the high watermark. The file I/O happens after the log
-    /// lock is released. With `budget` 0 and `min_one` false nothing is read.
+    /// Reads whole batches: for consumers below the high watermark, for followers below
+    /// the log end. The file I/O happens after the log lock is released. With `budget` 0
+    /// and `min_one` false nothing is read.
     pub fn read(
         &self,
         offset: i64,
         budget: usize,
         min_one: bool,
+        follower: bool,
     ) -> Result<ReadResult, PartitionError> {
         let (plan, hw, start) = {
             let log = self.log.read().map_err(|_| poisoned(&self.tp))?;
-            let hw = log.log_end_offset();
+            let end = log.log_end_offset();
+            let hw = self.high_watermark().min(end);
+            let limit = if follower { end } else { hw };
             let start = log.log_start_offset();
-            if !min_one && budget == 0 {
-                if offset < start || offset > hw {
-                    return Err(LogError::OffsetOutOfRange {
-                        offset,
-                        log_start_offset: start,
-                        log_end_offset: hw,
-                    }
-                    .into());
+            if offset < start || offset > end {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: start,
+                    log_end_offset: end,
                 }
+                .into());
+            }
+            if !min_one && budget == 0 {
                 return Ok(ReadResult {
                     records: Bytes::new(),
                     high_watermark: hw,
                     log_start_offset: start,
                 });
             }
-            (log.prepare_read(offset, budget.max(1), hw)?, hw, start)
+            (log.prepare_read(offset, budget.max(1), limit)?, hw, start)
         };
         let fetched = plan.read()?;
         Ok(ReadResult {
@@ -225,36 +387,200 @@ impl Partition {
         })
     }
 
-    /// ListOffsets: (offset, timestamp, leader epoch) for a timestamp or -1/-2/-3.
+    /// A follower fetched from `fetch_offset`. Returns true if the high watermark moved
+    /// (waiting consumers and acks=all produces should look again).
+    pub fn follower_fetched(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+    ) -> Result<bool, PartitionError> {
+        let end = self.log_end_offset();
+        let mut role = self.role.lock().map_err(|_| poisoned(&self.tp))?;
+        let Role::Leader(s) = &mut *role else {
+            return Err(PartitionError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!("this broker does not lead {:?}", self.tp),
+            ));
+        };
+        if !s.is_replica(replica) {
+            return Err(PartitionError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!("broker {replica} is not a replica of {:?}", self.tp),
+            ));
+        }
+        let moved = s.on_follower_fetch(replica, fetch_offset, end, now_ms());
+        if moved {
+            self.set_high_watermark(s.high_watermark);
+        }
+        Ok(moved)
+    }
+
+    /// The ISR change this leader should write now, if any: (new state, znode version).
+    fn isr_change(
+        &self,
+        lag_max_ms: i64,
+        controller_epoch: i32,
+        alive: impl Fn(i32) -> bool,
+    ) -> Option<(PartitionState, i32)> {
+        let role = self.role.lock().ok()?;
+        let Role::Leader(s) = &*role else { return None };
+        let isr = s
+            .shrink_candidate(now_ms(), lag_max_ms)
+            .or_else(|| s.expand_candidate(alive))?;
+        Some((
+            PartitionState {
+                version: 1,
+                leader: self.me,
+                leader_epoch: s.leader_epoch,
+                controller_epoch,
+                isr,
+            },
+            s.zk_version,
+        ))
+    }
+
+    /// Adopts an ISR written to the state znode at `zk_version`, if this broker still
+    /// leads in that epoch.
+    fn adopt_isr(&self, epoch: i32, isr: Vec<i32>, zk_version: i32) -> bool {
+        let end = self.log_end_offset();
+        let Ok(mut role) = self.role.lock() else {
+            return false;
+        };
+        let Role::Leader(s) = &mut *role else {
+            return false;
+        };
+        if s.leader_epoch != epoch || zk_version <= s.zk_version {
+            return false;
+        }
+        tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, from = ?s.isr, to = ?isr, "ISR changed");
+        if s.apply_isr(isr, zk_version, end) {
+            self.set_high_watermark(s.high_watermark);
+        }
+        true
+    }
+
+    /// Appends batches fetched from `leader` in `epoch`, and learns the leader's high
+    /// watermark and log start. False if there was nothing new or the role changed.
+    pub fn append_replicated(
+        &self,
+        leader: i32,
+        epoch: i32,
+        records: Bytes,
+        leader_hw: i64,
+        leader_log_start: i64,
+    ) -> Result<bool, PartitionError> {
+        let mut producers = self.producers.lock().map_err(|_| poisoned(&self.tp))?;
+        let mut log = self.log.write().map_err(|_| poisoned(&self.tp))?;
+        match self.role.lock().as_deref() {
+            Ok(Role::Follower { leader: l }) if *l == leader && self.leader_epoch() == epoch => {}
+            _ => return Ok(false),
+        }
+        let appended = !records.is_empty();
+        if appended {
+            log.append_as_follower(records.clone(), now_ms())?;
+            if self.fsync_always {
+                log.flush()?;
+            }
+            for b in batch::batches(&records) {
+                let Ok(b) = b else { break };
+                let Ok(h) = batch::BatchHeader::parse(&b) else {
+                    break;
+                };
+                if h.producer_id() >= 0 {
+                    producers.record(
+                        h.producer_id(),
+                        h.producer_epoch(),
+                        h.base_sequence(),
+                        h.record_count(),
+                        h.base_offset(),
+                    );
+                }
+            }
+        }
+        let end = log.log_end_offset();
+        if leader_log_start > log.log_start_offset() && leader_log_start <= end {
+            log.delete_records_before(leader_log_start)?;
+        }
+        let hw = leader_hw.min(end);
+        if hw >= 0 && hw != self.high_watermark() {
+            self.set_high_watermark(hw);
+        }
+        Ok(appended)
+    }
+
+    /// Cuts the follower's log to `offset` (it diverged from the leader's).
+    pub fn truncate_to(&self, offset: i64) -> Result<(), PartitionError> {
+        let mut producers = self.producers.lock().map_err(|_| poisoned(&self.tp))?;
+        {
+            let mut log = self.log.write().map_err(|_| poisoned(&self.tp))?;
+            if offset >= log.log_end_offset() {
+                return Ok(());
+            }
+            log.truncate_to(offset)?;
+            let end = log.log_end_offset();
+            if self.high_watermark() > end {
+                self.high_watermark.store(end, Ordering::Release);
+            }
+        }
+        // Producer state may name batches that were cut.
+        *producers = rebuild_producer_states(&self.log);
+        Ok(())
+    }
+
+    /// Empties the follower's log and starts it at `offset` (the leader's log start).
+    pub fn restart_at(&self, offset: i64) -> Result<(), PartitionError> {
+        let mut producers = self.producers.lock().map_err(|_| poisoned(&self.tp))?;
+        let mut log = self.log.write().map_err(|_| poisoned(&self.tp))?;
+        log.truncate_fully_and_start_at(offset)?;
+        self.high_watermark.store(offset, Ordering::Release);
+        *producers = ProducerStates::default();
+        Ok(())
+    }
+
+    /// ListOffsets: (offset, timestamp, leader epoch) for a timestamp or -1/-2/-3. The
+    /// latest offset is the high watermark: consumers see nothing above it.
     pub fn offset_for(&self, timestamp: i64) -> Result<(i64, i64, i32), PartitionError> {
         let log = self.log.read().map_err(|_| poisoned(&self.tp))?;
         let epoch = self.leader_epoch();
+        let hw = self.high_watermark().min(log.log_end_offset());
+        let visible = |t: crate::log::TimestampOffset| {
+            if t.offset < hw {
+                (t.offset, t.timestamp, t.leader_epoch.unwrap_or(epoch))
+            } else {
+                (-1, -1, epoch)
+            }
+        };
         Ok(match timestamp {
-            -1 => (log.log_end_offset(), -1, epoch),
+            -1 => (hw, -1, epoch),
             -2 => (log.log_start_offset(), -1, epoch),
             -3 => match log.offset_of_max_timestamp() {
-                Some(t) => (t.offset, t.timestamp, t.leader_epoch.unwrap_or(epoch)),
+                Some(t) => visible(t),
                 None => (-1, -1, epoch),
             },
             ts => match log.offset_for_timestamp(ts)? {
-                Some(t) => (t.offset, t.timestamp, t.leader_epoch.unwrap_or(epoch)),
+                Some(t) => visible(t),
                 None => (-1, -1, epoch),
             },
         })
     }
 
-    /// DeleteRecords: -1 means the high watermark. Returns the new low watermark.
+    /// DeleteRecords: -1 means the high watermark, and nothing above it may be deleted.
+    /// Returns the new low watermark.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64, PartitionError> {
         let mut log = self.log.write().map_err(|_| poisoned(&self.tp))?;
-        let target = if offset == -1 {
-            log.log_end_offset()
-        } else {
-            offset
-        };
+        let hw = self.high_watermark().min(log.log_end_offset());
+        let target = if offset == -1 { hw } else { offset };
+        if target > hw {
+            return Err(PartitionError::new(
+                ResponseError::OffsetOutOfRange,
+                format!("offset {target} is above the high watermark {hw}"),
+            ));
+        }
         Ok(log.delete_records_before(target)?)
     }
 
-    fn set_config(&self, config: LogConfig) {
+    fn set_config(&self, config: LogConfig, min_insync: usize) {
+        self.min_insync.store(min_insync.max(1), Ordering::Release);
         if let Ok(mut log) = self.log.write() {
             if *log.config() != config {
                 if let Err(e) = log.set_config(config) {
@@ -264,15 +590,99 @@ impl Partition {
         }
     }
 
-    fn become_leader(&self, epoch: i32) {
-        if let Ok(mut log) = self.log.write() {
-            if let Err(e) = log.assign_epoch_start(epoch) {
-                tracing::error!(topic = %self.tp.topic, partition = self.tp.partition, error = %e, "cannot record the leader epoch");
+    /// Takes the role `state` (at znode version `zk_version`) gives this broker. Returns
+    /// the leader to follow if this broker now follows, in which epoch.
+    fn apply_state(
+        &self,
+        state: &PartitionState,
+        zk_version: i32,
+        replicas: &[i32],
+    ) -> Option<(i32, i32, bool)> {
+        let now = now_ms();
+        if state.leader == self.me {
+            {
+                let Ok(mut role) = self.role.lock() else {
+                    return None;
+                };
+                if let Role::Leader(s) = &mut *role {
+                    if s.leader_epoch == state.leader_epoch {
+                        s.set_replicas(replicas, now);
+                        drop(role);
+                        self.adopt_isr(state.leader_epoch, state.isr.clone(), zk_version);
+                        return None;
+                    }
+                }
             }
+            self.become_leader(state, zk_version, replicas);
+            return None;
         }
-        self.leader_epoch.store(epoch, Ordering::Release);
+        let was = match self.role.lock().as_deref() {
+            Ok(Role::Follower { leader }) => Some(*leader),
+            Ok(Role::Leader(_)) => {
+                tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, new_leader = state.leader, "no longer leading partition");
+                None
+            }
+            _ => None,
+        };
+        if was == Some(state.leader) && self.leader_epoch() == state.leader_epoch {
+            return None;
+        }
+        self.is_leader.store(false, Ordering::Release);
+        self.leader_epoch
+            .store(state.leader_epoch, Ordering::Release);
+        if let Ok(mut role) = self.role.lock() {
+            *role = if state.leader >= 0 {
+                Role::Follower {
+                    leader: state.leader,
+                }
+            } else {
+                Role::None
+            };
+        }
+        self.hw_changed.notify_waiters();
+        if state.leader >= 0 {
+            tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, leader = state.leader, leader_epoch = state.leader_epoch, "following partition");
+        }
+        Some((state.leader, state.leader_epoch, state.leader >= 0))
+    }
+
+    fn become_leader(&self, state: &PartitionState, zk_version: i32, replicas: &[i32]) {
+        let Ok(mut log) = self.log.write() else {
+            return;
+        };
+        if let Err(e) = log.assign_epoch_start(state.leader_epoch) {
+            tracing::error!(topic = %self.tp.topic, partition = self.tp.partition, error = %e, "cannot record the leader epoch");
+        }
+        let end = log.log_end_offset();
+        let s = LeaderState::new(
+            self.me,
+            state.leader_epoch,
+            replicas,
+            state.isr.clone(),
+            zk_version,
+            end,
+            self.high_watermark(),
+            now_ms(),
+        );
+        let hw = s.high_watermark;
+        if let Ok(mut role) = self.role.lock() {
+            *role = Role::Leader(s);
+        }
+        drop(log);
+        self.leader_epoch
+            .store(state.leader_epoch, Ordering::Release);
         self.is_leader.store(true, Ordering::Release);
-        tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, leader_epoch = epoch, "leading partition");
+        self.set_high_watermark(hw);
+        self.hw_changed.notify_waiters();
+        tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, leader_epoch = state.leader_epoch, isr = ?state.isr, "leading partition");
+    }
+
+    fn stop(&self) {
+        self.is_leader.store(false, Ordering::Release);
+        if let Ok(mut role) = self.role.lock() {
+            *role = Role::None;
+        }
+        self.hw_changed.notify_waiters();
     }
 }
 
@@ -281,6 +691,7 @@ pub struct ReplicaManager {
     logs: Mutex<LogManager>,
     apply_lock: Mutex<()>,
     partitions: DashMap<TopicPartition, Arc<Partition>>,
+    fetchers: Fetchers,
     defaults: BrokerDefaults,
 }
 
@@ -294,8 +705,11 @@ impl std::fmt::Debug for ReplicaManager {
 
 #[derive(Debug, Clone)]
 struct BrokerDefaults {
+    me: i32,
     log: LogConfig,
     fsync_always: bool,
+    min_insync: usize,
+    lag_max_ms: i64,
 }
 
 fn fsync_policy(cfg: &BrokerConfig) -> FsyncPolicy {
@@ -339,13 +753,22 @@ impl ReplicaManager {
             ..LogConfig::default()
         };
         let manager = LogManager::open(cfg.data_dir.join("logs"), log.clone(), now_ms())?;
+        let fetch = FetcherConfig {
+            max_wait: Duration::from_millis(cfg.replica_fetch_wait_max_ms),
+            max_bytes: 10 << 20,
+            partition_max_bytes: 1 << 20,
+        };
         let rm = ReplicaManager {
             logs: Mutex::new(manager),
             apply_lock: Mutex::new(()),
             partitions: DashMap::new(),
+            fetchers: Fetchers::new(fetch, tokio::runtime::Handle::current()),
             defaults: BrokerDefaults {
+                me: cfg.id,
                 log,
                 fsync_always: cfg.fsync == "always",
+                min_insync: cfg.min_insync_replicas.max(1),
+                lag_max_ms: cfg.replica_lag_time_max_ms as i64,
             },
         };
         Ok(rm)
@@ -354,7 +777,7 @@ impl ReplicaManager {
     /// The partition if this broker leads it, or the error a client should see.
     pub fn leader(
         &self,
-        cluster: &Cluster,
+        cluster: &Arc<Cluster>,
         topic: &str,
         partition: i32,
     ) -> Result<Arc<Partition>, PartitionError> {
@@ -402,7 +825,7 @@ impl ReplicaManager {
     /// Takes the roles the latest view gives this broker, and deletes logs of vanished
     /// topics. Serialized, and always from the newest view, so an older view can never be
     /// applied over a newer one.
-    pub fn apply_view(&self, cluster: &Cluster) {
+    pub fn apply_view(&self, cluster: &Arc<Cluster>) {
         let Ok(_guard) = self.apply_lock.lock() else {
             return;
         };
@@ -414,6 +837,11 @@ impl ReplicaManager {
         let mut wanted = std::collections::BTreeSet::new();
         for (topic, t) in &view.topics {
             let config = log_config(&self.defaults.log, &t.config);
+            let min_insync = t
+                .config
+                .get("min.insync.replicas")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(self.defaults.min_insync);
             for (p, replicas) in &t.assignment {
                 if !replicas.contains(&me) {
                     continue;
@@ -427,18 +855,25 @@ impl ReplicaManager {
                         continue;
                     }
                 };
-                part.set_config(config.clone());
+                part.set_config(config.clone(), min_insync);
                 match t.states.get(p) {
-                    Some((s, _)) if s.leader == me => {
-                        if !part.is_leader() || part.leader_epoch() != s.leader_epoch {
-                            part.become_leader(s.leader_epoch);
+                    Some((s, version)) => {
+                        if s.leader == me {
+                            self.fetchers.remove(&tp);
+                        }
+                        if let Some((leader, epoch, follow)) =
+                            part.apply_state(s, *version, replicas)
+                        {
+                            if follow {
+                                self.fetchers.follow(cluster, leader, epoch, part.clone());
+                            } else {
+                                self.fetchers.remove(&tp);
+                            }
                         }
                     }
-                    _ => {
-                        if part.is_leader() {
-                            tracing::info!(topic, partition = p, "no longer leading partition");
-                        }
-                        part.is_leader.store(false, Ordering::Release);
+                    None => {
+                        self.fetchers.remove(&tp);
+                        part.stop();
                     }
                 }
             }
@@ -494,9 +929,14 @@ impl ReplicaManager {
         let part = Arc::new(Partition {
             tp: tp.clone(),
             topic_id: Mutex::new(topic_id.to_owned()),
+            me: self.defaults.me,
             log,
             is_leader: AtomicBool::new(false),
             leader_epoch: AtomicI32::new(-1),
+            role: Mutex::new(Role::None),
+            high_watermark: AtomicI64::new(0),
+            hw_changed: Notify::new(),
+            min_insync: AtomicUsize::new(self.defaults.min_insync),
             producers: Mutex::new(producers),
             fsync_always: self.defaults.fsync_always,
         });
@@ -505,7 +945,10 @@ impl ReplicaManager {
     }
 
     fn delete(&self, tp: &TopicPartition) {
-        self.partitions.remove(tp);
+        self.fetchers.remove(tp);
+        if let Some((_, p)) = self.partitions.remove(tp) {
+            p.stop();
+        }
         if let Ok(mut logs) = self.logs.lock() {
             match logs.delete(tp) {
                 Ok(true) => {
@@ -539,8 +982,18 @@ impl ReplicaManager {
         }
     }
 
+    /// Partitions this broker leads, for the ISR checks.
+    fn leading(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .iter()
+            .filter(|p| p.is_leader())
+            .map(|p| p.clone())
+            .collect()
+    }
+
     /// Flushes and closes every log (clean shutdown).
     pub fn close(&self) {
+        self.fetchers.shutdown();
         if let Ok(logs) = self.logs.lock() {
             if let Err(e) = logs.shutdown() {
                 tracing::error!(error = %e, "closing the logs failed");
@@ -668,5 +1121,59 @@ pub async fn housekeeping(broker: Arc<Broker>, shutdown: CancellationToken) {
         }
         let b = broker.clone();
         let _ = tokio::task::spawn_blocking(move || b.replicas.maintain(retention)).await;
+    }
+}
+
+/// The leader's ISR upkeep: every 250 ms each led partition is checked, and a follower
+/// that lagged for `--replica-lag-time-max-ms` is dropped, or one that caught up is added,
+/// with a setData on the state znode conditional on the version the leader knows. If the
+/// controller changed the state meanwhile the write fails, and the next view decides.
+pub async fn isr_maintenance(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let lag_max_ms = broker.replicas.defaults.lag_max_ms;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if broker.cluster.is_fenced() {
+            continue;
+        }
+        let view = broker.cluster.view();
+        for part in broker.replicas.leading() {
+            let tp = &part.tp;
+            let Some((current, _)) = view
+                .topics
+                .get(&tp.topic)
+                .and_then(|t| t.states.get(&tp.partition))
+            else {
+                continue;
+            };
+            let alive = |r: i32| view.brokers.contains_key(&r) && !view.shutting_down.contains(&r);
+            let Some((next, version)) =
+                part.isr_change(lag_max_ms, current.controller_epoch, alive)
+            else {
+                continue;
+            };
+            let path = fjord_shared::cluster::partition_state_path(&tp.topic, tp.partition);
+            let data = serde_json::to_vec(&next).unwrap_or_default();
+            match broker
+                .cluster
+                .client()
+                .set_data(&path, data, Some(version))
+                .await
+            {
+                Ok(stat) => {
+                    part.adopt_isr(next.leader_epoch, next.isr, stat.version);
+                }
+                Err(fjord_shared::coord_client::Error::Zk(
+                    fjord_shared::jute::ErrorCode::BadVersion,
+                )) => {
+                    tracing::debug!(topic = %tp.topic, partition = tp.partition, "the partition state changed meanwhile; the ISR change waits for the new view");
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e, "cannot write the ISR change");
+                }
+            }
+        }
     }
 }
