@@ -71,7 +71,7 @@ impl Broker {
             ("compression.type", "producer".to_owned()),
             ("max.message.bytes", c.max_message_bytes.to_string()),
             ("message.timestamp.type", "CreateTime".to_owned()),
-            ("min.insync.replicas", "1".to_owned()),
+            ("min.insync.replicas", c.min_insync_replicas.to_string()),
             ("retention.bytes", "-1".to_owned()),
             ("retention.ms", c.retention_ms.to_string()),
             ("segment.bytes", c.segment_bytes.to_string()),

@@ -83,7 +83,7 @@ impl ClientOptions {
     /// Defaults for `bootstrap` (`host:port`, or several separated by commas): 5 s to
     /// connect, 30 s per request, 64 MiB frames, 10 retries with backoff from 100 ms to 1 s
     /// (about 7.5 s in all: long enough to ride out a leader election after a broker died
-    /// with the brokers' default 6 s coordinator session).
+    /// with the brokers' default 2 s coordinator session).
     pub fn new(bootstrap: &str) -> ClientOptions {
         ClientOptions {
             bootstrap: bootstrap
