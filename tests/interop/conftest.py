@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -334,6 +336,8 @@ class Broker:
     port: int = 0
     process: subprocess.Popen | None = None
     starts: int = 0
+    # Stopped with SIGSTOP (pause()) and not yet resumed.
+    paused: bool = False
 
     @property
     def kind(self) -> str:
@@ -356,6 +360,11 @@ class Broker:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def reachable(self) -> bool:
+        """Running and not paused: it can answer requests."""
+        return self.running and not self.paused
+
     def start(self) -> None:
         """Start (or restart) the broker and wait for `listening on`. The first
         start takes a free port; later ones listen on the same address."""
@@ -377,6 +386,7 @@ class Broker:
             *_flags(self.options),
         ]
         stdout_path = self.workdir / f"stdout-{self.starts}.txt"
+        self.paused = False
         with open(stdout_path, "wb") as out, open(self.log_path, "ab") as log:
             log.write(f"=== start {self.starts}: {' '.join(command)}\n".encode())
             log.flush()
@@ -406,16 +416,43 @@ class Broker:
         self.start()
 
     def kill(self) -> None:
-        """kill -9: no clean shutdown."""
+        """kill -9: no clean shutdown (a paused broker dies too)."""
         if self.running:
             self.process.kill()
             self.process.wait(STOP_TIMEOUT)
+        self.paused = False
+
+    def pause(self) -> None:
+        """SIGSTOP: the process stays, with its sockets and coordinator
+        session, but does nothing (a long GC pause or a frozen VM) until
+        resume(). Its session expires if that lasts past the timeout."""
+        assert self.running, f"{self.kind} is not running"
+        self._log_marker("SIGSTOP")
+        self.process.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT after pause()."""
+        assert self.running, f"{self.kind} is not running"
+        self.process.send_signal(signal.SIGCONT)
+        self.paused = False
+        self._log_marker("SIGCONT")
+
+    def _log_marker(self, what: str) -> None:
+        """A line in the broker's log, so its lines read against the test's
+        actions (the log is opened for appending, as the broker's is)."""
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        with open(self.log_path, "ab") as log:
+            log.write(f"=== {what} at {now}\n".encode())
 
     def terminate(self, timeout: float = STOP_TIMEOUT) -> int:
         """SIGTERM, then the exit code. A broker that does not exit within
         `timeout` is killed and the test fails."""
         assert self.process is not None
         self.process.terminate()
+        if self.paused:  # a stopped process acts on SIGTERM once continued
+            self.process.send_signal(signal.SIGCONT)
+            self.paused = False
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -480,6 +517,26 @@ class KafkaCluster:
     def broker(self, broker_id: int) -> Broker:
         return next(b for b in self.brokers if b.broker_id == broker_id)
 
+    @property
+    def reachable(self) -> list[Broker]:
+        """The brokers that are running and not paused."""
+        return [b for b in self.brokers if b.reachable]
+
+    def fjord(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+        """Run the `fjord` CLI bootstrapped from a reachable broker;
+        returns the finished process (output captured as text)."""
+        binary = FJORD_BIN_DIR / "fjord"
+        if not binary.is_file():
+            raise FileNotFoundError(f"{binary} not found: build it, or set FJORD_BIN_DIR")
+        bootstrap = self.reachable[0].address
+        return subprocess.run(
+            [str(binary), "--bootstrap", bootstrap, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+
     def add_broker(self, **options) -> Broker:
         """Start one more broker (next id, own temp dir) and return it."""
         broker_id = max((b.broker_id for b in self.brokers), default=0) + 1
@@ -493,13 +550,14 @@ class KafkaCluster:
     def wait_for_brokers(self, timeout: float = BROKER_STARTUP_TIMEOUT) -> None:
         """Wait until every running broker reports exactly the running brokers
         and a controller among them (the controller assigns new topics to the
-        brokers it knows, so tests that need them all wait for this first)."""
-        want = {b.broker_id for b in self.brokers if b.running}
+        brokers it knows, so tests that need them all wait for this first).
+        Paused brokers are left out: they answer nothing."""
+        want = {b.broker_id for b in self.brokers if b.reachable}
         deadline = time.monotonic() + timeout
         seen: dict[int, object] = {}
         while time.monotonic() < deadline:
             for b in self.brokers:
-                if b.running:
+                if b.reachable:
                     try:
                         seen[b.broker_id] = kafka_brokers_seen(b.address)
                     except OSError as e:

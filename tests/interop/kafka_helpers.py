@@ -6,6 +6,11 @@ A produced message is recorded from its delivery report, so it carries the
 partition and offset the broker assigned; a consumed one from the fetch.
 Comparing the two as {(partition, offset): (key, value, headers)} checks
 the data byte for byte and the offsets at once.
+
+For replicated clusters: the partition states (leader, leader epoch,
+replicas, ISR, offline replicas) and the controller as one given broker
+sees them (a raw Metadata request), bounded waits on them, and a raw
+Produce request for talking to exactly one broker.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 
 WAIT = 30.0  # seconds; generous bound for anything that should happen soon
 # Which kcat runs (default: `kcat` on PATH).
@@ -323,3 +328,307 @@ class ProduceResponseDropper:
         with self._lock:
             socks = list(self._sockets)
         self._cut(*socks)
+
+
+# --- Cluster state: partition leaders, replicas, ISR, the controller ---------
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    """One partition as Metadata describes it."""
+
+    leader: int
+    leader_epoch: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+    offline: tuple[int, ...]
+    error: int = 0
+
+    @property
+    def preferred(self) -> int:
+        """The preferred leader: the first replica."""
+        return self.replicas[0] if self.replicas else -1
+
+
+@dataclass(frozen=True)
+class ClusterMetadata:
+    """What one broker answered to Metadata: live broker ids, the
+    controller, and for each topic asked about its error code and
+    {partition: PartitionState}."""
+
+    answered_by: str
+    brokers: frozenset[int]
+    controller: int
+    topic_errors: dict[str, int]
+    topics: dict[str, dict[int, PartitionState]]
+
+
+class _Reader:
+    """Big-endian primitives off a bytes buffer, each length checked."""
+
+    def __init__(self, data: bytes, pos: int = 0) -> None:
+        self.data, self.pos = data, pos
+
+    def take(self, fmt: str):
+        size = struct.calcsize(fmt)
+        if self.pos + size > len(self.data):
+            raise ValueError(f"Metadata response cut short at byte {self.pos}")
+        values = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += size
+        return values if len(values) > 1 else values[0]
+
+    def string(self) -> str | None:
+        size = self.take(">h")
+        if size < 0:
+            return None
+        if self.pos + size > len(self.data):
+            raise ValueError(f"Metadata response cut short at byte {self.pos}")
+        text = self.data[self.pos : self.pos + size].decode()
+        self.pos += size
+        return text
+
+    def int32s(self) -> tuple[int, ...]:
+        count = self.take(">i")
+        return tuple(self.take(">i") for _ in range(max(count, 0)))
+
+
+def kafka_metadata(address: str, topics: list[str], timeout: float = 5.0) -> ClusterMetadata:
+    """Ask one broker (a plain Metadata v7 request, no topic auto-creation)
+    about `topics`: leaders with their epochs, replicas, ISR and offline
+    replicas, which the Python clients do not all show, from exactly the
+    broker asked (a client library would pick one itself)."""
+    host, port = address.rsplit(":", 1)
+    client_id = b"fjord-interop"
+    body = struct.pack(">i", len(topics))
+    for name in topics:
+        body += struct.pack(">h", len(name.encode())) + name.encode()
+    body += b"\x00"  # allow_auto_topic_creation = false
+    request = struct.pack(">hhih", 3, 7, 1, len(client_id)) + client_id + body
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        frame = _read_frame(sock)
+    if frame is None:
+        raise ConnectionError(f"{address} closed the connection before answering Metadata")
+    r = _Reader(frame, 4)
+    correlation = r.take(">i")
+    if correlation != 1:
+        raise ValueError(f"Metadata answer with correlation id {correlation}")
+    r.take(">i")  # throttle_time_ms
+    brokers = set()
+    for _ in range(r.take(">i")):
+        brokers.add(r.take(">i"))
+        r.string()  # host
+        r.take(">i")  # port
+        r.string()  # rack
+    r.string()  # cluster_id
+    controller = r.take(">i")
+    errors: dict[str, int] = {}
+    states: dict[str, dict[int, PartitionState]] = {}
+    for _ in range(r.take(">i")):
+        error = r.take(">h")
+        name = r.string()
+        r.take(">b")  # is_internal
+        partitions = {}
+        for _ in range(r.take(">i")):
+            p_error, index, leader, epoch = r.take(">hiii")
+            replicas, isr, offline = r.int32s(), r.int32s(), r.int32s()
+            partitions[index] = PartitionState(leader, epoch, replicas, isr, offline, p_error)
+        errors[name], states[name] = error, partitions
+    return ClusterMetadata(address, frozenset(brokers), controller, errors, states)
+
+
+def cluster_metadata(cluster, topics: list[str], timeout: float = 5.0) -> ClusterMetadata:
+    """Metadata from the first reachable broker (running, not paused) of
+    `cluster` that answers."""
+    failures = []
+    for broker in cluster.reachable:
+        try:
+            return kafka_metadata(broker.address, topics, timeout)
+        except (OSError, ValueError) as e:
+            failures.append(f"{broker.address}: {e!r}")
+    raise ConnectionError(f"no reachable broker answered Metadata: {failures}")
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
+    """Call `condition()` until it returns something truthy, and return
+    that. Connection errors count as "not yet". After `timeout` seconds,
+    raise AssertionError naming `what` and the last value or error seen."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            result = condition()
+            if result:
+                return result
+            last = result
+        except (OSError, ValueError) as e:
+            last = e
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not {what} within {timeout:.0f}s; last seen: {last!r}")
+        time.sleep(interval)
+
+
+def partition_states(cluster, topic: str) -> dict[int, PartitionState]:
+    """{partition: state} of `topic` from a reachable broker; empty while
+    the topic is unknown."""
+    md = cluster_metadata(cluster, [topic])
+    if md.topic_errors.get(topic, -1) != 0:
+        return {}
+    return md.topics[topic]
+
+
+def wait_for_partitions(cluster, topic: str, ready, timeout: float, what: str):
+    """Poll `topic`'s partition states until `ready(states)` holds for the
+    dict {partition: PartitionState}; returns the states."""
+
+    def check():
+        states = partition_states(cluster, topic)
+        return states if states and ready(states) else False
+
+    return wait_for(check, timeout, f"{topic}: {what}")
+
+
+def fully_replicated(states: dict[int, PartitionState]) -> bool:
+    """Every partition has a leader and every replica in its ISR."""
+    return all(
+        s.error == 0 and s.leader >= 0 and set(s.isr) == set(s.replicas)
+        for s in states.values()
+    )
+
+
+def preferred_leaders(states: dict[int, PartitionState]) -> bool:
+    """Every partition is led by its preferred (first) replica."""
+    return all(s.error == 0 and s.leader == s.preferred for s in states.values())
+
+
+def controller_id(cluster, timeout: float = WAIT) -> int:
+    """The controller that a reachable broker names, once it names a
+    reachable one."""
+    live = {b.broker_id for b in cluster.reachable}
+    return wait_for(
+        lambda: (c := cluster_metadata(cluster, []).controller) in live and c,
+        timeout,
+        "a reachable controller",
+    )
+
+
+def high_watermarks(bootstrap: str, topic: str, partitions, timeout: float = 10.0) -> dict[int, int]:
+    """{partition: high watermark}, asked of each partition's leader."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "fjord-interop-watermarks", **RDKAFKA_LOG}
+    )
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)[1]
+            for p in partitions
+        }
+    finally:
+        consumer.close()
+
+
+def create_replicated_topic(
+    cluster, topic: str, partitions: int, replication: int = 3, timeout: float = WAIT, **config
+) -> dict[int, PartitionState]:
+    """Create `topic` (topic configs as keyword arguments with dots as
+    underscores: min_insync_replicas=2) and wait until every partition has
+    a leader and all its replicas in the ISR; returns the partition states."""
+    admin = admin_client(",".join(b.address for b in cluster.reachable))
+    configs = {key.replace("_", "."): str(value) for key, value in config.items()}
+    admin_ok(admin.create_topics([NewTopic(topic, partitions, replication, config=configs)]))
+    return wait_for_partitions(
+        cluster,
+        topic,
+        lambda s: len(s) == partitions
+        and all(len(p.replicas) == replication for p in s.values())
+        and fully_replicated(s),
+        timeout,
+        f"{partitions} partitions with {replication} replicas all in sync",
+    )
+
+
+# --- A raw Produce request, for talking to exactly one broker ----------------
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), as record batches v2 carry it."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _varint(n: int) -> bytes:
+    """Zig-zag varint, as records v2 encode their fields."""
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def record_batch(values: list[bytes], timestamp_ms: int | None = None) -> bytes:
+    """An uncompressed record batch (magic 2) of keyless records, without
+    producer id (not idempotent)."""
+    ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    records = b""
+    for i, value in enumerate(values):
+        body = b"\x00" + _varint(0) + _varint(i) + _varint(-1) + _varint(len(value)) + value + _varint(0)
+        records += _varint(len(body)) + body
+    after_crc = struct.pack(
+        ">hiqqqhii", 0, len(values) - 1, ts, ts, -1, -1, -1, len(values)
+    ) + records
+    after_length = struct.pack(">ib", -1, 2) + struct.pack(">I", crc32c(after_crc)) + after_crc
+    return struct.pack(">qi", 0, len(after_length)) + after_length
+
+
+def produce_request(
+    correlation: int, topic: str, partition: int, values: list[bytes], acks: int = -1, timeout_ms: int = 5000
+) -> bytes:
+    """A whole Produce v3 frame (length prefix included) carrying one batch."""
+    client_id = b"fjord-interop"
+    batch = record_batch(values)
+    name = topic.encode()
+    body = (
+        struct.pack(">hhi", -1, acks, timeout_ms)  # no transactional id
+        + struct.pack(">ih", 1, len(name))
+        + name
+        + struct.pack(">iii", 1, partition, len(batch))
+        + batch
+    )
+    request = struct.pack(">hhih", 0, 3, correlation, len(client_id)) + client_id + body
+    return struct.pack(">i", len(request)) + request
+
+
+def read_produce_response(sock: socket.socket) -> tuple[int, int, int] | None:
+    """(correlation id, error code, base offset) of the next Produce v3
+    response on `sock` (one topic, one partition), or None if the broker
+    closed the connection first."""
+    frame = _read_frame(sock)
+    if frame is None:
+        return None
+    r = _Reader(frame, 4)
+    correlation = r.take(">i")
+    assert r.take(">i") == 1, "one topic in the response"
+    r.string()
+    assert r.take(">i") == 1, "one partition in the response"
+    _partition, error, base_offset = r.take(">ihq")
+    return correlation, error, base_offset
