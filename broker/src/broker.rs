@@ -1,7 +1,9 @@
-//! The broker's shared state: configuration, cluster membership, partitions, producer ids.
+//! The broker's shared state: configuration, cluster membership, partitions, producer ids,
+//! consumer groups.
 
 use crate::cluster::{admin, Cluster};
 use crate::config::BrokerConfig;
+use crate::group::coordinator::GroupCoordinator;
 use crate::producer_ids::ProducerIds;
 use crate::replica::ReplicaManager;
 use std::collections::BTreeMap;
@@ -15,6 +17,8 @@ pub struct Broker {
     pub cluster: Arc<Cluster>,
     pub replicas: ReplicaManager,
     pub producer_ids: ProducerIds,
+    /// The consumer groups this broker coordinates.
+    pub groups: GroupCoordinator,
     /// Woken after every append, so waiting fetches re-read.
     pub data_arrived: Notify,
 }

@@ -137,6 +137,57 @@ pub struct BrokerConfig {
     #[arg(long, env = "FJORD_RETENTION_CHECK_MS", default_value_t = 300_000)]
     pub retention_check_ms: u64,
 
+    /// Partitions of the internal `__consumer_offsets` topic, which holds consumer groups
+    /// and their committed offsets (offsets.topic.num.partitions). Fixed once the topic
+    /// exists.
+    #[arg(long, env = "FJORD_OFFSETS_TOPIC_PARTITIONS", default_value_t = 50)]
+    pub offsets_topic_partitions: i32,
+
+    /// Replication factor of `__consumer_offsets`, capped at the live brokers when it is
+    /// created (offsets.topic.replication.factor).
+    #[arg(
+        long,
+        env = "FJORD_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        default_value_t = 3
+    )]
+    pub offsets_topic_replication_factor: i16,
+
+    /// How long the committed offsets of an empty group are kept, in minutes
+    /// (offsets.retention.minutes).
+    #[arg(
+        long,
+        env = "FJORD_OFFSETS_RETENTION_MINUTES",
+        default_value_t = 10_080
+    )]
+    pub offsets_retention_minutes: i64,
+
+    /// How long the first rebalance of a new group waits for more members to join (ms)
+    /// (group.initial.rebalance.delay.ms).
+    #[arg(
+        long,
+        env = "FJORD_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3000
+    )]
+    pub group_initial_rebalance_delay_ms: i64,
+
+    /// The shortest consumer session timeout a group member may ask for (ms)
+    /// (group.min.session.timeout.ms).
+    #[arg(
+        long,
+        env = "FJORD_GROUP_MIN_SESSION_TIMEOUT_MS",
+        default_value_t = 6000
+    )]
+    pub group_min_session_timeout_ms: i32,
+
+    /// The longest consumer session timeout a group member may ask for (ms)
+    /// (group.max.session.timeout.ms).
+    #[arg(
+        long,
+        env = "FJORD_GROUP_MAX_SESSION_TIMEOUT_MS",
+        default_value_t = 1_800_000
+    )]
+    pub group_max_session_timeout_ms: i32,
+
     /// Most client connections at once.
     #[arg(long, env = "FJORD_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,

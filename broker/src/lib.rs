@@ -3,6 +3,7 @@
 //! - [`server`]: the Kafka network layer; [`handler`]: one file per API.
 //! - [`cluster`]: membership, metadata and the controller, through the coordinator.
 //! - [`replica`]: partitions this broker hosts (leader role, producer state).
+//! - [`group`]: the consumer group state machine (classic protocol) and committed offsets.
 //! - [`log`]: the on-disk partition log.
 //! - [`client`] and [`cli`]: the `fjord` tool.
 
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod group;
 pub mod handler;
 pub mod log;
 pub mod producer_ids;

@@ -3,6 +3,8 @@
 use crate::broker::Broker;
 use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
+use crate::group::coordinator::{CoordinatorConfig, GroupCoordinator};
+use crate::group::GroupConfig;
 use crate::producer_ids::ProducerIds;
 use crate::replica::ReplicaManager;
 use anyhow::Context;
@@ -67,6 +69,18 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         cluster: cluster.clone(),
         replicas,
         producer_ids: ProducerIds::default(),
+        groups: GroupCoordinator::new(CoordinatorConfig {
+            group: GroupConfig {
+                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms.max(0),
+                min_session_timeout_ms: config.group_min_session_timeout_ms,
+                max_session_timeout_ms: config.group_max_session_timeout_ms,
+                ..GroupConfig::default()
+            },
+            partitions: config.offsets_topic_partitions.max(1),
+            replication_factor: config.offsets_topic_replication_factor.max(1),
+            retention_ms: config.offsets_retention_minutes.max(1) * 60_000,
+            segment_bytes: 100 * 1024 * 1024,
+        }),
         data_arrived: Notify::new(),
     });
     let shutdown = CancellationToken::new();
@@ -77,6 +91,10 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         shutdown.child_token(),
     ));
     tasks.spawn(crate::replica::housekeeping(
+        broker.clone(),
+        shutdown.child_token(),
+    ));
+    tasks.spawn(crate::group::coordinator::run(
         broker.clone(),
         shutdown.child_token(),
     ));

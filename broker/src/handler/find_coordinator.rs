@@ -1,10 +1,10 @@
-//! FindCoordinator: which broker coordinates a consumer group or a transactional id.
+//! FindCoordinator: which broker coordinates a consumer group.
 //!
-//! Group coordination (the `__consumer_offsets` topic and the group protocol) is not served
-//! yet, and neither are transactions, so every key is answered with
-//! COORDINATOR_NOT_AVAILABLE, which is what a Kafka broker answers while no coordinator is
-//! ready. Clients then keep working without one: assign-based consumers and producers are
-//! unaffected. (librdkafka also needs this API advertised to enable lz4.)
+//! A group's coordinator is the leader of its `__consumer_offsets` partition; the topic is
+//! created on the first request, as Kafka does. Until that partition has a leader the
+//! answer is COORDINATOR_NOT_AVAILABLE and clients retry. Transactions are not served, so
+//! a transactional key (key type 1) gets COORDINATOR_NOT_AVAILABLE. (librdkafka also
+//! needs this API advertised to enable lz4.)
 
 use super::Ctx;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -12,36 +12,65 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-pub fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let code = ResponseError::CoordinatorNotAvailable.code();
-    let message = || {
-        Some(StrBytes::from_static_str(
-            "group and transaction coordination is not available on this cluster",
-        ))
-    };
+/// (node id, host, port) of the coordinator for `key`, or the error.
+async fn locate(
+    ctx: &Ctx<'_>,
+    key: &str,
+    key_type: i8,
+) -> Result<(i32, String, i32), ResponseError> {
+    if key_type != 0 {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    }
+    if key.is_empty() {
+        return Err(ResponseError::InvalidRequest);
+    }
+    let broker = ctx.broker;
+    let id = broker.groups.find(broker, key).await?;
+    let view = broker.cluster.view();
+    let b = view
+        .brokers
+        .get(&id)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    Ok((id, b.host.clone(), b.port))
+}
+
+pub async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     if ctx.version >= 4 {
-        let coordinators = req
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                Coordinator::default()
-                    .with_key(key)
+        let mut coordinators = Vec::new();
+        for key in req.coordinator_keys {
+            let c = Coordinator::default().with_key(key.clone());
+            coordinators.push(match locate(ctx, key.as_str(), req.key_type).await {
+                Ok((id, host, port)) => c
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(port),
+                Err(e) => c
                     .with_node_id(BrokerId(-1))
                     .with_host(StrBytes::from_static_str(""))
                     .with_port(-1)
-                    .with_error_code(code)
-                    .with_error_message(message())
-            })
-            .collect();
+                    .with_error_code(e.code()),
+            });
+        }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let mut resp = FindCoordinatorResponse::default()
-        .with_error_code(code)
-        .with_node_id(BrokerId(-1))
-        .with_host(StrBytes::from_static_str(""))
-        .with_port(-1);
-    if ctx.version >= 1 {
-        resp = resp.with_error_message(message());
+    match locate(ctx, req.key.as_str(), req.key_type).await {
+        Ok((id, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(id))
+            .with_host(StrBytes::from_string(host))
+            .with_port(port),
+        Err(e) => {
+            let mut resp = FindCoordinatorResponse::default()
+                .with_error_code(e.code())
+                .with_node_id(BrokerId(-1))
+                .with_host(StrBytes::from_static_str(""))
+                .with_port(-1);
+            if ctx.version >= 1 {
+                resp = resp.with_error_message(Some(StrBytes::from_string(format!(
+                    "no coordinator for {:?}: {e:?}",
+                    req.key.as_str()
+                ))));
+            }
+            resp
+        }
     }
-    resp
 }

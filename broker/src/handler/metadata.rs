@@ -14,7 +14,8 @@ use std::time::Duration;
 
 fn topic_entry(view: &ClusterView, name: &str, version: i16) -> MetadataResponseTopic {
     let topic = MetadataResponseTopic::default()
-        .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))));
+        .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
+        .with_is_internal(version >= 1 && name == crate::group::coordinator::OFFSETS_TOPIC);
     let Some(t) = view.topics.get(name) else {
         return topic.with_error_code(ResponseError::UnknownTopicOrPartition.code());
     };
