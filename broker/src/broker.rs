@@ -80,6 +80,9 @@ impl Broker {
             ("retention.ms", c.retention_ms.to_string()),
             ("segment.bytes", c.segment_bytes.to_string()),
             ("segment.ms", "604800000".to_owned()),
+            ("min.cleanable.dirty.ratio", "0.5".to_owned()),
+            ("delete.retention.ms", "86400000".to_owned()),
+            ("min.compaction.lag.ms", "0".to_owned()),
             ("unclean.leader.election.enable", "false".to_owned()),
         ]
         .into_iter()

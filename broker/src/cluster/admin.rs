@@ -49,6 +49,9 @@ pub const TOPIC_CONFIGS: &[&str] = &[
     "unclean.leader.election.enable",
     "compression.type",
     "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "delete.retention.ms",
+    "min.compaction.lag.ms",
 ];
 
 /// Checks one topic config; the error is the message for INVALID_CONFIG.
@@ -59,6 +62,13 @@ pub fn validate_config(key: &str, value: &str) -> Result<(), String> {
     };
     match key {
         "retention.ms" | "retention.bytes" => long(-1),
+        "delete.retention.ms" | "min.compaction.lag.ms" => long(0),
+        "min.cleanable.dirty.ratio" => match value.parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            _ => Err(format!(
+                "{key} must be a number between 0 and 1, not {value:?}"
+            )),
+        },
         "segment.bytes" => long(14),
         "segment.ms" | "min.insync.replicas" => long(1),
         "max.message.bytes" => long(0),

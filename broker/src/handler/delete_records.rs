@@ -1,11 +1,13 @@
 //! DeleteRecords: moves a partition's log start offset forward (whole segments below it
-//! are deleted). Offset -1 means the high watermark.
+//! are deleted). Offset -1 means the high watermark. Compact-only topics refuse it with
+//! POLICY_VIOLATION, as Kafka does.
 
 use super::Ctx;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use kafka_protocol::ResponseError;
 
 pub async fn handle(ctx: &Ctx<'_>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let broker = ctx.broker;
@@ -14,12 +16,21 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteRecordsRequest) -> DeleteRecordsRe
         .into_iter()
         .map(|t| {
             let topic = t.name.0.as_str().to_owned();
+            let compact_only = broker
+                .topic_config(&topic)
+                .get("cleanup.policy")
+                .is_some_and(|p| p == "compact");
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
                     let r = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index);
+                    if compact_only {
+                        return r
+                            .with_error_code(ResponseError::PolicyViolation.code())
+                            .with_low_watermark(-1);
+                    }
                     match broker
                         .replicas
                         .leader(&broker.cluster, &topic, p.partition_index)

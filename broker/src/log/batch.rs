@@ -13,7 +13,7 @@
 //! | 12..16 | partition leader epoch | stamped by the leader (patched)              |
 //! | 16     | magic                  | 2                                            |
 //! | 17..21 | CRC-32C                | over bytes 21..end                           |
-//! | 21..23 | attributes             | compression (bits 0-2), timestamp type (3), transactional (4), control (5) |
+//! | 21..23 | attributes             | compression (bits 0-2), timestamp type (3), transactional (4), control (5), delete horizon (6) |
 //! | 23..27 | last offset delta      |                                              |
 //! | 27..35 | base timestamp         |                                              |
 //! | 35..43 | max timestamp          |                                              |
@@ -25,6 +25,11 @@
 //!
 //! Because the CRC starts at the attributes, the leader can rewrite the base offset and
 //! the partition leader epoch without recomputing it.
+//!
+//! The one writer of new batches is the log cleaner ([`encode_batch`]), which rewrites
+//! batches it removed records from. Kafka's delete-horizon attribute (bit 6, KIP-534)
+//! marks a batch whose base timestamp holds the time after which its tombstones may be
+//! removed; record timestamps stay correct because their deltas are relative to it.
 
 use bytes::Bytes;
 
@@ -61,6 +66,11 @@ const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_MASK: i16 = 0x08;
 const TRANSACTIONAL_MASK: i16 = 0x10;
 const CONTROL_MASK: i16 = 0x20;
+/// Attribute bit: the base timestamp is the delete horizon (KIP-534).
+pub(crate) const DELETE_HORIZON_MASK: i16 = 0x40;
+/// Attribute bits a batch without records keeps (Kafka's `writeEmptyHeader`).
+pub(crate) const EMPTY_BATCH_ATTRIBUTES_MASK: i16 =
+    TIMESTAMP_TYPE_MASK | TRANSACTIONAL_MASK | CONTROL_MASK;
 
 /// Why bytes are not a valid v2 record batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +100,9 @@ pub enum BatchError {
     /// The records of an uncompressed batch are not `count` length-prefixed records.
     #[error("records do not match the header: {reason}")]
     InvalidRecords { reason: &'static str },
+    /// A record without a key sent to a compacted topic (Kafka answers INVALID_RECORD).
+    #[error("compacted topics accept only records with a key")]
+    MissingKey,
 }
 
 /// A zero-copy view of a v2 batch header: fields are read from the bytes on demand.
@@ -200,6 +213,12 @@ impl<'a> BatchHeader<'a> {
     /// True for a control batch (transaction markers).
     pub fn is_control(&self) -> bool {
         self.attributes() & CONTROL_MASK != 0
+    }
+
+    /// The delete horizon the log cleaner set (KIP-534): once the clock passes it, the
+    /// batch's tombstones may be removed. Stored in the base timestamp field.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes() & DELETE_HORIZON_MASK != 0).then(|| self.base_timestamp())
     }
 
     /// Offset of the last record relative to the base offset.
@@ -495,8 +514,62 @@ impl Iterator for RecordPositions<'_> {
     }
 }
 
+/// The header fields of a batch the broker writes itself (the log cleaner's rewrites).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NewBatch {
+    pub base_offset: i64,
+    pub leader_epoch: i32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+/// Appends a v2 batch with header `h` and the (already encoded, possibly compressed)
+/// records section `records` to `out`, computing the length and the CRC-32C.
+pub(crate) fn encode_batch(h: &NewBatch, records: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    let length = i32::try_from(HEADER_LEN - LOG_OVERHEAD + records.len()).unwrap_or(i32::MAX);
+    out.reserve(HEADER_LEN + records.len());
+    out.extend_from_slice(&h.base_offset.to_be_bytes());
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(&h.leader_epoch.to_be_bytes());
+    out.push(MAGIC_V2);
+    out.extend_from_slice(&[0; 4]); // the CRC, filled in below
+    out.extend_from_slice(&h.attributes.to_be_bytes());
+    out.extend_from_slice(&h.last_offset_delta.to_be_bytes());
+    out.extend_from_slice(&h.base_timestamp.to_be_bytes());
+    out.extend_from_slice(&h.max_timestamp.to_be_bytes());
+    out.extend_from_slice(&h.producer_id.to_be_bytes());
+    out.extend_from_slice(&h.producer_epoch.to_be_bytes());
+    out.extend_from_slice(&h.base_sequence.to_be_bytes());
+    out.extend_from_slice(&h.record_count.to_be_bytes());
+    out.extend_from_slice(records);
+    let crc = crc32c::crc32c(&out[start + ATTRIBUTES..]);
+    out[start + CRC..start + CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Appends a zigzag varlong.
+pub(crate) fn put_varlong(out: &mut Vec<u8>, value: i64) {
+    let mut z = ((value << 1) ^ (value >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// Appends a zigzag varint.
+pub(crate) fn put_varint(out: &mut Vec<u8>, value: i32) {
+    put_varlong(out, i64::from(value));
+}
+
 /// Reads a zigzag varlong; returns the value and the bytes used.
-fn read_varlong(buf: &[u8]) -> Option<(i64, usize)> {
+pub(crate) fn read_varlong(buf: &[u8]) -> Option<(i64, usize)> {
     let mut raw: u64 = 0;
     for i in 0..10 {
         let b = *buf.get(i)?;
@@ -510,7 +583,7 @@ fn read_varlong(buf: &[u8]) -> Option<(i64, usize)> {
 }
 
 /// Reads a zigzag varint (at most 5 bytes, must fit an i32).
-fn read_varint(buf: &[u8]) -> Option<(i32, usize)> {
+pub(crate) fn read_varint(buf: &[u8]) -> Option<(i32, usize)> {
     let (value, n) = read_varlong(buf.get(..buf.len().min(5))?)?;
     Some((i32::try_from(value).ok()?, n))
 }
@@ -730,6 +803,56 @@ mod tests {
         assert_eq!(read_varlong(&[0xac, 0x02]), Some((150, 2)));
         assert_eq!(read_varlong(&[0x80]), None);
         assert_eq!(read_varint(&[0xff, 0xff, 0xff, 0xff, 0x7f]), None);
+        for v in [
+            0i64,
+            -1,
+            1,
+            63,
+            -64,
+            64,
+            150,
+            i64::from(i32::MAX),
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_varlong(&mut out, v);
+            assert_eq!(read_varlong(&out), Some((v, out.len())), "{v}");
+        }
+        let mut out = Vec::new();
+        put_varint(&mut out, i32::MIN);
+        assert_eq!(read_varint(&out), Some((i32::MIN, out.len())));
+    }
+
+    #[test]
+    fn encoded_batches_validate_and_read_back() {
+        let original = simple_batch(3, 1000, 4);
+        let h = validate(&original).unwrap();
+        let new = NewBatch {
+            base_offset: 77,
+            leader_epoch: 5,
+            attributes: DELETE_HORIZON_MASK,
+            last_offset_delta: 9,
+            base_timestamp: 5000,
+            max_timestamp: 1002,
+            producer_id: 3,
+            producer_epoch: 1,
+            base_sequence: 11,
+            record_count: 3,
+        };
+        let mut out = vec![0xEE]; // appends after what is there
+        super::encode_batch(&new, &original[HEADER_LEN..], &mut out);
+        let b = validate(&out[1..]).unwrap();
+        assert_eq!(b.base_offset(), 77);
+        assert_eq!(b.last_offset(), 86);
+        assert_eq!(b.record_count(), h.record_count());
+        assert_eq!(b.delete_horizon_ms(), Some(5000));
+        assert_eq!(h.delete_horizon_ms(), None);
+        assert_eq!(
+            (b.producer_id(), b.producer_epoch(), b.base_sequence()),
+            (3, 1, 11)
+        );
+        assert_eq!(b.partition_leader_epoch(), 5);
     }
 
     fn fix_crc(b: &mut [u8]) {

@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 /// In the data directory: per partition, the log start offset.
 pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
+/// In the data directory: per partition, the log cleaner's offset (everything below it is
+/// compacted). Kafka's name.
+pub const CLEANER_OFFSET_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 /// In a partition directory: the leader epoch cache.
 pub const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 

@@ -83,6 +83,10 @@ pub enum LogError {
     /// A thread panicked while holding a partition's lock.
     #[error("the lock of partition {0} is poisoned")]
     LockPoisoned(TopicPartition),
+    /// The log cleaner could not finish a pass (the log itself is unchanged unless the
+    /// failure came while swapping, which makes the log refuse writes until reopened).
+    #[error("log cleaner: {0}")]
+    Cleaner(String),
 }
 
 impl LogError {

@@ -2,25 +2,30 @@
 //!
 //! On start it recovers each `<topic>-<partition>` directory, using the data directory's
 //! `recovery-point-offset-checkpoint` (how much of each log is known fsynced, so how much
-//! must be rescanned) and `log-start-offset-checkpoint`. It creates and deletes partition
-//! logs and writes those checkpoints.
+//! must be rescanned), `log-start-offset-checkpoint` and `cleaner-offset-checkpoint` (how
+//! far each compacted log is cleaned). It creates and deletes partition logs and writes
+//! those checkpoints.
 //!
 //! Each log sits behind its own `RwLock` ([`SharedPartitionLog`]): the broker caches the
 //! handles of the partitions it serves, so produce and fetch never touch a global lock,
 //! and retention and checkpoints take one partition's lock at a time. The manager starts
 //! no threads; the broker's periodic tasks call [`LogManager::enforce_retention`],
-//! [`LogManager::flush_due`] and [`LogManager::write_checkpoints`].
+//! [`LogManager::flush_due`], [`LogManager::write_checkpoints`] and the log cleaner
+//! ([`LogManager::cleaner`] then [`LogCleaner::run`] without holding the manager, or
+//! [`LogManager::clean`]).
 
 use super::checkpoint::{
-    self, CheckpointError, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT,
+    self, CheckpointError, CLEANER_OFFSET_CHECKPOINT, LOG_START_OFFSET_CHECKPOINT,
+    RECOVERY_POINT_CHECKPOINT,
 };
+use super::cleaner::{CleanerConfig, CleanerSummary, LogCleaner};
 use super::config::LogConfig;
 use super::error::LogError;
 use super::partition::PartitionLog;
 use super::topic_partition::TopicPartition;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tracing::{debug, error, info, warn};
 
 /// A partition log shared between the manager and the broker's request handlers.
@@ -49,16 +54,19 @@ pub struct LogManager {
     data_dir: PathBuf,
     default_config: LogConfig,
     logs: BTreeMap<TopicPartition, SharedPartitionLog>,
+    cleaner_config: CleanerConfig,
+    /// What `cleaner-offset-checkpoint` holds, so it is rewritten only when it changes.
+    cleaner_checkpoint: Mutex<Option<Vec<(TopicPartition, i64)>>>,
 }
 
-fn read_lock<'a>(
+pub(super) fn read_lock<'a>(
     tp: &TopicPartition,
     log: &'a SharedPartitionLog,
 ) -> Result<RwLockReadGuard<'a, PartitionLog>, LogError> {
     log.read().map_err(|_| LogError::LockPoisoned(tp.clone()))
 }
 
-fn write_lock<'a>(
+pub(super) fn write_lock<'a>(
     tp: &TopicPartition,
     log: &'a SharedPartitionLog,
 ) -> Result<RwLockWriteGuard<'a, PartitionLog>, LogError> {
@@ -92,6 +100,7 @@ impl LogManager {
         std::fs::create_dir_all(&data_dir).map_err(LogError::io("create", &data_dir))?;
         let recovery_points = read_checkpoint(&data_dir.join(RECOVERY_POINT_CHECKPOINT))?;
         let log_starts = read_checkpoint(&data_dir.join(LOG_START_OFFSET_CHECKPOINT))?;
+        let cleaner_offsets = read_checkpoint(&data_dir.join(CLEANER_OFFSET_CHECKPOINT))?;
 
         let mut logs = BTreeMap::new();
         let entries = std::fs::read_dir(&data_dir).map_err(LogError::io("list", &data_dir))?;
@@ -117,7 +126,7 @@ impl LogManager {
                 debug!(dir = %path.display(), "not a partition directory; ignoring");
                 continue;
             };
-            let log = PartitionLog::open(
+            let mut log = PartitionLog::open(
                 path,
                 tp.clone(),
                 default_config.clone(),
@@ -125,12 +134,15 @@ impl LogManager {
                 log_starts.get(&tp).copied(),
                 now_ms,
             )?;
+            log.set_cleaner_offset(cleaner_offsets.get(&tp).copied());
             logs.insert(tp, Arc::new(RwLock::new(log)));
         }
         let manager = LogManager {
             data_dir,
             default_config,
             logs,
+            cleaner_config: CleanerConfig::default(),
+            cleaner_checkpoint: Mutex::new(None),
         };
         manager.write_checkpoints()?;
         info!(data_dir = %manager.data_dir.display(), partitions = manager.logs.len(), "opened logs");
@@ -145,6 +157,47 @@ impl LogManager {
     /// The configuration new logs get unless told otherwise.
     pub fn default_config(&self) -> &LogConfig {
         &self.default_config
+    }
+
+    /// The log cleaner's broker-wide settings.
+    pub fn cleaner_config(&self) -> &CleanerConfig {
+        &self.cleaner_config
+    }
+
+    /// Replaces the log cleaner's broker-wide settings.
+    pub fn set_cleaner_config(&mut self, config: CleanerConfig) {
+        self.cleaner_config = config;
+    }
+
+    /// The log cleaner over the current logs: call [`LogCleaner::run`] on it after
+    /// releasing the manager (a pass may take a while; it holds each log's lock only to
+    /// plan and to swap). The cleaner offsets it moves are persisted by the next
+    /// [`LogManager::write_checkpoints`].
+    pub fn cleaner(&self) -> LogCleaner {
+        LogCleaner::new(
+            self.logs
+                .iter()
+                .map(|(tp, log)| (tp.clone(), log.clone()))
+                .collect(),
+            self.cleaner_config.clone(),
+        )
+    }
+
+    /// Compacts every log whose `cleanup.policy` includes `compact` and that is due (see
+    /// [`LogCleaner::run`]), then persists `cleaner-offset-checkpoint`.
+    /// `max_offset_for` gives each partition's high watermark (`None`: skip it).
+    pub fn clean(
+        &self,
+        now_ms: i64,
+        max_offset_for: impl Fn(&TopicPartition) -> Option<i64>,
+    ) -> CleanerSummary {
+        let summary = self.cleaner().run(now_ms, max_offset_for);
+        if summary.partitions_cleaned > 0 {
+            if let Err(e) = self.write_cleaner_checkpoint() {
+                warn!(error = %e, "cannot write the cleaner offset checkpoint");
+            }
+        }
+        summary
     }
 
     /// The log of `tp`, if this broker has one.
@@ -217,7 +270,8 @@ impl LogManager {
     }
 
     /// Writes `recovery-point-offset-checkpoint` and `log-start-offset-checkpoint` for all
-    /// logs (each atomically). Call periodically and after shutdown.
+    /// logs (each atomically), and `cleaner-offset-checkpoint` if a cleaner offset changed.
+    /// Call periodically and after shutdown.
     pub fn write_checkpoints(&self) -> Result<(), LogError> {
         let mut recovery_points = Vec::with_capacity(self.logs.len());
         let mut log_starts = Vec::with_capacity(self.logs.len());
@@ -234,6 +288,26 @@ impl LogManager {
             &self.data_dir.join(LOG_START_OFFSET_CHECKPOINT),
             &log_starts,
         )?;
+        self.write_cleaner_checkpoint()
+    }
+
+    /// Writes `cleaner-offset-checkpoint` unless it already holds the current offsets.
+    fn write_cleaner_checkpoint(&self) -> Result<(), LogError> {
+        let mut entries = Vec::new();
+        for (tp, log) in &self.logs {
+            if let Some(offset) = read_lock(tp, log)?.cleaner_offset() {
+                entries.push((tp.clone(), offset));
+            }
+        }
+        let mut written = self
+            .cleaner_checkpoint
+            .lock()
+            .map_err(|_| LogError::Cleaner("the checkpoint lock is poisoned".into()))?;
+        if written.as_ref() == Some(&entries) {
+            return Ok(());
+        }
+        checkpoint::write_offsets(&self.data_dir.join(CLEANER_OFFSET_CHECKPOINT), &entries)?;
+        *written = Some(entries);
         Ok(())
     }
 
@@ -445,6 +519,96 @@ mod tests {
         assert_eq!(manager.flush_due(NOW + 999).flushed, 0);
         assert_eq!(manager.flush_due(NOW + 1000).flushed, 2);
         assert_eq!(logs[0].read().unwrap().recovery_point(), 7);
+    }
+
+    #[test]
+    fn clean_compacts_compacted_logs_and_checkpoints_how_far() {
+        use crate::log::cleaner::CleanerConfig;
+        use crate::log::test_util::kv_batch;
+        use crate::log::CleanupPolicy;
+        let dir = tempfile::tempdir().unwrap();
+        let mut manager = LogManager::open(dir.path(), config(), NOW).unwrap();
+        let compact = LogConfig {
+            cleanup_policy: CleanupPolicy::Compact,
+            min_cleanable_dirty_ratio: 0.5,
+            ..config()
+        };
+        let offsets = TopicPartition::new("__consumer_offsets", 0);
+        let skipped = TopicPartition::new("__consumer_offsets", 1);
+        let plain = TopicPartition::new("plain", 0);
+        let mut logs = Vec::new();
+        for (tp, config) in [
+            (offsets.clone(), compact.clone()),
+            (skipped.clone(), compact.clone()),
+            (plain.clone(), config()),
+        ] {
+            let log = manager.create(tp, config.clone(), NOW).unwrap();
+            {
+                let mut log = log.write().unwrap();
+                let compacted = config.cleanup_policy.compacts();
+                for i in 0..12 {
+                    let value = format!("{i}");
+                    let batch = if compacted {
+                        kv_batch(
+                            &[("group-a", Some(value.as_str())), ("group-b", Some("x"))],
+                            NOW,
+                        )
+                    } else {
+                        batch_at(2, NOW, 10)
+                    };
+                    log.append_as_leader(batch, 0, NOW).unwrap();
+                }
+                log.roll().unwrap();
+            }
+            logs.push(log);
+        }
+        let sizes: Vec<u64> = logs
+            .iter()
+            .map(|l| l.read().unwrap().size_bytes())
+            .collect();
+        // Partition 1 has no known high watermark: skipped.
+        let summary = manager.clean(NOW, |tp| (tp.partition == 0).then_some(24));
+        assert_eq!(summary.partitions_cleaned, 1);
+        assert!(summary.failed.is_empty());
+        assert_eq!(summary.records_removed, 22);
+        assert!(logs[0].read().unwrap().size_bytes() < sizes[0]);
+        assert_eq!(logs[1].read().unwrap().size_bytes(), sizes[1]);
+        assert_eq!(logs[2].read().unwrap().size_bytes(), sizes[2]);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(CLEANER_OFFSET_CHECKPOINT)).unwrap(),
+            "0\n1\n__consumer_offsets 0 24\n"
+        );
+        // Nothing new: nothing due.
+        assert_eq!(manager.clean(NOW, |_| Some(24)).partitions_cleaned, 1);
+        assert_eq!(manager.clean(NOW, |_| Some(24)).partitions_cleaned, 0);
+        // The two-step form: take the cleaner, release the manager, run it.
+        let cleaner = manager.cleaner();
+        assert_eq!(cleaner.run(NOW, |_| Some(24)).partitions_cleaned, 0);
+        manager.set_cleaner_config(CleanerConfig {
+            offset_map_bytes: 1,
+            ..CleanerConfig::default()
+        });
+        assert_eq!(manager.cleaner_config().offset_map_bytes, 1);
+        manager.shutdown().unwrap();
+        let text = std::fs::read_to_string(dir.path().join(CLEANER_OFFSET_CHECKPOINT)).unwrap();
+        assert_eq!(
+            text,
+            "0\n2\n__consumer_offsets 0 24\n__consumer_offsets 1 24\n"
+        );
+        drop((logs, manager));
+
+        let manager = LogManager::open(dir.path(), config(), NOW).unwrap();
+        let log = manager.get(&offsets).unwrap();
+        assert_eq!(log.read().unwrap().cleaner_offset(), Some(24));
+        assert_eq!(
+            manager
+                .get(&plain)
+                .unwrap()
+                .read()
+                .unwrap()
+                .cleaner_offset(),
+            None
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! <data dir>/
 //!   recovery-point-offset-checkpoint   per partition: offset below which the log is fsynced
 //!   log-start-offset-checkpoint        per partition: the log start offset
+//!   cleaner-offset-checkpoint          per compacted partition: offset below which it is compacted
 //!   <topic>-<partition>/
 //!     00000000000000000000.log         record batches, exactly as produced (v2)
 //!     00000000000000000000.index       sparse offset index
@@ -15,6 +16,8 @@
 //!     00000000000000004711.log         next segment: named by its base offset, 20 digits
 //!     ...
 //!     leader-epoch-checkpoint          leader epoch → start offset
+//!     <base>.log.cleaned               (transient) a segment the log cleaner is writing
+//!     <base>.<last>.log.swap           (transient) a cleaned segment replacing base..=last
 //! ```
 //!
 //! - **`.log`**: Kafka record batches (message format v2, see [`batch`]) back to back,
@@ -33,6 +36,13 @@
 //!
 //! Index files are caches: they are always rebuildable from the `.log`, and are rebuilt
 //! when missing or inconsistent.
+//!
+//! # Compaction
+//!
+//! Topics with `cleanup.policy=compact` are compacted by the log cleaner ([`cleaner`]):
+//! closed segments below the high watermark are rewritten keeping only the latest record
+//! of each key, with offsets unchanged, and swapped in crash-safely. Retention by time
+//! and size applies only to topics whose policy includes `delete`.
 //!
 //! # Durability and recovery
 //!
@@ -59,6 +69,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod cleaner;
 pub mod config;
 pub mod epoch_cache;
 pub mod error;
@@ -77,7 +88,8 @@ pub mod topic_partition;
 pub(crate) mod test_util;
 
 pub use batch::{BatchError, BatchHeader};
-pub use config::{FsyncPolicy, LogConfig};
+pub use cleaner::{CleanStats, CleanerConfig, CleanerSummary, LogCleaner};
+pub use config::{CleanupPolicy, FsyncPolicy, LogConfig};
 pub use epoch_cache::{EpochEndOffset, EpochEntry, LeaderEpochCache};
 pub use error::LogError;
 pub use manager::{LogManager, MaintenanceSummary, SharedPartitionLog};

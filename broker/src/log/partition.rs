@@ -10,9 +10,15 @@
 //! Failure: if a write, fsync or file operation fails midway, what reached the disk is
 //! unknown, so the log refuses further writes ([`LogError::Failed`]) until it is reopened
 //! (which recovers it). Reads keep working.
+//!
+//! Compaction ([`cleaner`](super::cleaner)) replaces closed segments by cleaned ones; the
+//! log keeps the cleaner offset (below it everything is compacted) for the manager's
+//! `cleaner-offset-checkpoint`. Retention by time and size applies only when
+//! `cleanup.policy` includes `delete`.
 
 use super::batch::{self, PATCHED_PREFIX_LEN};
 use super::checkpoint::{self, LEADER_EPOCH_CHECKPOINT};
+use super::cleaner::{self, CleanStats, Cleaned, CleanerConfig};
 use super::config::{FsyncPolicy, LogConfig};
 use super::epoch_cache::{EpochEndOffset, EpochEntry, LeaderEpochCache};
 use super::error::LogError;
@@ -24,6 +30,8 @@ use super::topic_partition::TopicPartition;
 use bytes::Bytes;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use tracing::{debug, error, info, warn};
 
 /// What an append stored.
@@ -85,6 +93,17 @@ pub struct PartitionLog {
     last_flush_ms: i64,
     /// Set when a write failed: the log refuses writes.
     failure: Option<String>,
+    /// The cleaner offset: everything below it is compacted (`None`: never cleaned).
+    cleaner_offset: Option<i64>,
+    /// The earliest delete horizon of the tombstones the last clean kept (in memory
+    /// only): once passed, a clean is due even if the log is not dirty.
+    delete_horizon: Option<i64>,
+    /// Truncations so far: a clean planned before a truncation must not swap after it.
+    truncations: u64,
+    /// Set while a cleaning pass of this log is under way (see `cleaner::CleaningGuard`).
+    cleaning: Arc<AtomicBool>,
+    /// Set when the partition is deleted.
+    deleted: bool,
 }
 
 impl PartitionLog {
@@ -123,6 +142,7 @@ impl PartitionLog {
         config.validate()?;
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(LogError::io("create", &dir))?;
+        recovery::complete_swaps(&dir, &tp)?;
         let bases = list_segments(&dir, &tp)?;
 
         let epoch_path = dir.join(LEADER_EPOCH_CHECKPOINT);
@@ -212,6 +232,11 @@ impl PartitionLog {
             epochs,
             last_flush_ms: now_ms,
             failure: None,
+            cleaner_offset: None,
+            delete_horizon: None,
+            truncations: 0,
+            cleaning: Arc::new(AtomicBool::new(false)),
+            deleted: false,
         };
         let end = log.log_end_offset();
         log.epochs.truncate_from_end(end);
@@ -299,6 +324,37 @@ impl PartitionLog {
         self.failure.is_some()
     }
 
+    /// The log cleaner's offset: everything below it is compacted (`None` until the first
+    /// clean, or after a full truncation).
+    pub fn cleaner_offset(&self) -> Option<i64> {
+        self.cleaner_offset
+    }
+
+    /// Restores the cleaner offset from the data directory's checkpoint.
+    pub(crate) fn set_cleaner_offset(&mut self, offset: Option<i64>) {
+        self.cleaner_offset = offset;
+    }
+
+    /// The segments, oldest first; the last one is active.
+    pub(super) fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// The earliest delete horizon of tombstones the last clean kept.
+    pub(super) fn delete_horizon(&self) -> Option<i64> {
+        self.delete_horizon
+    }
+
+    /// How many truncations the log has seen since it was opened.
+    pub(super) fn truncation_count(&self) -> u64 {
+        self.truncations
+    }
+
+    /// The flag a cleaning pass of this log holds.
+    pub(super) fn cleaning_flag(&self) -> &Arc<AtomicBool> {
+        &self.cleaning
+    }
+
     fn active(&self) -> &Segment {
         // The list is never empty: every path that removes segments adds one back.
         &self.segments[self.segments.len() - 1]
@@ -332,6 +388,12 @@ impl PartitionLog {
     /// Marks the log deleted: it refuses writes from now on.
     pub(crate) fn mark_deleted(&mut self) {
         self.failure = Some("the partition was deleted".into());
+        self.deleted = true;
+    }
+
+    /// True once the partition was deleted.
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.deleted
     }
 
     /// Appends a producer's batches as the leader: each is validated (v2, CRC-32C,
@@ -351,10 +413,15 @@ impl PartitionLog {
         let mut next = self.log_end_offset();
         let mut position = 0u64;
         let mut record_count = 0u64;
+        let compacted = self.config.cleanup_policy.compacts();
         for (index, part) in batch::batches(&records).enumerate() {
             let part = part.map_err(|source| LogError::InvalidBatch { index, source })?;
             let header = batch::validate_producer_batch(&part)
                 .map_err(|source| LogError::InvalidBatch { index, source })?;
+            if compacted {
+                cleaner::check_keys(&part)
+                    .map_err(|source| LogError::InvalidBatch { index, source })?;
+            }
             if part.len() > self.config.max_message_bytes {
                 return Err(LogError::RecordTooLarge {
                     size: part.len(),
@@ -660,7 +727,11 @@ impl PartitionLog {
             .segments
             .partition_point(|s| s.base_offset() <= from_offset)
             .saturating_sub(1);
-        while i < self.segments.len() && from_offset >= self.segments[i].next_offset() {
+        // Past segments that end before the offset, and empty ones (compaction can empty a
+        // segment; its next offset is then its base, which may lie above the offset).
+        while i < self.segments.len()
+            && (from_offset >= self.segments[i].next_offset() || self.segments[i].is_empty())
+        {
             i += 1;
         }
         let Some(seg) = self.segments.get(i) else {
@@ -789,9 +860,10 @@ impl PartitionLog {
     /// Deletes whole non-active segments by `retention.ms` (largest timestamp older than
     /// it), `retention.bytes` (while the log stays at least that large without them) and
     /// the log start offset (wholly below it), oldest first, stopping at the first segment
-    /// that stays. Segments reaching at or above `high_watermark` are kept (data not yet
-    /// replicated is never deleted). The log start offset moves to the first remaining
-    /// segment. The broker calls this periodically through the `LogManager`.
+    /// that stays. Time and size apply only if `cleanup.policy` includes `delete`.
+    /// Segments reaching at or above `high_watermark` are kept (data not yet replicated is
+    /// never deleted). The log start offset moves to the first remaining segment. The
+    /// broker calls this periodically through the `LogManager`.
     pub fn enforce_retention(
         &mut self,
         now_ms: i64,
@@ -800,10 +872,13 @@ impl PartitionLog {
         self.check_writable()?;
         let end = self.log_end_offset();
         let bound = high_watermark.map_or(end, |hw| hw.min(end));
+        let deletes = self.config.cleanup_policy.deletes();
         let retention_ms = self
             .config
             .retention_ms
+            .filter(|_| deletes)
             .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
+        let retention_bytes = self.config.retention_bytes.filter(|_| deletes);
         let mut remaining = self.size_bytes();
         let mut n = 0;
         while n + 1 < self.segments.len() {
@@ -815,10 +890,8 @@ impl PartitionLog {
             let below_start = next_base <= self.log_start_offset;
             let expired =
                 retention_ms.is_some_and(|ms| now_ms.saturating_sub(seg.largest_timestamp()) > ms);
-            let oversized = self
-                .config
-                .retention_bytes
-                .is_some_and(|max| remaining.saturating_sub(seg.size()) >= max);
+            let oversized =
+                retention_bytes.is_some_and(|max| remaining.saturating_sub(seg.size()) >= max);
             if !(below_start || expired || oversized) {
                 break;
             }
@@ -881,6 +954,7 @@ impl PartitionLog {
     }
 
     fn truncate_inner(&mut self, offset: i64) -> Result<(), LogError> {
+        self.truncations += 1;
         let old_end = self.log_end_offset();
         let mut removed = 0u64;
         while self.active().base_offset() >= offset {
@@ -895,6 +969,7 @@ impl PartitionLog {
             new_end = end, bytes = removed, "truncated log");
         self.recovery_point = self.recovery_point.min(end);
         self.log_start_offset = self.log_start_offset.min(end);
+        self.cleaner_offset = self.cleaner_offset.map(|o| o.min(end));
         if self.epochs.truncate_from_end(end) {
             self.persist_epochs()?;
         }
@@ -913,6 +988,9 @@ impl PartitionLog {
     }
 
     fn truncate_fully_inner(&mut self, offset: i64) -> Result<(), LogError> {
+        self.truncations += 1;
+        self.cleaner_offset = None;
+        self.delete_horizon = None;
         info!(topic = %self.tp.topic, partition = self.tp.partition, offset,
             old_end = self.log_end_offset(), "truncating the whole log");
         let old = std::mem::take(&mut self.segments);
@@ -933,6 +1011,142 @@ impl PartitionLog {
         self.recovery_point = offset;
         if self.epochs.clear() {
             self.persist_epochs()?;
+        }
+        Ok(())
+    }
+
+    /// Compacts the log now if it is due, holding `&mut self` for the whole pass (the
+    /// broker cleans through [`LogCleaner`](super::cleaner::LogCleaner), which holds the
+    /// lock only to plan and to swap). `max_offset` is the high watermark: nothing at or
+    /// above it is touched. `Ok(None)` if nothing was due. See [`cleaner`](super::cleaner).
+    pub fn clean(
+        &mut self,
+        now_ms: i64,
+        max_offset: i64,
+        config: &CleanerConfig,
+    ) -> Result<Option<CleanStats>, LogError> {
+        let Some(plan) = cleaner::plan(self, now_ms, max_offset) else {
+            return Ok(None);
+        };
+        let cleaned = plan.execute(config)?;
+        self.install_cleaned(cleaned, now_ms)
+    }
+
+    /// The swap step of a clean: replaces the planned segments by the cleaned files
+    /// (unless the log changed since the plan: then the files are deleted and `Ok(None)`
+    /// returned) and moves the cleaner offset. See [`cleaner`](super::cleaner) for the
+    /// order of renames that recovery relies on.
+    pub(crate) fn install_cleaned(
+        &mut self,
+        cleaned: Cleaned,
+        now_ms: i64,
+    ) -> Result<Option<CleanStats>, LogError> {
+        if self.failure.is_some()
+            || cleaned.truncations != self.truncations
+            || !cleaned.groups.iter().all(|g| self.holds(&g.members))
+        {
+            debug!(topic = %self.tp.topic, partition = self.tp.partition,
+                "the log changed while it was cleaned; dropping the cleaned segments");
+            cleaned.discard();
+            return Ok(None);
+        }
+        if !cleaned.groups.is_empty() {
+            let result = self.swap_in(&cleaned, now_ms);
+            self.guard(result)?;
+        }
+        self.cleaner_offset = Some(cleaned.cleaned_up_to.min(self.log_end_offset()));
+        self.delete_horizon = cleaned.delete_horizon;
+        Ok(Some(cleaned.stats))
+    }
+
+    /// True if `members` are still consecutive closed segments of this log, unchanged.
+    fn holds(&self, members: &[cleaner::SourceSegment]) -> bool {
+        let Some(first) = members.first() else {
+            return false;
+        };
+        let Some(i) = self
+            .segments
+            .iter()
+            .position(|s| s.base_offset() == first.base_offset)
+        else {
+            return false;
+        };
+        // Never the active segment: it is the last one.
+        i + members.len() < self.segments.len()
+            && members
+                .iter()
+                .zip(&self.segments[i..])
+                .all(|(m, s)| m.is(s))
+    }
+
+    fn swap_in(&mut self, cleaned: &Cleaned, now_ms: i64) -> Result<(), LogError> {
+        let dir = self.dir.clone();
+        let rename = |from: PathBuf, to: PathBuf| {
+            std::fs::rename(&from, &to).map_err(LogError::io("rename", &from))
+        };
+        // The commit point of each group: its `.log.swap` exists (see the cleaner docs).
+        for g in &cleaned.groups {
+            rename(
+                cleaner::cleaned_file(&dir, g.base_offset, "log"),
+                cleaner::swap_file(&dir, g.base_offset, g.last_base_offset()),
+            )?;
+        }
+        fjord_shared::fs::sync_dir(&dir).map_err(LogError::io("fsync", &dir))?;
+        for g in &cleaned.groups {
+            for m in &g.members[1..] {
+                segment::delete_files(&dir, m.base_offset)?;
+            }
+            let base = g.base_offset;
+            rename(
+                cleaner::cleaned_file(&dir, base, "index"),
+                segment::index_file(&dir, base),
+            )?;
+            rename(
+                cleaner::cleaned_file(&dir, base, "timeindex"),
+                segment::time_index_file(&dir, base),
+            )?;
+            rename(
+                cleaner::swap_file(&dir, base, g.last_base_offset()),
+                segment::log_file(&dir, base),
+            )?;
+        }
+        fjord_shared::fs::sync_dir(&dir).map_err(LogError::io("fsync", &dir))?;
+        for g in &cleaned.groups {
+            let base = g.base_offset;
+            let Some(i) = self.segments.iter().position(|s| s.base_offset() == base) else {
+                return Err(LogError::Cleaner(format!("segment {base} vanished")));
+            };
+            let seg = match Segment::load(&dir, base, now_ms)? {
+                Loaded::Ready(seg) => seg,
+                Loaded::NeedsRecovery(reason) => {
+                    warn!(topic = %self.tp.topic, partition = self.tp.partition,
+                        file = %segment::log_file(&dir, base).display(), %reason,
+                        "a cleaned segment does not match its indexes; recovering it");
+                    let min_offset = match i.checked_sub(1) {
+                        Some(p) => self.segments[p].next_offset(),
+                        None => base,
+                    };
+                    let recovered = recovery::recover_segment(
+                        &dir,
+                        base,
+                        min_offset,
+                        self.config.index_interval_bytes,
+                        now_ms,
+                    )?;
+                    if let Some(t) = recovered.truncation {
+                        return Err(LogError::Cleaner(format!(
+                            "the cleaned segment {base} is invalid at position {}: {}",
+                            t.position, t.reason
+                        )));
+                    }
+                    let mut seg = recovered.segment;
+                    seg.seal()?;
+                    seg
+                }
+            };
+            debug!(topic = %self.tp.topic, partition = self.tp.partition, base_offset = base,
+                replaced = g.members.len(), bytes = seg.size(), "swapped in a cleaned segment");
+            self.segments.splice(i..i + g.members.len(), [seg]);
         }
         Ok(())
     }
@@ -981,7 +1195,7 @@ fn list_segments(dir: &Path, tp: &TopicPartition) -> Result<Vec<i64>, LogError> 
 }
 
 /// A 20-digit segment file stem as an offset.
-fn parse_base_offset(stem: &str) -> Option<i64> {
+pub(super) fn parse_base_offset(stem: &str) -> Option<i64> {
     if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -1010,6 +1224,7 @@ mod tests {
             max_message_bytes: 1 << 20,
             index_interval_bytes: 100,
             fsync: FsyncPolicy::Never,
+            ..LogConfig::default()
         }
     }
 
@@ -1250,6 +1465,44 @@ mod tests {
         assert_eq!(outcome.deleted_segments, 2);
         assert_eq!(log.segment_base_offsets(), vec![12]);
         assert_eq!(bases(&log.read(12, 1, i64::MAX).unwrap().records), vec![12]);
+    }
+
+    #[test]
+    fn retention_by_time_and_size_applies_only_with_the_delete_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            retention_ms: Some(10_000),
+            retention_bytes: Some(1),
+            cleanup_policy: crate::log::CleanupPolicy::Compact,
+            ..small_config()
+        };
+        let mut log = open(dir.path(), config.clone());
+        for _ in 0..3 {
+            log.append_as_leader(
+                crate::log::test_util::kv_batch(&[("k", Some("v"))], NOW - 60_000),
+                0,
+                NOW,
+            )
+            .unwrap();
+            log.roll().unwrap();
+        }
+        assert_eq!(
+            log.enforce_retention(NOW, None).unwrap().deleted_segments,
+            0
+        );
+        // The log start still drops whole segments below it (DeleteRecords).
+        log.delete_records_before(1).unwrap();
+        assert_eq!(log.segment_base_offsets(), vec![1, 2, 3]);
+        log.set_config(LogConfig {
+            cleanup_policy: crate::log::CleanupPolicy::CompactDelete,
+            ..config
+        })
+        .unwrap();
+        assert_eq!(
+            log.enforce_retention(NOW, None).unwrap().deleted_segments,
+            2
+        );
+        assert_eq!(log.segment_base_offsets(), vec![3]);
     }
 
     #[test]

@@ -8,15 +8,24 @@
 //! it read, with the same rule appends use, and rewrites the index files if they differ.
 //! The partition log decides which segments to recover (everything from the recovery
 //! point on, and always the active segment) and deletes segments after a cut.
+//!
+//! Before any of that, [`complete_swaps`] settles what an interrupted log cleaner swap
+//! left: uncommitted `*.cleaned` files are deleted, committed `<base>.<last>.log.swap`
+//! files replace the segments they were cleaned from (see [`cleaner`](super::cleaner)).
 
+use super::cleaner::{self, CLEANED_SUFFIX, SWAP_SUFFIX};
 use super::epoch_cache::EpochEntry;
 use super::error::LogError;
 use super::index::{IndexEntry, OffsetIndex};
+use super::partition::parse_base_offset;
 use super::scan::{FileScanner, Step, FULL_SCAN_CHUNK};
 use super::segment::{self, IndexState, Segment, MAX_RELATIVE_OFFSET};
 use super::time_index::{TimeIndex, TimeIndexEntry};
+use super::topic_partition::TopicPartition;
 use std::fs::OpenOptions;
+use std::io;
 use std::path::Path;
+use tracing::{debug, warn};
 
 /// What recovery cut off the end of a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,8 +177,75 @@ pub(crate) fn recover_segment(
     })
 }
 
+/// Settles the files an interrupted log cleaner swap left in `dir` (see
+/// [`cleaner`](super::cleaner)): deletes every `*.cleaned` file (a pass that had not
+/// committed: the segments it read are intact), and finishes every
+/// `<base>.<last>.log.swap` (a committed pass): the segments with base offsets in
+/// `(base, last]` are deleted, as are `base`'s index files, and the swap file becomes
+/// `<base>.log`. The swapped segments have no indexes afterwards, so opening the log
+/// rebuilds them from the `.log`. Safe to run again after a crash midway.
+pub(crate) fn complete_swaps(dir: &Path, tp: &TopicPartition) -> Result<(), LogError> {
+    let mut swaps = Vec::new();
+    let mut logs = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(LogError::io("list", dir))?;
+    for entry in entries {
+        let entry = entry.map_err(LogError::io("list", dir))?;
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if name.ends_with(CLEANED_SUFFIX) {
+            debug!(topic = %tp.topic, partition = tp.partition, file = %path.display(),
+                "removing a file of an unfinished log cleaner pass");
+            remove_if_present(&path)?;
+        } else if let Some(stem) = name
+            .strip_suffix(SWAP_SUFFIX)
+            .and_then(|n| n.strip_suffix(".log"))
+        {
+            let range = stem
+                .split_once('.')
+                .and_then(|(b, l)| Some((parse_base_offset(b)?, parse_base_offset(l)?)));
+            match range {
+                Some((base, last)) if last >= base => swaps.push((base, last)),
+                _ => {
+                    warn!(topic = %tp.topic, partition = tp.partition, file = %path.display(),
+                        "removing a swap file of unknown form");
+                    remove_if_present(&path)?;
+                }
+            }
+        } else if let Some(base) = name.strip_suffix(".log").and_then(parse_base_offset) {
+            logs.push(base);
+        }
+    }
+    if swaps.is_empty() {
+        return Ok(());
+    }
+    swaps.sort_unstable();
+    for (base, last) in swaps {
+        for &old in logs.iter().filter(|&&b| b > base && b <= last) {
+            segment::delete_files(dir, old)?;
+        }
+        remove_if_present(&segment::index_file(dir, base))?;
+        remove_if_present(&segment::time_index_file(dir, base))?;
+        let swap = cleaner::swap_file(dir, base, last);
+        let log = segment::log_file(dir, base);
+        std::fs::rename(&swap, &log).map_err(LogError::io("rename", &swap))?;
+        warn!(topic = %tp.topic, partition = tp.partition, file = %log.display(),
+            replaced_up_to = last, "finished a log cleaner swap a crash interrupted");
+    }
+    fjord_shared::fs::sync_dir(dir).map_err(LogError::io("fsync", dir))
+}
+
+fn remove_if_present(path: &Path) -> Result<(), LogError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(LogError::io("delete", path)(e)),
+    }
+}
+
 /// The time index's append rule: only a larger timestamp makes an entry.
-fn push_time_entry(entries: &mut Vec<TimeIndexEntry>, entry: TimeIndexEntry) {
+pub(crate) fn push_time_entry(entries: &mut Vec<TimeIndexEntry>, entry: TimeIndexEntry) {
     if entry.timestamp > entries.last().map_or(-1, |e| e.timestamp) {
         entries.push(entry);
     }
@@ -196,6 +272,7 @@ mod tests {
             max_message_bytes: 1 << 20,
             index_interval_bytes: 150,
             fsync: FsyncPolicy::Never,
+            ..LogConfig::default()
         }
     }
 

@@ -17,6 +17,30 @@ pub(crate) struct TestBatch {
     pub records: Vec<(i64, Vec<u8>)>,
     /// For a "compressed" batch: `(record count, opaque bytes)` replaces `records`.
     pub opaque_records: Option<(i32, Vec<u8>)>,
+    /// Records with keys, null values and headers; when not empty, replaces `records`.
+    pub keyed: Vec<TestRecord>,
+}
+
+/// A record with everything a record can have.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TestRecord {
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    /// `None` is a tombstone.
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl TestRecord {
+    /// A record `key = value` (`None`: a tombstone) at `timestamp`.
+    pub(crate) fn kv(timestamp: i64, key: &str, value: Option<&str>) -> TestRecord {
+        TestRecord {
+            timestamp,
+            key: Some(key.as_bytes().to_vec()),
+            value: value.map(|v| v.as_bytes().to_vec()),
+            headers: Vec::new(),
+        }
+    }
 }
 
 impl Default for TestBatch {
@@ -30,7 +54,18 @@ impl Default for TestBatch {
             base_sequence: -1,
             records: Vec::new(),
             opaque_records: None,
+            keyed: Vec::new(),
         }
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(b) => {
+            put_varlong(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
+        None => put_varlong(out, -1),
     }
 }
 
@@ -50,8 +85,35 @@ fn put_varlong(out: &mut Vec<u8>, v: i64) {
 pub(crate) fn encode_batch(b: &TestBatch) -> Bytes {
     let mut base_ts = b.records.first().map_or(NO_TIMESTAMP, |r| r.0);
     let mut max_ts = b.records.iter().map(|r| r.0).max().unwrap_or(NO_TIMESTAMP);
+    if !b.keyed.is_empty() {
+        base_ts = b.keyed[0].timestamp;
+        max_ts = b
+            .keyed
+            .iter()
+            .map(|r| r.timestamp)
+            .max()
+            .unwrap_or(NO_TIMESTAMP);
+    }
     let (count, records) = match &b.opaque_records {
         Some((count, bytes)) => (*count, bytes.clone()),
+        None if !b.keyed.is_empty() => {
+            let mut out = Vec::new();
+            for (i, r) in b.keyed.iter().enumerate() {
+                let mut body = vec![0u8]; // attributes
+                put_varlong(&mut body, r.timestamp - base_ts);
+                put_varlong(&mut body, i as i64);
+                put_bytes(&mut body, r.key.as_deref());
+                put_bytes(&mut body, r.value.as_deref());
+                put_varlong(&mut body, r.headers.len() as i64);
+                for (k, v) in &r.headers {
+                    put_bytes(&mut body, Some(k));
+                    put_bytes(&mut body, v.as_deref());
+                }
+                put_varlong(&mut out, body.len() as i64);
+                out.extend_from_slice(&body);
+            }
+            (b.keyed.len() as i32, out)
+        }
         None => {
             let mut out = Vec::new();
             for (i, (ts, value)) in b.records.iter().enumerate() {
@@ -117,6 +179,17 @@ pub(crate) fn batch_from(base_offset: i64, count: usize, ts: i64, epoch: i32) ->
         base_offset,
         leader_epoch: epoch,
         records: (0..count).map(|_| (ts, vec![b'f'; 8])).collect(),
+        ..TestBatch::default()
+    })
+}
+
+/// A batch of keyed records `(key, value)` (value `None`: a tombstone), all at `ts`.
+pub(crate) fn kv_batch(records: &[(&str, Option<&str>)], ts: i64) -> Bytes {
+    encode_batch(&TestBatch {
+        keyed: records
+            .iter()
+            .map(|(k, v)| TestRecord::kv(ts, k, *v))
+            .collect(),
         ..TestBatch::default()
     })
 }

@@ -491,7 +491,9 @@ impl Partition {
                         h.producer_id(),
                         h.producer_epoch(),
                         h.base_sequence(),
-                        h.record_count(),
+                        // The last offset delta, not the count: compaction may have
+                        // removed records, but the sequence range stays (Kafka's rule).
+                        h.last_offset_delta() + 1,
                         h.base_offset(),
                     );
                 }
@@ -739,6 +741,25 @@ fn log_config(defaults: &LogConfig, topic: &BTreeMap<String, String>) -> LogConf
     if let Some(v) = num("max.message.bytes") {
         c.max_message_bytes = v.max(0) as usize;
     }
+    if let Some(p) = topic
+        .get("cleanup.policy")
+        .and_then(|v| crate::log::config::CleanupPolicy::parse(v))
+    {
+        c.cleanup_policy = p;
+    }
+    if let Some(v) = topic
+        .get("min.cleanable.dirty.ratio")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| (0.0..=1.0).contains(v))
+    {
+        c.min_cleanable_dirty_ratio = v;
+    }
+    if let Some(v) = num("delete.retention.ms") {
+        c.delete_retention_ms = v.max(0) as u64;
+    }
+    if let Some(v) = num("min.compaction.lag.ms") {
+        c.min_compaction_lag_ms = v.max(0) as u64;
+    }
     c
 }
 
@@ -982,6 +1003,19 @@ impl ReplicaManager {
         }
     }
 
+    /// Compacts the logs of `cleanup.policy=compact` topics that are dirty enough, below
+    /// each partition's high watermark. The manager lock is released while it works.
+    fn clean(&self) {
+        let cleaner = match self.logs.lock() {
+            Ok(l) => l.cleaner(),
+            Err(_) => return,
+        };
+        let summary = cleaner.run(now_ms(), |tp| {
+            self.partitions.get(tp).map(|p| p.high_watermark())
+        });
+        tracing::debug!(?summary, "log cleaner pass");
+    }
+
     /// Partitions this broker leads, for the ISR checks.
     fn leading(&self) -> Vec<Arc<Partition>> {
         self.partitions
@@ -1037,7 +1071,9 @@ fn rebuild_producer_states(log: &SharedPartitionLog) -> ProducerStates {
                     h.producer_id(),
                     h.producer_epoch(),
                     h.base_sequence(),
-                    h.record_count(),
+                    // The last offset delta, not the count: compaction may have
+                    // removed records, but the sequence range stays (Kafka's rule).
+                    h.last_offset_delta() + 1,
                     h.base_offset(),
                 );
             }
@@ -1105,11 +1141,15 @@ pub async fn follow_view(broker: Arc<Broker>, shutdown: CancellationToken) {
     }
 }
 
+/// How often the log cleaner looks for dirty compacted logs (log.cleaner.backoff.ms).
+const CLEANER_BACKOFF: Duration = Duration::from_secs(15);
+
 /// Periodic log maintenance: interval fsyncs and checkpoints every second, retention every
-/// `--retention-check-ms`.
+/// `--retention-check-ms`, compaction every 15 s.
 pub async fn housekeeping(broker: Arc<Broker>, shutdown: CancellationToken) {
     let retention_every = Duration::from_millis(broker.config.retention_check_ms.max(1000));
     let mut last_retention = tokio::time::Instant::now();
+    let mut last_clean = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -1119,8 +1159,18 @@ pub async fn housekeeping(broker: Arc<Broker>, shutdown: CancellationToken) {
         if retention {
             last_retention = tokio::time::Instant::now();
         }
+        let clean = last_clean.elapsed() >= CLEANER_BACKOFF;
+        if clean {
+            last_clean = tokio::time::Instant::now();
+        }
         let b = broker.clone();
-        let _ = tokio::task::spawn_blocking(move || b.replicas.maintain(retention)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            b.replicas.maintain(retention);
+            if clean {
+                b.replicas.clean();
+            }
+        })
+        .await;
     }
 }
 
