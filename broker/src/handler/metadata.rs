@@ -67,6 +67,26 @@ fn topic_entry(view: &ClusterView, name: &str, version: i16) -> MetadataResponse
     topic
 }
 
+/// The longest a Metadata answer waits for the controller to replace dead leaders.
+const ELECTION_WAIT: Duration = Duration::from_millis(500);
+
+/// Whether a partition of `topic` is led by a broker that is gone while another in-sync
+/// replica is alive, with a controller in place to elect it: a new leader is imminent.
+fn awaiting_election(view: &ClusterView, topic: &str) -> bool {
+    if view.controller.is_none() {
+        return false;
+    }
+    view.topics.get(topic).is_some_and(|t| {
+        t.states.values().any(|(s, _)| {
+            s.leader >= 0
+                && !view.brokers.contains_key(&s.leader)
+                && s.isr
+                    .iter()
+                    .any(|r| *r != s.leader && view.brokers.contains_key(r))
+        })
+    })
+}
+
 pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
     let broker = ctx.broker;
     let version = ctx.version;
@@ -108,6 +128,29 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
         }
     }
     let names: Vec<String> = requested.unwrap_or_else(|| view.topics.keys().cloned().collect());
+    // A broker that just died has left the broker list, but the controller's new leaders
+    // for its partitions may reach this broker a few milliseconds later. Answering in
+    // between would tell clients those partitions have no leader, and librdkafka then
+    // waits for its next metadata refresh (a second) before it produces again. Wait
+    // briefly for the election instead, as Kafka's brokers never show that gap.
+    if names.iter().any(|n| awaiting_election(&view, n)) {
+        let mut rx = broker.cluster.subscribe();
+        let _ = tokio::time::timeout(ELECTION_WAIT, async {
+            loop {
+                if !names
+                    .iter()
+                    .any(|n| awaiting_election(&rx.borrow_and_update(), n))
+                {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        view = broker.cluster.view();
+    }
     let mut resp = MetadataResponse::default()
         .with_brokers(
             view.brokers
