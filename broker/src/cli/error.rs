@@ -41,6 +41,10 @@ pub enum CliError {
     /// Some records were not acknowledged by the brokers.
     #[error("{unacked} record(s) not acknowledged: {reason}")]
     NotAcknowledged { unacked: u64, reason: String },
+    /// A consumer group cannot do what was asked in its current state (it does not exist,
+    /// or it still has active members).
+    #[error("group {group}: {reason}")]
+    Group { group: String, reason: String },
     /// A bug: a task the command started failed.
     #[error("internal error: {0}")]
     Internal(String),

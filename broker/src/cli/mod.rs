@@ -3,7 +3,7 @@
 //! Commands are a clap-derived tree. Global flags name the endpoints (`--bootstrap` for the
 //! Kafka side, `--coordinator` for the ZooKeeper side), each with an `FJORD_*` environment
 //! fallback, so scripts can set them once. Each top-level command lives in its own module:
-//! `cluster`, `topics`, `produce` and `consume` speak Kafka to the brokers (through
+//! `cluster`, `topics`, `produce`, `consume` and `groups` speak Kafka to the brokers (through
 //! [`crate::client`]); `coord` speaks ZooKeeper to the coordinator (the znode tree and its
 //! watches).
 //!
@@ -14,6 +14,7 @@ mod cluster;
 mod consume;
 mod coord;
 mod error;
+mod groups;
 mod kafka;
 mod output;
 mod produce;
@@ -29,6 +30,7 @@ pub use self::cluster::ClusterArgs;
 pub use self::consume::{ConsumeArgs, StartAt};
 pub use self::coord::{CoordArgs, CoordCommand};
 pub use self::error::CliError;
+pub use self::groups::{GroupsArgs, GroupsCommand, ResetOffsetsArgs, TopicSelection};
 pub use self::kafka::KafkaArgs;
 pub use self::produce::ProduceArgs;
 pub use self::topics::{TopicsArgs, TopicsCommand};
@@ -73,6 +75,8 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Print a topic's records.
     Consume(ConsumeArgs),
+    /// List, describe and delete consumer groups, and reset their committed offsets.
+    Groups(GroupsArgs),
     /// Browse, change and watch the coordinator's znode tree.
     Coord(CoordArgs),
 }
@@ -115,6 +119,9 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             // Records are many small lines: buffer them (consume flushes after each fetch).
             let mut out = std::io::BufWriter::new(out.lock());
             consume::run(&cli.bootstrap, args, &mut out).await
+        }
+        Command::Groups(args) => {
+            groups::run(&cli.bootstrap, args, &mut out, &mut std::io::stderr()).await
         }
         Command::Coord(args) => coord::run(&cli.coordinator, args, &mut out).await,
     }
@@ -315,6 +322,99 @@ mod tests {
             panic!("not consume")
         };
         assert_eq!(c.from, StartAt::Beginning);
+    }
+
+    fn groups(args: &[&str]) -> Result<GroupsCommand, clap::Error> {
+        let mut v = vec!["groups"];
+        v.extend_from_slice(args);
+        parse(&v).map(|c| match c {
+            Command::Groups(g) => g.command,
+            other => panic!("not groups: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn groups_subcommands_parse() {
+        assert!(matches!(groups(&["list"]).unwrap(), GroupsCommand::List));
+        assert!(matches!(
+            groups(&["describe", "g", "--members"]).unwrap(),
+            GroupsCommand::Describe { group, members: true } if group == "g"
+        ));
+        assert!(groups(&["describe"]).is_err());
+        let GroupsCommand::Delete { groups: names } = groups(&["delete", "a", "b"]).unwrap() else {
+            panic!("not delete")
+        };
+        assert_eq!(names, ["a", "b"]);
+        assert!(groups(&["delete"]).is_err());
+        // Kafka flags after the subcommand.
+        let Command::Groups(g) = parse(&["groups", "list", "--retries", "2"]).unwrap() else {
+            panic!("not groups")
+        };
+        assert_eq!(g.kafka.retries, 2);
+    }
+
+    #[test]
+    fn reset_offsets_parses() {
+        let reset = |args: &[&str]| {
+            let mut v = vec!["reset-offsets", "g"];
+            v.extend_from_slice(args);
+            groups(&v).map(|c| match c {
+                GroupsCommand::ResetOffsets(r) => r,
+                other => panic!("not reset-offsets: {other:?}"),
+            })
+        };
+        let r = reset(&[
+            "--topic",
+            "orders:0,2",
+            "--topic",
+            "audit",
+            "--shift-by",
+            "-3",
+        ])
+        .unwrap();
+        assert_eq!(r.group, "g");
+        assert_eq!(
+            r.topics,
+            vec![
+                TopicSelection {
+                    topic: "orders".into(),
+                    partitions: Some(vec![0, 2])
+                },
+                TopicSelection {
+                    topic: "audit".into(),
+                    partitions: None
+                },
+            ]
+        );
+        assert_eq!(r.shift_by, Some(-3));
+        assert!(!r.execute);
+        let r = reset(&[
+            "--all-topics",
+            "--to-datetime",
+            "1970-01-01T00:00:01Z",
+            "--execute",
+        ])
+        .unwrap();
+        assert!(r.all_topics && r.execute);
+        assert_eq!(r.to_datetime, Some(1000));
+        assert!(
+            reset(&["--topic", "t", "--to-earliest"])
+                .unwrap()
+                .to_earliest
+        );
+        assert_eq!(
+            reset(&["--topic", "t", "--to-offset", "7"])
+                .unwrap()
+                .to_offset,
+            Some(7)
+        );
+        // Exactly one target, at least one scope.
+        assert!(reset(&["--topic", "t"]).is_err());
+        assert!(reset(&["--topic", "t", "--to-earliest", "--to-latest"]).is_err());
+        assert!(reset(&["--to-earliest"]).is_err());
+        assert!(reset(&["--topic", "t", "--to-offset", "-1"]).is_err());
+        assert!(reset(&["--topic", "t:x", "--to-latest"]).is_err());
+        assert!(reset(&["--topic", "t", "--to-datetime", "noon"]).is_err());
     }
 
     #[test]

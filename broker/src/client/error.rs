@@ -29,6 +29,22 @@ pub mod code {
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     /// An admin request reached a broker that is not the controller.
     pub const NOT_CONTROLLER: i16 = 41;
+    /// The group coordinator is still loading the group's state: retry.
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+    /// No coordinator for the group yet (e.g. `__consumer_offsets` is being created): retry.
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    /// The request went to a broker that does not coordinate the group: find it again.
+    pub const NOT_COORDINATOR: i16 = 16;
+    /// A commit carried a generation the group is not at.
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    /// A commit named a member the group does not have (a simple commit to an active group).
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    /// The group is rebalancing.
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    /// DeleteGroups of a group that still has members.
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    /// DeleteGroups of a group the coordinator does not know.
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
 }
 
 /// Why an exchange with a broker failed.
@@ -170,6 +186,20 @@ impl Error {
         ) || matches!(self, Error::NoLeader { .. } | Error::UnknownBroker { .. })
     }
 
+    /// Whether the group coordinator moved, is not known yet or is still loading: the right
+    /// move is to find the coordinator again and retry (the broker did not act on the
+    /// request).
+    pub fn needs_coordinator_refresh(&self) -> bool {
+        matches!(
+            self.kafka_code(),
+            Some(
+                code::COORDINATOR_LOAD_IN_PROGRESS
+                    | code::COORDINATOR_NOT_AVAILABLE
+                    | code::NOT_COORDINATOR
+            )
+        )
+    }
+
     /// Whether nothing can have reached the broker: the connection never opened.
     pub fn is_connect(&self) -> bool {
         matches!(self, Error::Connect { .. } | Error::ConnectTimeout { .. })
@@ -245,6 +275,10 @@ pub enum ProtocolError {
     /// Record batches that cannot be built or read.
     #[error("record batch: {reason}")]
     Records { reason: String },
+    /// Bytes embedded in a group response (a member's subscription or assignment, encoded
+    /// by the consumer protocol) that do not decode.
+    #[error("cannot decode a consumer protocol {what}: {reason}")]
+    ConsumerProtocol { what: &'static str, reason: String },
 }
 
 #[cfg(test)]
@@ -303,5 +337,19 @@ mod tests {
             partition: 0
         }
         .is_retriable(false));
+        for c in [
+            code::COORDINATOR_LOAD_IN_PROGRESS,
+            code::COORDINATOR_NOT_AVAILABLE,
+            code::NOT_COORDINATOR,
+        ] {
+            let moved = Error::kafka(ApiKey::OffsetFetch, "group g", c, None);
+            assert!(moved.needs_coordinator_refresh(), "{moved}");
+        }
+        assert!(
+            !Error::kafka(ApiKey::DeleteGroups, "group g", code::NON_EMPTY_GROUP, None)
+                .needs_coordinator_refresh()
+        );
+        assert_eq!(error_name(code::NON_EMPTY_GROUP), "NON_EMPTY_GROUP");
+        assert_eq!(error_name(code::NOT_COORDINATOR), "NOT_COORDINATOR");
     }
 }

@@ -13,8 +13,9 @@
 //!   controller, and bounded retries with backoff after errors that mean "metadata is
 //!   stale" (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE,
 //!   NOT_CONTROLLER) or "the broker could not be reached";
-//! - one file per operation: `produce.rs`, `fetch.rs`, `list_offsets.rs`, and `admin.rs`
-//!   (topics, partitions, configs, cluster);
+//! - one file per operation: `produce.rs`, `fetch.rs`, `list_offsets.rs`, `admin.rs`
+//!   (topics, partitions, configs, cluster), and `groups.rs` (consumer groups: coordinator
+//!   lookup, list, describe, offsets, delete);
 //! - `records.rs` (building and reading v2 batches), `partitioner.rs` (Kafka's murmur2
 //!   key partitioner), `metadata.rs` (the cluster view), `error.rs`.
 //!
@@ -27,6 +28,7 @@ mod admin;
 mod connection;
 mod error;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
 pub mod partitioner;
@@ -50,6 +52,10 @@ pub use self::admin::{ClusterDescription, ConfigChange, ConfigEntry, ConfigSourc
 pub use self::connection::Connection;
 pub use self::error::{code, error_name, Error, ProtocolError, Result};
 pub use self::fetch::{FetchOptions, FetchPosition, PartitionFetch};
+pub use self::groups::{
+    decode_assignment, CommittedOffset, GroupDescription, GroupListing, GroupMember,
+    TopicPartition, CONSUMER_PROTOCOL_TYPE,
+};
 pub use self::list_offsets::OffsetSpec;
 pub use self::metadata::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};
 pub use self::produce::{Acks, ProduceAck, ProduceOptions};

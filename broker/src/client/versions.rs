@@ -39,6 +39,19 @@ pub fn client_range(api: ApiKey) -> Option<(i16, i16)> {
         // v3 adds the replica id that followers send.
         ApiKey::OffsetForLeaderEpoch => (3, 4),
         ApiKey::ElectLeaders => (0, 2),
+        // Consumer groups (groups.rs). FindCoordinator v4+ looks up a batch of keys.
+        ApiKey::FindCoordinator => (0, 3),
+        // v4 adds each group's state.
+        ApiKey::ListGroups => (0, 4),
+        // v6 turns an unknown group from Dead into an error and adds a message; v5 is the
+        // last that answers as every Fjord and Kafka 2.x+ broker does.
+        ApiKey::DescribeGroups => (0, 5),
+        // v2 makes a null topic list mean "every partition with a committed offset"; v8+
+        // batches several groups in a different shape.
+        ApiKey::OffsetFetch => (1, 7),
+        // v9 is the KIP-848 shape (member epochs).
+        ApiKey::OffsetCommit => (2, 8),
+        ApiKey::DeleteGroups => (0, 2),
         _ => return None,
     };
     Some((min, max))
@@ -174,6 +187,29 @@ mod tests {
         assert_eq!(n.version(ApiKey::DeleteTopics), Ok(5));
         // Advertised by the broker, but not used by the client.
         assert!(!n.supports(ApiKey::JoinGroup));
+        let groups = Negotiated::from_broker(&[
+            av(ApiKey::FindCoordinator, 0, 3),
+            av(ApiKey::OffsetCommit, 2, 8),
+            av(ApiKey::OffsetFetch, 1, 7),
+            av(ApiKey::ListGroups, 0, 4),
+            av(ApiKey::DescribeGroups, 0, 5),
+            av(ApiKey::DeleteGroups, 0, 2),
+        ]);
+        assert_eq!(groups.version(ApiKey::FindCoordinator), Ok(3));
+        assert_eq!(groups.version(ApiKey::OffsetCommit), Ok(8));
+        assert_eq!(groups.version(ApiKey::OffsetFetch), Ok(7));
+        assert_eq!(groups.version(ApiKey::ListGroups), Ok(4));
+        assert_eq!(groups.version(ApiKey::DescribeGroups), Ok(5));
+        assert_eq!(groups.version(ApiKey::DeleteGroups), Ok(2));
+        // A newer Kafka broker: the client stays within what it was written for.
+        let kafka = Negotiated::from_broker(&[
+            av(ApiKey::FindCoordinator, 0, 6),
+            av(ApiKey::OffsetFetch, 1, 9),
+            av(ApiKey::DescribeGroups, 0, 6),
+        ]);
+        assert_eq!(kafka.version(ApiKey::FindCoordinator), Ok(3));
+        assert_eq!(kafka.version(ApiKey::OffsetFetch), Ok(7));
+        assert_eq!(kafka.version(ApiKey::DescribeGroups), Ok(5));
         assert_eq!(n.broker_range(ApiKey::JoinGroup), Some((0, 7)));
         // Used by the client, not advertised.
         let err = n.version(ApiKey::IncrementalAlterConfigs).unwrap_err();
