@@ -242,6 +242,34 @@ def check(acks, read, sent=None, first_offset: int | None = 0) -> CheckResult:
     return result
 
 
+def apply_broker_fault(rng, broker, fault: str, name: str, history, short_max: float, long_range) -> None:
+    """One chaos fault on a broker, noted in `history` under `name`:
+    "kill" (kill -9, restart after 0-3 s), "pause" (SIGSTOP for a random
+    time up to `short_max` s, or, half of the time, within `long_range`
+    (low, high) s, then SIGCONT) or "terminate" (SIGTERM, which must exit
+    0, then restart)."""
+    if fault == "kill":
+        down = rng.uniform(0.0, 3.0)
+        history.note(f"{name}: kill -9, restart after {down:.1f}s")
+        broker.kill()
+        time.sleep(down)
+        broker.restart()
+        history.note(f"{name}: restarted")
+    elif fault == "pause":
+        frozen = rng.choice([rng.uniform(0.5, short_max), rng.uniform(*long_range)])
+        history.note(f"{name}: SIGSTOP for {frozen:.1f}s")
+        broker.pause()
+        time.sleep(frozen)
+        broker.resume()
+        history.note(f"{name}: SIGCONT")
+    else:
+        history.note(f"{name}: SIGTERM")
+        code = broker.terminate(timeout=30)
+        assert code == 0, f"{name}: exit code {code} after SIGTERM"
+        broker.restart()
+        history.note(f"{name}: restarted")
+
+
 def read_back(bootstrap: str, topic: str, partitions: list[int], timeout: float = 90.0):
     """Every (partition, offset, value) of `partitions`, from the start to
     the high watermark, read with an assign()-only consumer."""

@@ -36,7 +36,7 @@ import os
 import random
 import time
 
-from chaos import History, Workload, check, read_everything
+from chaos import History, Workload, apply_broker_fault, check, read_everything
 from conftest import BROKER_SESSION_TIMEOUT_MS
 from kafka_helpers import (
     cluster_metadata,
@@ -114,27 +114,8 @@ def test_chaos(kafka_cluster):
             kind = rng.choice(TARGETS)
             broker, what = pick_target(rng, cluster, kind)
             name = f"round {round_no}: broker {broker.broker_id} ({what})"
-            if fault == "kill":
-                down = rng.uniform(0.0, 3.0)
-                history.note(f"{name}: kill -9, restart after {down:.1f}s")
-                broker.kill()
-                time.sleep(down)
-                broker.restart()
-                history.note(f"{name}: restarted")
-            elif fault == "pause":
-                # Half of the pauses outlast the session timeout.
-                frozen = rng.choice([rng.uniform(0.5, SESSION - 1), rng.uniform(SESSION + 1, SESSION + 5)])
-                history.note(f"{name}: SIGSTOP for {frozen:.1f}s")
-                broker.pause()
-                time.sleep(frozen)
-                broker.resume()
-                history.note(f"{name}: SIGCONT")
-            else:
-                history.note(f"{name}: SIGTERM")
-                code = broker.terminate(timeout=30)
-                assert code == 0, f"{name}: exit code {code} after SIGTERM"
-                broker.restart()
-                history.note(f"{name}: restarted")
+            # Half of the pauses outlast the session timeout.
+            apply_broker_fault(rng, broker, fault, name, history, SESSION - 1, (SESSION + 1, SESSION + 5))
             heal(cluster, history, round_no)
             rounds_run += 1
             time.sleep(rng.uniform(0.5, 2.0))
