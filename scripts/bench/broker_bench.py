@@ -17,6 +17,7 @@ import functools
 import logging
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -865,7 +866,10 @@ def failover_trial(args, cluster: Cluster, topic: str, number: int, work: Path, 
         sent += 1
 
     try:
-        # Steady state: keep sending until a second of sends has been acknowledged.
+        # Steady state: keep sending until 1-2 s (at random) of sends have been
+        # acknowledged, so that the kill falls at a random point of the client's
+        # once-a-second timers (a fixed delay would measure one phase of them only).
+        steady = 1.0 + random.uniform(0.0, 1.0)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         first_ack = None
         next_send = time.monotonic()
@@ -877,7 +881,7 @@ def failover_trial(args, cluster: Cluster, topic: str, number: int, work: Path, 
             producer.poll(max(0.0, min(next_send - time.monotonic(), 0.05)))
             if acks and first_ack is None:
                 first_ack = acks[0][1]
-            if first_ack is not None and time.monotonic() - first_ack >= 1.0:
+            if first_ack is not None and time.monotonic() - first_ack >= steady:
                 break
             if now > deadline:
                 raise BenchError(f"trial {number}: the producer got no steady acknowledgements within "

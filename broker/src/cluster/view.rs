@@ -14,6 +14,18 @@ use fjord_shared::cluster::{
 use fjord_shared::coord_client::{Client, Error as CoordError};
 use fjord_shared::jute::ErrorCode;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// How long Metadata keeps listing a broker after its registration went away.
+///
+/// A broker that dies leaves the broker list at the moment the controller moves its
+/// leaderships. librdkafka, given both changes in one Metadata answer, moves each
+/// partition to its new leader and then, while it decommissions the vanished broker,
+/// sets those same partitions back to "no leader"; it then waits for its next
+/// once-a-second metadata scan before it produces again. Listing the departed broker a
+/// little longer lets clients move their partitions first and drop the broker later.
+/// Leaders, ISR and offline replicas are still computed from live brokers only.
+pub const DEPARTED_GRACE: Duration = Duration::from_secs(5);
 
 /// One topic as the coordinator describes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +45,8 @@ pub struct ClusterView {
     pub cluster_id: String,
     pub controller: Option<i32>,
     pub brokers: BTreeMap<i32, BrokerRegistration>,
+    /// Brokers whose registration went away, with when we noticed (see [`DEPARTED_GRACE`]).
+    pub departed: BTreeMap<i32, (BrokerRegistration, Instant)>,
     pub topics: BTreeMap<String, TopicView>,
     /// Topics marked for deletion.
     pub deleting: BTreeSet<String>,
@@ -135,18 +149,12 @@ impl ClusterView {
                 let Ok(id) = id.parse::<i32>() else {
                     return Ok(());
                 };
-                match read(client, path).await? {
-                    Some((d, _)) => match parse::<BrokerRegistration>(path, &d) {
-                        Some(b) => {
-                            self.brokers.insert(id, b);
-                        }
-                        None => {
-                            self.brokers.remove(&id);
-                        }
-                    },
-                    None => {
-                        self.brokers.remove(&id);
-                    }
+                let registration = read(client, path)
+                    .await?
+                    .and_then(|(d, _)| parse::<BrokerRegistration>(path, &d));
+                match registration {
+                    Some(b) => self.broker_registered(id, b),
+                    None => self.broker_departed(id, Instant::now()),
                 }
             }
             ["brokers", "topics", topic] => match read(client, path).await? {
@@ -226,6 +234,32 @@ impl ClusterView {
         Ok(())
     }
 
+    fn broker_registered(&mut self, id: i32, b: BrokerRegistration) {
+        self.departed.remove(&id);
+        self.brokers.insert(id, b);
+    }
+
+    fn broker_departed(&mut self, id: i32, now: Instant) {
+        self.departed
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < DEPARTED_GRACE);
+        if let Some(b) = self.brokers.remove(&id) {
+            self.departed.insert(id, (b, now));
+        }
+    }
+
+    /// The brokers a Metadata answer lists at `now`: the live ones, and those that left
+    /// less than [`DEPARTED_GRACE`] ago, sorted by id.
+    pub fn listed_brokers(&self, now: Instant) -> Vec<(i32, &BrokerRegistration)> {
+        let mut listed: BTreeMap<i32, &BrokerRegistration> =
+            self.brokers.iter().map(|(id, b)| (*id, b)).collect();
+        for (id, (b, at)) in &self.departed {
+            if now.saturating_duration_since(*at) < DEPARTED_GRACE {
+                listed.entry(*id).or_insert(b);
+            }
+        }
+        listed.into_iter().collect()
+    }
+
     /// Live brokers, sorted by id.
     pub fn live_brokers(&self) -> Vec<i32> {
         self.brokers.keys().copied().collect()
@@ -247,5 +281,58 @@ impl ClusterView {
                         .is_some_and(|(s, _)| s.leader >= 0 && self.brokers.contains_key(&s.leader))
                 })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(v: &ClusterView, now: Instant) -> Vec<(i32, u16)> {
+        v.listed_brokers(now)
+            .into_iter()
+            .map(|(id, b)| (id, b.port as u16))
+            .collect()
+    }
+
+    #[test]
+    fn a_departed_broker_is_listed_for_the_grace_period_only() {
+        let t0 = Instant::now();
+        let mut v = ClusterView::default();
+        v.broker_registered(1, BrokerRegistration::new("h", 9001, None, 0));
+        v.broker_registered(2, BrokerRegistration::new("h", 9002, None, 0));
+        v.broker_departed(2, t0);
+        assert_eq!(v.live_brokers(), vec![1], "no longer live at once");
+        assert_eq!(listed(&v, t0), vec![(1, 9001), (2, 9002)]);
+        assert_eq!(
+            listed(&v, t0 + DEPARTED_GRACE - Duration::from_millis(1)),
+            vec![(1, 9001), (2, 9002)]
+        );
+        assert_eq!(listed(&v, t0 + DEPARTED_GRACE), vec![(1, 9001)]);
+    }
+
+    #[test]
+    fn a_returning_broker_is_listed_with_its_new_registration() {
+        let t0 = Instant::now();
+        let mut v = ClusterView::default();
+        v.broker_registered(1, BrokerRegistration::new("h", 9001, None, 0));
+        v.broker_departed(1, t0);
+        v.broker_registered(1, BrokerRegistration::new("h", 9101, None, 0));
+        assert!(v.departed.is_empty());
+        assert_eq!(listed(&v, t0), vec![(1, 9101)]);
+        // Departing again starts a new grace period.
+        let t1 = t0 + Duration::from_secs(60);
+        v.broker_departed(1, t1);
+        assert_eq!(listed(&v, t1), vec![(1, 9101)]);
+    }
+
+    #[test]
+    fn old_departures_are_forgotten_and_unknown_ids_ignored() {
+        let t0 = Instant::now();
+        let mut v = ClusterView::default();
+        v.broker_registered(1, BrokerRegistration::new("h", 9001, None, 0));
+        v.broker_departed(1, t0);
+        v.broker_departed(7, t0 + DEPARTED_GRACE);
+        assert!(v.departed.is_empty(), "{:?}", v.departed);
     }
 }

@@ -153,11 +153,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
     }
     let mut resp = MetadataResponse::default()
         .with_brokers(
-            view.brokers
-                .iter()
+            view.listed_brokers(std::time::Instant::now())
+                .into_iter()
                 .map(|(id, b)| {
                     let mut e = MetadataResponseBroker::default()
-                        .with_node_id(BrokerId(*id))
+                        .with_node_id(BrokerId(id))
                         .with_host(StrBytes::from_string(b.host.clone()))
                         .with_port(b.port);
                     if version >= 1 {
