@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 WAIT = 30.0  # seconds; generous bound for anything that should happen soon
@@ -514,15 +514,34 @@ def controller_id(cluster, timeout: float = WAIT) -> int:
 
 
 def high_watermarks(bootstrap: str, topic: str, partitions, timeout: float = 10.0) -> dict[int, int]:
-    """{partition: high watermark}, asked of each partition's leader."""
+    """{partition: high watermark}, asked of each partition's leader. A
+    leader that just took over answers OFFSET_NOT_AVAILABLE until its high
+    watermark has caught up (KIP-207), and one that just moved
+    NOT_LEADER_OR_FOLLOWER: those are asked again until `timeout`."""
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "fjord-interop-watermarks", **RDKAFKA_LOG}
     )
+    deadline = time.monotonic() + timeout
+    retry = {
+        KafkaError.OFFSET_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.FENCED_LEADER_EPOCH,
+        KafkaError.UNKNOWN_LEADER_EPOCH,
+    }
+
+    def mark(p: int) -> int:
+        while True:
+            left = max(0.1, deadline - time.monotonic())
+            try:
+                return consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=left, cached=False)[1]
+            except KafkaException as e:
+                if e.args[0].code() not in retry or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+
     try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)[1]
-            for p in partitions
-        }
+        return {p: mark(p) for p in partitions}
     finally:
         consumer.close()
 

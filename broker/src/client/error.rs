@@ -29,6 +29,8 @@ pub mod code {
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     /// An admin request reached a broker that is not the controller.
     pub const NOT_CONTROLLER: i16 = 41;
+    /// A new leader's high watermark has not caught up yet (KIP-207): retry.
+    pub const OFFSET_NOT_AVAILABLE: i16 = 78;
     /// The group coordinator is still loading the group's state: retry.
     pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
     /// No coordinator for the group yet (e.g. `__consumer_offsets` is being created): retry.
@@ -182,6 +184,7 @@ impl Error {
                     | code::LEADER_NOT_AVAILABLE
                     | code::NOT_LEADER_OR_FOLLOWER
                     | code::NOT_CONTROLLER
+                    | code::OFFSET_NOT_AVAILABLE
             )
         ) || matches!(self, Error::NoLeader { .. } | Error::UnknownBroker { .. })
     }

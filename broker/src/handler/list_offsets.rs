@@ -29,7 +29,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
                                 p.current_leader_epoch,
                                 part.leader_epoch(),
                             )?;
-                            part.offset_for(p.timestamp)
+                            part.offset_for(p.timestamp, ctx.version >= 2)
                         });
                     match outcome {
                         Ok((offset, timestamp, epoch)) => {

@@ -541,29 +541,58 @@ impl Partition {
 
     /// ListOffsets: (offset, timestamp, leader epoch) for a timestamp or -1/-2/-3. The
     /// latest offset is the high watermark: consumers see nothing above it.
-    pub fn offset_for(&self, timestamp: i64) -> Result<(i64, i64, i32), PartitionError> {
+    ///
+    /// With `monotonic` (clients that send an isolation level, ListOffsets v2+), a new
+    /// leader whose high watermark has not yet reached the start of its epoch answers
+    /// OFFSET_NOT_AVAILABLE instead of an offset that could be below one the previous
+    /// leader gave (KIP-207): the high watermark a follower learned lags the leader's by
+    /// a fetch, and catches up once the followers fetch from the new leader.
+    pub fn offset_for(
+        &self,
+        timestamp: i64,
+        monotonic: bool,
+    ) -> Result<(i64, i64, i32), PartitionError> {
         let log = self.log.read().map_err(|_| poisoned(&self.tp))?;
         let epoch = self.leader_epoch();
         let hw = self.high_watermark().min(log.log_end_offset());
+        let epoch_start = match self.role.lock().as_deref() {
+            Ok(Role::Leader(s)) => s.epoch_start_offset,
+            _ => -1,
+        };
+        let not_available = || {
+            PartitionError::new(
+                ResponseError::OffsetNotAvailable,
+                format!(
+                    "{:?}: the high watermark {hw} has not reached the start of leader epoch {epoch} at {epoch_start}",
+                    self.tp
+                ),
+            )
+        };
+        let lagging = monotonic && epoch_start > hw;
         let visible = |t: crate::log::TimestampOffset| {
             if t.offset < hw {
-                (t.offset, t.timestamp, t.leader_epoch.unwrap_or(epoch))
+                Ok((t.offset, t.timestamp, t.leader_epoch.unwrap_or(epoch)))
+            } else if lagging {
+                Err(not_available())
             } else {
-                (-1, -1, epoch)
+                Ok((-1, -1, epoch))
             }
         };
-        Ok(match timestamp {
-            -1 => (hw, -1, epoch),
-            -2 => (log.log_start_offset(), -1, epoch),
+        match timestamp {
+            -1 if lagging => Err(not_available()),
+            -1 => Ok((hw, -1, epoch)),
+            -2 => Ok((log.log_start_offset(), -1, epoch)),
             -3 => match log.offset_of_max_timestamp() {
                 Some(t) => visible(t),
-                None => (-1, -1, epoch),
+                None if lagging => Err(not_available()),
+                None => Ok((-1, -1, epoch)),
             },
             ts => match log.offset_for_timestamp(ts)? {
                 Some(t) => visible(t),
-                None => (-1, -1, epoch),
+                None if lagging => Err(not_available()),
+                None => Ok((-1, -1, epoch)),
             },
-        })
+        }
     }
 
     /// DeleteRecords: -1 means the high watermark, and nothing above it may be deleted.
@@ -1340,7 +1369,37 @@ mod tests {
         assert_eq!(a.high_watermark(), 3, "fetched, but not yet confirmed");
         a.follower_fetched(2, b.log_end_offset()).unwrap();
         assert_eq!(a.high_watermark(), 5);
-        assert_eq!(a.offset_for(-1).unwrap().0, 5);
+        assert_eq!(a.offset_for(-1, true).unwrap().0, 5);
+    }
+
+    #[test]
+    fn a_new_leader_answers_offset_not_available_until_its_high_watermark_catches_up() {
+        let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (partition(dirs.0.path(), 1), partition(dirs.1.path(), 2));
+        a.apply_state(&state(1, 0, &[1, 2]), 0, &[1, 2]);
+        b.apply_state(&state(1, 0, &[1, 2]), 0, &[1, 2]);
+        a.append(simple_batch(5, 0, 4), 1).unwrap();
+        replicate(&a, &b, 1);
+        a.follower_fetched(2, b.log_end_offset()).unwrap();
+        assert_eq!(a.offset_for(-1, true).unwrap().0, 5);
+        // b has all 5 records but learned the high watermark before it moved.
+        assert_eq!(b.high_watermark(), 0);
+        b.apply_state(&state(2, 1, &[2, 1]), 1, &[1, 2]);
+        let err = b.offset_for(-1, true).unwrap_err();
+        assert_eq!(err.code, ResponseError::OffsetNotAvailable);
+        // A timestamp lookup that would land at or above the high watermark too.
+        assert_eq!(
+            b.offset_for(0, true).unwrap_err().code,
+            ResponseError::OffsetNotAvailable
+        );
+        // Earliest is always known; old clients (ListOffsets v1) get the plain answer.
+        assert_eq!(b.offset_for(-2, true).unwrap().0, 0);
+        assert_eq!(b.offset_for(-1, false).unwrap().0, 0);
+        // Once the follower fetches from the new leader, latest is monotonic again.
+        assert!(a.apply_state(&state(2, 1, &[2, 1]), 1, &[1, 2]).is_some());
+        b.follower_fetched(1, a.log_end_offset()).unwrap();
+        assert_eq!(b.offset_for(-1, true).unwrap().0, 5);
+        assert_eq!(b.offset_for(0, true).unwrap().0, 0);
     }
 
     #[test]
