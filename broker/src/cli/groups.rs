@@ -352,12 +352,13 @@ fn cell(s: &str) -> String {
 
 /// The `list` table.
 pub(crate) fn write_list(groups: &[GroupListing], out: &mut dyn Write) -> std::io::Result<()> {
-    let mut table = Table::new(&["GROUP", "STATE", "PROTOCOL-TYPE"]);
+    let mut table = Table::new(&["GROUP", "STATE", "PROTOCOL-TYPE", "COORDINATOR"]);
     for g in groups {
         table.row(vec![
             g.group_id.clone(),
             cell(g.state.as_deref().unwrap_or("")),
             cell(&g.protocol_type),
+            g.coordinator.to_string(),
         ]);
     }
     table.write(out, "")
@@ -408,9 +409,11 @@ async fn describe(
             .list_offset(topic, *partition, OffsetSpec::Latest)
             .await
         {
-            Ok(end) => {
-                ends.insert((topic.clone(), *partition), end.unwrap_or(0));
+            // An unknown end (no answer offset) shows as `-`, not as 0 with a negative lag.
+            Ok(Some(end)) => {
+                ends.insert((topic.clone(), *partition), end);
             }
+            Ok(None) => {}
             Err(e) if partition_gone(&e) => {}
             Err(e) => return Err(e.into()),
         }
@@ -659,14 +662,21 @@ async fn reset_offsets(
     let mut state = BTreeMap::new();
     for (topic, partitions) in &targets {
         for &p in partitions {
+            // Planning against an unknown start or end could commit 0 and rewind the
+            // group to the beginning of the log: refuse instead.
+            let unknown = |which: &str| {
+                CliError::Incomplete(format!(
+                    "{topic}-{p}: the broker did not give its log {which} offset; nothing was reset"
+                ))
+            };
             let log_start = client
                 .list_offset(topic, p, OffsetSpec::Earliest)
                 .await?
-                .unwrap_or(0);
+                .ok_or_else(|| unknown("start"))?;
             let log_end = client
                 .list_offset(topic, p, OffsetSpec::Latest)
                 .await?
-                .unwrap_or(0);
+                .ok_or_else(|| unknown("end"))?;
             let at_time = match to {
                 ResetTo::Datetime(ms) => {
                     client
@@ -999,7 +1009,9 @@ m3           -            /127.0.0.1  client-m3  0            (unreadable: bad b
         write_list(&groups, &mut out).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "GROUP         STATE   PROTOCOL-TYPE\nbilling       Stable  consumer\noffsets-only  Empty   -\n"
+            "GROUP         STATE   PROTOCOL-TYPE  COORDINATOR\n\
+             billing       Stable  consumer       1\n\
+             offsets-only  Empty   -              2\n"
         );
     }
 

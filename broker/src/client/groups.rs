@@ -245,6 +245,7 @@ impl Client {
     }
 
     /// The broker that coordinates `group`.
+    #[cfg(test)]
     pub async fn find_group_coordinator(&self, group: &str) -> Result<BrokerInfo> {
         self.with_coordinator(group, true, |c| async move { Ok(c) })
             .await

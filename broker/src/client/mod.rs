@@ -53,8 +53,8 @@ pub use self::connection::Connection;
 pub use self::error::{code, error_name, Error, ProtocolError, Result};
 pub use self::fetch::{FetchOptions, FetchPosition, PartitionFetch};
 pub use self::groups::{
-    decode_assignment, CommittedOffset, GroupDescription, GroupListing, GroupMember,
-    TopicPartition, CONSUMER_PROTOCOL_TYPE,
+    CommittedOffset, GroupDescription, GroupListing, GroupMember, TopicPartition,
+    CONSUMER_PROTOCOL_TYPE,
 };
 pub use self::list_offsets::OffsetSpec;
 pub use self::metadata::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};

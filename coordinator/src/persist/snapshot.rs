@@ -486,33 +486,23 @@ mod tests {
     }
 
     fn same_nodes(a: &DataTree, b: &DataTree) {
-        let mut left = Vec::new();
-        a.view()
-            .walk::<()>(|p, n| {
-                left.push((
-                    p.to_owned(),
-                    n.data().map(<[u8]>::to_vec),
-                    n.stat,
-                    n.acl.clone(),
-                ));
-                Ok(())
-            })
-            .unwrap();
-        left.sort_by(|x, y| x.0.cmp(&y.0));
-        let mut right = Vec::new();
-        b.view()
-            .walk::<()>(|p, n| {
-                right.push((
-                    p.to_owned(),
-                    n.data().map(<[u8]>::to_vec),
-                    n.stat,
-                    n.acl.clone(),
-                ));
-                Ok(())
-            })
-            .unwrap();
-        right.sort_by(|x, y| x.0.cmp(&y.0));
-        assert_eq!(left, right);
+        let nodes = |t: &DataTree| {
+            let mut all = Vec::new();
+            t.view()
+                .walk::<()>(|p, n| {
+                    all.push((
+                        p.to_owned(),
+                        n.data().map(<[u8]>::to_vec),
+                        n.stat,
+                        n.acl.clone(),
+                    ));
+                    Ok(())
+                })
+                .unwrap();
+            all.sort_by(|x, y| x.0.cmp(&y.0));
+            all
+        };
+        assert_eq!(nodes(a), nodes(b));
     }
 
     #[test]
