@@ -82,6 +82,9 @@ struct Shard {
     partition: i32,
     leader_epoch: i32,
     loaded: AtomicBool,
+    /// The load stopped before the log end (a read or decode error): this shard must not
+    /// serve, and the next request starts a new load.
+    failed: AtomicBool,
     groups: tokio::sync::Mutex<BTreeMap<String, Entry>>,
 }
 
@@ -239,7 +242,8 @@ impl GroupCoordinator {
         broker: &Broker,
         group: &str,
     ) -> Result<(Arc<Shard>, Arc<Partition>), ResponseError> {
-        if group.is_empty() {
+        // Group ids are stored with an INT16 length in `__consumer_offsets`.
+        if group.is_empty() || group.len() > i16::MAX as usize {
             return Err(ResponseError::InvalidGroupId);
         }
         self.shard_of(broker, self.partition_for(group)).await
@@ -265,13 +269,16 @@ impl GroupCoordinator {
                 return Err(ResponseError::CoordinatorNotAvailable);
             };
             match shards.get(&p) {
-                Some(s) if s.leader_epoch == epoch => (s.clone(), None),
+                Some(s) if s.leader_epoch == epoch && !s.failed.load(Ordering::Acquire) => {
+                    (s.clone(), None)
+                }
                 old => {
                     let old = old.cloned();
                     let s = Arc::new(Shard {
                         partition: p,
                         leader_epoch: epoch,
                         loaded: AtomicBool::new(false),
+                        failed: AtomicBool::new(false),
                         groups: tokio::sync::Mutex::new(BTreeMap::new()),
                     });
                     shards.insert(p, s.clone());
@@ -529,10 +536,16 @@ impl GroupCoordinator {
     pub async fn delete(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
         let (shard, part) = self.shard(broker, group_id).await?;
         let mut groups = shard.groups.lock().await;
-        let Some(e) = groups.get_mut(group_id) else {
+        let Some(e) = groups.get(group_id) else {
             return Err(ResponseError::GroupIdNotFound);
         };
-        e.group.delete(now_ms())?;
+        // The tombstones go first: if they cannot be written the group stays as it was.
+        // The shard lock keeps members out meanwhile.
+        match e.group.state() {
+            GroupState::Empty => {}
+            GroupState::Dead => return Err(ResponseError::GroupIdNotFound),
+            _ => return Err(ResponseError::NonEmptyGroup),
+        }
         let mut records: Vec<(Bytes, Option<Bytes>)> = e
             .offsets
             .iter()
@@ -553,7 +566,9 @@ impl GroupCoordinator {
             None,
         ));
         write(&part, records).await?;
-        groups.remove(group_id);
+        if let Some(mut e) = groups.remove(group_id) {
+            e.group.delete(now_ms())?;
+        }
         tracing::info!(group = group_id, "group deleted");
         Ok(())
     }
@@ -743,22 +758,27 @@ async fn load(shard: &Shard, part: &Partition, config: GroupConfig) {
         let read = match part.read(offset, 1 << 20, true, true) {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(partition = shard.partition, error = %e.message, "cannot read the offsets partition; load stops here");
-                break;
+                tracing::error!(partition = shard.partition, error = %e.message, "cannot read the offsets partition; the load is retried on the next request");
+                shard.failed.store(true, Ordering::Release);
+                return;
             }
         };
         if read.records.is_empty() {
+            // Compaction may have removed everything up to the log end.
             break;
         }
         let decoded = match decode_batches(read.records, offset) {
             Ok(d) => d,
             Err(e) => {
-                tracing::error!(partition = shard.partition, error = %e, "undecodable offsets batch; load stops here");
-                break;
+                tracing::error!(partition = shard.partition, offset, error = %e, "undecodable offsets batch; the load is retried on the next request");
+                shard.failed.store(true, Ordering::Release);
+                return;
             }
         };
         if decoded.next_offset <= offset {
-            break;
+            tracing::error!(partition = shard.partition, offset, "the offsets partition's log does not advance; the load is retried on the next request");
+            shard.failed.store(true, Ordering::Release);
+            return;
         }
         for r in decoded.records {
             records += 1;

@@ -12,6 +12,9 @@ use super::state::{Group, GroupState, JoinTimer, PendingWrite, SyncTimer};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 
+/// The most bytes of a client id or instance id a generated member id starts with.
+const MEMBER_ID_PREFIX_MAX: usize = 255;
+
 impl Group {
     // ----- JoinGroup -------------------------------------------------------------------
 
@@ -210,10 +213,16 @@ impl Group {
     }
 
     fn generate_member_id(&mut self, req: &JoinRequest) -> String {
-        let prefix = req
+        let mut prefix = req
             .group_instance_id
             .as_deref()
             .unwrap_or(req.client_id.as_str());
+        // Member ids are stored with an INT16 length: keep the client's part short.
+        let mut cut = prefix.len().min(MEMBER_ID_PREFIX_MAX);
+        while !prefix.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        prefix = &prefix[..cut];
         let base = if req.new_member_id_suffix.is_empty() {
             prefix.to_owned()
         } else {

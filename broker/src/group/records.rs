@@ -80,8 +80,14 @@ pub enum RecordError {
     NotUtf8,
 }
 
+/// Writes an INT16-length string. Group ids over that length are refused before they get
+/// here (INVALID_GROUP_ID) and generated member ids are short; anything else that long is
+/// cut at a character boundary, so the record still decodes.
 fn put_str(b: &mut BytesMut, s: &str) {
-    let len = s.len().min(i16::MAX as usize);
+    let mut len = s.len().min(i16::MAX as usize);
+    while !s.is_char_boundary(len) {
+        len -= 1;
+    }
     b.put_i16(len as i16);
     b.put_slice(&s.as_bytes()[..len]);
 }
@@ -313,6 +319,17 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overlong_string_is_cut_at_a_character_boundary_and_still_decodes() {
+        // 'é' is two bytes: 16384 of them are 32768 bytes, one over the INT16 limit.
+        let long = "é".repeat(16384);
+        let k = RecordKey::Group { group: long };
+        match RecordKey::decode(k.encode()).unwrap() {
+            RecordKey::Group { group } => assert_eq!(group, "é".repeat(16383)),
+            other => panic!("decoded {other:?}"),
+        }
+    }
 
     #[test]
     fn keys_round_trip_and_are_deterministic() {
