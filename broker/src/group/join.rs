@@ -41,11 +41,8 @@ impl Group {
             return key;
         }
         if !self.accepts_joining_member(&key) {
-            if self.remove_member_raw(&key, RemoveReason::GroupFull, fx)
-                && self.state == GroupState::PreparingRebalance
-                && self.has_all_members_joined()
-            {
-                self.complete_join(now, fx);
+            if self.remove_member_raw(&key, RemoveReason::GroupFull, fx) {
+                self.maybe_complete_join_phase(now, fx);
             }
             fx.push(Effect::join_error(
                 &key,
@@ -460,7 +457,9 @@ impl Group {
     }
 
     /// Completes the join phase if everybody is in, except during the initial delay.
-    fn maybe_complete_join_phase(&mut self, now: i64, fx: &mut Vec<Effect>) {
+    /// Completes the join once every member has rejoined, except during the initial
+    /// delay of a group that was Empty (only its timer ends that, as in Kafka).
+    pub(super) fn maybe_complete_join_phase(&mut self, now: i64, fx: &mut Vec<Effect>) {
         if self.state == GroupState::PreparingRebalance
             && self.previous_state != GroupState::Empty
             && self.has_all_members_joined()

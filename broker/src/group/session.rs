@@ -202,9 +202,7 @@ impl Group {
             GroupState::Stable | GroupState::CompletingRebalance => {
                 self.maybe_prepare_rebalance_or_complete_join(now, &why, fx);
             }
-            GroupState::PreparingRebalance if self.has_all_members_joined() => {
-                self.complete_join(now, fx);
-            }
+            GroupState::PreparingRebalance => self.maybe_complete_join_phase(now, fx),
             _ => {}
         }
     }
@@ -216,9 +214,7 @@ impl Group {
         fx: &mut Vec<Effect>,
     ) {
         self.pending_members.remove(member_id);
-        if self.state == GroupState::PreparingRebalance && self.has_all_members_joined() {
-            self.complete_join(now, fx);
-        }
+        self.maybe_complete_join_phase(now, fx);
     }
 
     // ----- Timers ----------------------------------------------------------------------

@@ -377,3 +377,32 @@ fn a_pending_member_id_can_leave_and_so_release_the_join() {
     assert!(!g.is_pending_member(&pending));
     assert_eq!(join_ok(&out.effects, "c1-s").generation_id, 2);
 }
+
+#[test]
+fn a_member_leaving_during_the_initial_delay_does_not_end_it_early() {
+    let mut g = Group::new("g", config(), 0);
+    g.join(0, join_req("c1", ""));
+    g.join(100, join_req("c2", ""));
+    // Everyone left has joined, but the group was Empty: only the delay's timer ends
+    // the join, so late joiners still make the first generation.
+    let fx = g.leave(200, &[leaving("c2-s")]).effects;
+    let answered: Vec<String> = join_answers(&fx).into_iter().map(|(m, _)| m).collect();
+    assert_eq!(
+        answered,
+        ["c2-s"],
+        "only the leaver's own join is answered: {fx:?}"
+    );
+    assert_eq!(g.state(), GroupState::PreparingRebalance);
+    g.join(300, join_req("c3", ""));
+    // The delay is extended for the late joiner; tick until it ends (a few rounds).
+    let mut fx = Vec::new();
+    for _ in 0..5 {
+        fx = g.tick(g.next_deadline().unwrap());
+        if !join_answers(&fx).is_empty() {
+            break;
+        }
+    }
+    let r = join_ok(&fx, "c1-s");
+    assert_eq!(r.generation_id, 1);
+    assert_eq!(join_ok(&fx, "c3-s").generation_id, 1);
+}
