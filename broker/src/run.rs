@@ -83,6 +83,13 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         }),
         data_arrived: Notify::new(),
     });
+    // Before the cluster task starts: it reads the setting once when it follows the view.
+    if config.auto_leader_rebalance {
+        cluster.set_leader_rebalance(
+            Duration::from_millis(config.leader_imbalance_check_interval_ms.max(100)),
+            config.leader_imbalance_per_broker_percentage,
+        );
+    }
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(cluster.clone().run(shutdown.child_token()));
@@ -102,12 +109,6 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         broker.clone(),
         shutdown.child_token(),
     ));
-    if config.auto_leader_rebalance {
-        cluster.set_leader_rebalance(
-            Duration::from_millis(config.leader_imbalance_check_interval_ms.max(100)),
-            config.leader_imbalance_per_broker_percentage,
-        );
-    }
     let signal = shutdown.clone();
     let b = broker.clone();
     tokio::spawn(async move {

@@ -48,12 +48,24 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
     };
     let replica = req.replica_id.0;
     let follower = replica >= 0;
+    // A follower's fetch position counts (ISR, high watermark) only once its epoch and
+    // offset check out; a refused partition is answered with that error, and a broker
+    // that is not a replica never reads above the high watermark.
+    let mut refused: Vec<Option<crate::replica::PartitionError>> = vec![None; wanted.len()];
     if follower {
         let mut moved = false;
-        for w in &wanted {
+        for (w, refusal) in wanted.iter().zip(refused.iter_mut()) {
             let topic = req.topics[w.topic_index].topic.0.as_str();
-            if let Ok(part) = broker.replicas.leader(&broker.cluster, topic, w.partition) {
-                moved |= part.follower_fetched(replica, w.offset).unwrap_or(false);
+            let fetched = broker
+                .replicas
+                .leader(&broker.cluster, topic, w.partition)
+                .and_then(|part| {
+                    check_epoch(w.current_leader_epoch, part.leader_epoch())?;
+                    part.follower_fetched(replica, w.offset)
+                });
+            match fetched {
+                Ok(m) => moved |= m,
+                Err(e) => *refusal = Some(e),
             }
         }
         if moved {
@@ -69,7 +81,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
         let mut results: Vec<(usize, PartitionData)> = Vec::with_capacity(wanted.len());
         let mut total: usize = 0;
         let mut any_error = false;
-        for w in &wanted {
+        for (w, refusal) in wanted.iter().zip(&refused) {
             let topic = req.topics[w.topic_index].topic.0.as_str();
             let budget = (total_max as usize)
                 .saturating_sub(total)
@@ -77,13 +89,15 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
             let data = PartitionData::default()
                 .with_partition_index(w.partition)
                 .with_preferred_read_replica(BrokerId(-1));
-            let outcome = broker
-                .replicas
-                .leader(&broker.cluster, topic, w.partition)
-                .and_then(|part| {
-                    check_epoch(w.current_leader_epoch, part.leader_epoch())?;
-                    part.read(w.offset, budget, total == 0, follower)
-                });
+            let outcome = match refusal {
+                Some(e) => Err(e.clone()),
+                None => Ok(()),
+            }
+            .and_then(|()| broker.replicas.leader(&broker.cluster, topic, w.partition))
+            .and_then(|part| {
+                check_epoch(w.current_leader_epoch, part.leader_epoch())?;
+                part.read(w.offset, budget, total == 0, follower)
+            });
             let data = match outcome {
                 Ok(ReadResult {
                     records,

@@ -944,6 +944,13 @@ impl PartitionLog {
             return Err(LogError::InvalidOffset(offset));
         }
         if offset >= self.log_end_offset() {
+            // Nothing to cut, but an epoch may start at the log end with nothing written
+            // in it (this broker led briefly): it conflicts with the leader's, and keeping
+            // it would make every OffsetForLeaderEpoch round answer the same.
+            let end = self.log_end_offset();
+            if self.epochs.truncate_from_end(end) {
+                self.persist_epochs()?;
+            }
             return Ok(());
         }
         if offset <= self.segments[0].base_offset() {

@@ -348,7 +348,7 @@ async fn fetch_once(
                     // removed what we miss): start over at the leader's log start.
                     let start = p.log_start_offset;
                     if start > f.partition.log_end_offset() {
-                        if let Err(e) = f.partition.restart_at(start) {
+                        if let Err(e) = f.partition.restart_at(leader, f.epoch, start) {
                             tracing::warn!(topic, partition = p.partition_index, error = %e.message, "cannot restart the log at the leader's start");
                         }
                     } else {
@@ -484,7 +484,7 @@ async fn truncate(
                     next_truncation(answer, part.log_end_offset(), part.high_watermark(), |e| {
                         part.end_offset_for_epoch(e)
                     });
-                if let Err(e) = part.truncate_to(step.offset) {
+                if let Err(e) = part.truncate_to(leader, f.epoch, step.offset) {
                     tracing::error!(topic = %tp.topic, partition = tp.partition, error = %e.message, "cannot truncate the follower log");
                     set(partitions, &tp, |x| {
                         x.retry_at = Some(tokio::time::Instant::now() + BACKOFF);

@@ -408,6 +408,17 @@ impl Partition {
                 format!("broker {replica} is not a replica of {:?}", self.tp),
             ));
         }
+        // A diverged follower ahead of this log must truncate first (it then sees
+        // OFFSET_OUT_OF_RANGE); counting it as caught up could raise the high watermark.
+        if fetch_offset > end {
+            return Err(PartitionError::new(
+                ResponseError::OffsetOutOfRange,
+                format!(
+                    "broker {replica} fetches {:?} at {fetch_offset}, past the log end {end}",
+                    self.tp
+                ),
+            ));
+        }
         let moved = s.on_follower_fetch(replica, fetch_offset, end, now_ms());
         if moved {
             self.set_high_watermark(s.high_watermark);
@@ -471,9 +482,8 @@ impl Partition {
     ) -> Result<bool, PartitionError> {
         let mut producers = self.producers.lock().map_err(|_| poisoned(&self.tp))?;
         let mut log = self.log.write().map_err(|_| poisoned(&self.tp))?;
-        match self.role.lock().as_deref() {
-            Ok(Role::Follower { leader: l }) if *l == leader && self.leader_epoch() == epoch => {}
-            _ => return Ok(false),
+        if !self.follows(leader, epoch) {
+            return Ok(false);
         }
         let appended = !records.is_empty();
         if appended {
@@ -510,15 +520,27 @@ impl Partition {
         Ok(appended)
     }
 
-    /// Cuts the follower's log to `offset` (it diverged from the leader's).
-    pub fn truncate_to(&self, offset: i64) -> Result<(), PartitionError> {
+    /// Whether this broker follows `leader` in `epoch`. A fetcher's answer that arrives
+    /// after the role changed (this broker may lead now) must not touch the log.
+    fn follows(&self, leader: i32, epoch: i32) -> bool {
+        matches!(self.role.lock().as_deref(), Ok(Role::Follower { leader: l }) if *l == leader)
+            && self.leader_epoch() == epoch
+    }
+
+    /// Cuts the follower's log to `offset` (it diverged from `leader`'s in `epoch`). Does
+    /// nothing if the role has changed since.
+    pub fn truncate_to(&self, leader: i32, epoch: i32, offset: i64) -> Result<(), PartitionError> {
         let mut producers = self.producers.lock().map_err(|_| poisoned(&self.tp))?;
         {
             let mut log = self.log.write().map_err(|_| poisoned(&self.tp))?;
-            if offset >= log.log_end_offset() {
+            if !self.follows(leader, epoch) {
                 return Ok(());
             }
+            let cuts = offset < log.log_end_offset();
             log.truncate_to(offset)?;
+            if !cuts {
+                return Ok(());
+            }
             let end = log.log_end_offset();
             if self.high_watermark() > end {
                 self.high_watermark.store(end, Ordering::Release);
@@ -529,10 +551,14 @@ impl Partition {
         Ok(())
     }
 
-    /// Empties the follower's log and starts it at `offset` (the leader's log start).
-    pub fn restart_at(&self, offset: i64) -> Result<(), PartitionError> {
+    /// Empties the follower's log and starts it at `offset` (`leader`'s log start in
+    /// `epoch`). Does nothing if the role has changed since.
+    pub fn restart_at(&self, leader: i32, epoch: i32, offset: i64) -> Result<(), PartitionError> {
         let mut producers = self.producers.lock().map_err(|_| poisoned(&self.tp))?;
         let mut log = self.log.write().map_err(|_| poisoned(&self.tp))?;
+        if !self.follows(leader, epoch) {
+            return Ok(());
+        }
         log.truncate_fully_and_start_at(offset)?;
         self.high_watermark.store(offset, Ordering::Release);
         *producers = ProducerStates::default();
@@ -1333,7 +1359,9 @@ mod tests {
                 follower.high_watermark(),
                 |x| follower.end_offset_for_epoch(x),
             );
-            follower.truncate_to(step.offset).unwrap();
+            follower
+                .truncate_to(leader.me, follower.leader_epoch(), step.offset)
+                .unwrap();
             if step.complete {
                 return;
             }
@@ -1400,6 +1428,38 @@ mod tests {
         b.follower_fetched(1, a.log_end_offset()).unwrap();
         assert_eq!(b.offset_for(-1, true).unwrap().0, 5);
         assert_eq!(b.offset_for(0, true).unwrap().0, 0);
+    }
+
+    #[test]
+    fn a_late_fetcher_answer_never_cuts_the_log_of_a_broker_that_now_leads() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = partition(dir.path(), 1);
+        a.apply_state(&state(2, 0, &[2, 1]), 0, &[1, 2]);
+        a.apply_state(&state(1, 1, &[1, 2]), 1, &[1, 2]);
+        a.append(simple_batch(5, 0, 4), 1).unwrap();
+        // Answers meant for the follower of broker 2 in epoch 0.
+        a.truncate_to(2, 0, 0).unwrap();
+        a.restart_at(2, 0, 100).unwrap();
+        assert_eq!((a.log_start_offset(), a.log_end_offset()), (0, 5));
+    }
+
+    #[test]
+    fn an_empty_epoch_at_the_log_end_is_dropped_by_a_truncation_that_cuts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = partition(dir.path(), 1);
+        a.apply_state(&state(1, 0, &[1, 2]), 0, &[1, 2]);
+        a.append(simple_batch(5, 0, 4), 1).unwrap();
+        // Leader in epoch 2 without writing anything, then a follower of broker 2.
+        a.apply_state(&state(1, 2, &[1, 2]), 1, &[1, 2]);
+        assert_eq!(a.latest_log_epoch(), Some(2));
+        a.apply_state(&state(2, 3, &[2, 1]), 2, &[1, 2]);
+        a.truncate_to(2, 3, 5).unwrap();
+        assert_eq!(a.log_end_offset(), 5);
+        assert_eq!(
+            a.latest_log_epoch(),
+            Some(0),
+            "epoch 2 started at the end: gone"
+        );
     }
 
     #[test]
