@@ -327,18 +327,12 @@ impl GroupCoordinator {
         let (shard, part) = self.shard(broker, group_id).await.map_err(fail)?;
         let rx = {
             let mut groups = shard.groups.lock().await;
-            if !groups.contains_key(group_id) {
-                if !req.member_id.is_empty() {
-                    return Err(fail(ResponseError::UnknownMemberId));
-                }
-                groups.insert(
-                    group_id.to_owned(),
-                    Entry::new(Group::new(group_id, self.config.group, now_ms())),
-                );
+            if !groups.contains_key(group_id) && !req.member_id.is_empty() {
+                return Err(fail(ResponseError::UnknownMemberId));
             }
-            let Some(e) = groups.get_mut(group_id) else {
-                return Err(fail(ResponseError::CoordinatorNotAvailable));
-            };
+            let e = groups
+                .entry(group_id.to_owned())
+                .or_insert_with(|| Entry::new(Group::new(group_id, self.config.group, now_ms())));
             let out = e.group.join(now_ms(), req);
             let (tx, rx) = oneshot::channel();
             e.joins.insert(out.member_id.clone(), tx);
@@ -422,18 +416,12 @@ impl GroupCoordinator {
     ) -> Result<(), ResponseError> {
         let (shard, part) = self.shard(broker, group_id).await?;
         let mut groups = shard.groups.lock().await;
-        if !groups.contains_key(group_id) {
-            if generation_id >= 0 || !member_id.is_empty() {
-                return Err(ResponseError::IllegalGeneration);
-            }
-            groups.insert(
-                group_id.to_owned(),
-                Entry::new(Group::new(group_id, self.config.group, now_ms())),
-            );
+        if !groups.contains_key(group_id) && (generation_id >= 0 || !member_id.is_empty()) {
+            return Err(ResponseError::IllegalGeneration);
         }
-        let Some(e) = groups.get_mut(group_id) else {
-            return Err(ResponseError::CoordinatorNotAvailable);
-        };
+        let e = groups
+            .entry(group_id.to_owned())
+            .or_insert_with(|| Entry::new(Group::new(group_id, self.config.group, now_ms())));
         e.group
             .validate_commit(now_ms(), member_id, generation_id, group_instance_id)?;
         let records = offsets
@@ -546,25 +534,7 @@ impl GroupCoordinator {
             GroupState::Dead => return Err(ResponseError::GroupIdNotFound),
             _ => return Err(ResponseError::NonEmptyGroup),
         }
-        let mut records: Vec<(Bytes, Option<Bytes>)> = e
-            .offsets
-            .iter()
-            .map(|(tp, _)| {
-                let key = RecordKey::Offset {
-                    group: group_id.to_owned(),
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                };
-                (key.encode(), None)
-            })
-            .collect();
-        records.push((
-            RecordKey::Group {
-                group: group_id.to_owned(),
-            }
-            .encode(),
-            None,
-        ));
+        let records = tombstones(group_id, e.offsets.iter().map(|(tp, _)| tp), true);
         write(&part, records).await?;
         if let Some(mut e) = groups.remove(group_id) {
             e.group.delete(now_ms())?;
@@ -632,22 +602,9 @@ impl GroupCoordinator {
                         now,
                         self.config.retention_ms,
                     );
-                    let mut records: Vec<(Bytes, Option<Bytes>)> = expired
-                        .iter()
-                        .map(|tp| {
-                            let key = RecordKey::Offset {
-                                group: id.clone(),
-                                topic: tp.topic.clone(),
-                                partition: tp.partition,
-                            };
-                            (key.encode(), None)
-                        })
-                        .collect();
                     // An empty group with no offsets left is forgotten, as Kafka does.
                     let forget = e.group.state() == GroupState::Empty && e.offsets.is_empty();
-                    if forget {
-                        records.push((RecordKey::Group { group: id.clone() }.encode(), None));
-                    }
+                    let records = tombstones(id, expired.iter(), forget);
                     if !records.is_empty() {
                         match write(&part, records).await {
                             Ok(()) => {
@@ -717,6 +674,31 @@ async fn run_effects(part: &Partition, e: &mut Entry, effects: Vec<Effect>) {
 }
 
 /// Answers everything parked in a shard that this broker no longer coordinates.
+/// Tombstones for a group's offsets of `partitions`, and for the group itself if `group`.
+fn tombstones<'a>(
+    group_id: &str,
+    partitions: impl Iterator<Item = &'a TopicPartition>,
+    group: bool,
+) -> Vec<(Bytes, Option<Bytes>)> {
+    let mut records: Vec<(Bytes, Option<Bytes>)> = partitions
+        .map(|tp| {
+            let key = RecordKey::Offset {
+                group: group_id.to_owned(),
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+            };
+            (key.encode(), None)
+        })
+        .collect();
+    if group {
+        let key = RecordKey::Group {
+            group: group_id.to_owned(),
+        };
+        records.push((key.encode(), None));
+    }
+    records
+}
+
 async fn unload(shard: &Shard) {
     let mut groups = shard.groups.lock().await;
     let now = now_ms();

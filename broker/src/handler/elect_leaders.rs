@@ -133,11 +133,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: ElectLeadersRequest) -> ElectLeadersResp
             }
         }
     }
-    let after = before;
     let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
     for ((topic, p), led_before) in wanted {
         let r = PartitionResult::default().with_partition_id(p);
-        let preferred = after
+        // Assignments do not change in an election: the view from before names the
+        // preferred replicas.
+        let preferred = before
             .topics
             .get(&topic)
             .and_then(|t| t.assignment.get(&p))

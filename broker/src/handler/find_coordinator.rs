@@ -7,7 +7,6 @@
 //! needs this API advertised to enable lz4.)
 
 use super::Ctx;
-use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -35,24 +34,7 @@ async fn locate(
 }
 
 pub async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    if ctx.version >= 4 {
-        let mut coordinators = Vec::new();
-        for key in req.coordinator_keys {
-            let c = Coordinator::default().with_key(key.clone());
-            coordinators.push(match locate(ctx, key.as_str(), req.key_type).await {
-                Ok((id, host, port)) => c
-                    .with_node_id(BrokerId(id))
-                    .with_host(StrBytes::from_string(host))
-                    .with_port(port),
-                Err(e) => c
-                    .with_node_id(BrokerId(-1))
-                    .with_host(StrBytes::from_static_str(""))
-                    .with_port(-1)
-                    .with_error_code(e.code()),
-            });
-        }
-        return FindCoordinatorResponse::default().with_coordinators(coordinators);
-    }
+    // Served up to v3 (DESIGN.md): one key per request.
     match locate(ctx, req.key.as_str(), req.key_type).await {
         Ok((id, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(id))
