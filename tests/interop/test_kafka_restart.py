@@ -129,6 +129,15 @@ def test_produce_through_kill_9_and_restart(kafka_cluster):
     sender = threading.Thread(target=send_until_stopped, daemon=True)
     sender.start()
     try:
+        # Until the stream is acknowledged (the idempotent producer first gets
+        # its producer id, which librdkafka may take a second or so to ask
+        # for), and a second more of it.
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            with lock:
+                if delivered:
+                    break
+            time.sleep(0.05)
         time.sleep(1.0)
         with lock:
             acked_before_kill = len(delivered)
