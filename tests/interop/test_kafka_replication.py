@@ -308,9 +308,10 @@ def test_deposed_leader_truncates_its_divergent_tail(kafka_cluster):
     stale = socket.create_connection((leader.host, leader.port), timeout=20)
     for f in followers:
         f.pause()
-    # Longer than a leader holds a follower's fetch (500 ms by default),
-    # so no fetch is waiting to carry the next write to a follower.
-    time.sleep(1.5)
+    # Well past the time a leader holds a follower's fetch (500 ms by
+    # default), also on a busy machine, so no fetch is waiting to carry the
+    # next write to a follower.
+    time.sleep(3.0)
     tail = [b"tail-%d" % i for i in range(20)]
     stale.sendall(produce_request(1, topic, partition, tail, acks=1, timeout_ms=5000))
     answer = read_produce_response(stale)
