@@ -8,7 +8,6 @@ use crate::producer_ids::ProducerIds;
 use crate::replica::ReplicaManager;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tokio::sync::Notify;
 
 /// Everything a request handler may need.
 pub struct Broker {
@@ -19,8 +18,6 @@ pub struct Broker {
     pub producer_ids: ProducerIds,
     /// The consumer groups this broker coordinates.
     pub groups: GroupCoordinator,
-    /// Woken after every append, so waiting fetches re-read.
-    pub data_arrived: Notify,
 }
 
 impl std::fmt::Debug for Broker {
@@ -55,7 +52,7 @@ impl Broker {
         )
         .await
         {
-            Ok(()) => {
+            Ok(_) => {
                 tracing::info!(topic, "topic auto-created");
                 true
             }

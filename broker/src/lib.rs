@@ -17,6 +17,7 @@ pub mod group;
 pub mod handler;
 pub mod log;
 pub mod producer_ids;
+pub mod readiness;
 pub mod replica;
 pub mod run;
 pub mod server;

@@ -11,7 +11,6 @@ use anyhow::Context;
 use fjord_shared::cluster::BrokerRegistration;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Runs a broker until SIGTERM or SIGINT. Prints `listening on ADDR` once it is bound and
@@ -81,7 +80,6 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             retention_ms: config.offsets_retention_minutes.max(1) * 60_000,
             segment_bytes: 100 * 1024 * 1024,
         }),
-        data_arrived: Notify::new(),
     });
     // Before the cluster task starts: it reads the setting once when it follows the view.
     if config.auto_leader_rebalance {

@@ -169,6 +169,13 @@ async fn handle_frame(
         version,
         reason: e.to_string(),
     })?;
+    tracing::trace!(
+        %peer,
+        api = ?api,
+        version,
+        client_id = header.client_id.as_ref().map_or("", |c| c.as_str()),
+        "request"
+    );
     let ctx = handler::Ctx {
         broker,
         header: &header,

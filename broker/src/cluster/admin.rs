@@ -233,7 +233,8 @@ pub fn assign_replicas(
     out
 }
 
-/// Creates a topic. `rf` of -1 and `partitions` of -1 mean the broker defaults.
+/// Creates a topic, and returns its new id (`None` for `validate_only`). `rf` of -1 and
+/// `partitions` of -1 mean the broker defaults.
 pub async fn create_topic(
     c: &Cluster,
     name: &str,
@@ -241,7 +242,7 @@ pub async fn create_topic(
     rf: i16,
     configs: BTreeMap<String, String>,
     validate_only: bool,
-) -> Result<(), AdminError> {
+) -> Result<Option<String>, AdminError> {
     if !cluster::valid_topic_name(name) {
         return Err(AdminError::new(
             ResponseError::InvalidTopicException,
@@ -275,10 +276,11 @@ pub async fn create_topic(
         validate_config(k, v).map_err(|m| AdminError::new(ResponseError::InvalidConfig, m))?;
     }
     if validate_only {
-        return Ok(());
+        return Ok(None);
     }
     let assignment = assign(&view, partitions, rf as usize, 0);
-    let topic = TopicAssignment::new(&assignment, uuid_text(&random_uuid()));
+    let topic_id = uuid_text(&random_uuid());
+    let topic = TopicAssignment::new(&assignment, topic_id.clone());
     let config = TopicConfig {
         version: 1,
         config: configs,
@@ -305,7 +307,7 @@ pub async fn create_topic(
                 replication_factor = rf,
                 "topic created"
             );
-            Ok(())
+            Ok(Some(topic_id))
         }
         Err(MultiError::Failed {
             code: ErrorCode::NodeExists,

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-pub use view::ClusterView;
+pub use view::{parse_topic_id, ClusterView};
 
 /// Why the broker could not join the cluster.
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@ use fjord_shared::coord_client::{Client, Error as CoordError};
 use fjord_shared::jute::ErrorCode;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+use uuid::Uuid;
 
 /// How long Metadata keeps listing a broker after its registration went away.
 ///
@@ -37,6 +38,24 @@ pub struct TopicView {
     pub states: BTreeMap<i32, (PartitionState, i32)>,
     /// Topic config overrides.
     pub config: BTreeMap<String, String>,
+}
+
+impl TopicView {
+    /// The topic id as the Kafka protocol carries it; nil for a topic that has none.
+    pub fn uuid(&self) -> Uuid {
+        parse_topic_id(&self.topic_id)
+    }
+}
+
+/// A topic id as stored in the coordinator (Kafka's URL-safe base64 of 16 bytes) as a
+/// UUID; nil when it does not parse.
+pub fn parse_topic_id(text: &str) -> Uuid {
+    use base64::Engine;
+    let mut bytes = [0u8; 16];
+    match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+        Ok(16) => Uuid::from_bytes(bytes),
+        _ => Uuid::nil(),
+    }
 }
 
 /// The whole cluster.
@@ -272,6 +291,18 @@ impl ClusterView {
     }
 
     /// Whether every partition of `topic` has a live leader.
+    /// The name of the topic with id `id` (Fetch v13+ and Metadata v12+ address topics
+    /// by id).
+    pub fn topic_name(&self, id: Uuid) -> Option<&str> {
+        if id.is_nil() {
+            return None;
+        }
+        self.topics
+            .iter()
+            .find(|(_, t)| t.uuid() == id)
+            .map(|(name, _)| name.as_str())
+    }
+
     pub fn topic_ready(&self, topic: &str) -> bool {
         self.topics.get(topic).is_some_and(|t| {
             !t.assignment.is_empty()
@@ -293,6 +324,28 @@ mod tests {
             .into_iter()
             .map(|(id, b)| (id, b.port as u16))
             .collect()
+    }
+
+    #[test]
+    fn topic_ids_round_trip_between_coordinator_text_and_uuid() {
+        let bytes = crate::cluster::random_uuid();
+        let text = crate::cluster::uuid_text(&bytes);
+        assert_eq!(parse_topic_id(&text), Uuid::from_bytes(bytes));
+        assert!(parse_topic_id("").is_nil());
+        assert!(parse_topic_id("not base64!").is_nil());
+        assert!(parse_topic_id("AAAA").is_nil());
+        let mut v = ClusterView::default();
+        v.topics.insert(
+            "orders".into(),
+            TopicView {
+                topic_id: text,
+                ..TopicView::default()
+            },
+        );
+        v.topics.insert("legacy".into(), TopicView::default());
+        assert_eq!(v.topic_name(Uuid::from_bytes(bytes)), Some("orders"));
+        assert_eq!(v.topic_name(Uuid::nil()), None);
+        assert_eq!(v.topic_name(Uuid::from_bytes([7; 16])), None);
     }
 
     #[test]

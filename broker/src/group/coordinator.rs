@@ -221,7 +221,7 @@ impl GroupCoordinator {
         )
         .await
         {
-            Ok(()) => {
+            Ok(_) => {
                 tracing::info!(
                     partitions = self.config.partitions,
                     "created the group offsets topic"

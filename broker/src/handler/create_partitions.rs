@@ -1,4 +1,5 @@
-//! CreatePartitions: grows topics; the controller gives the new partitions leaders.
+//! CreatePartitions: grows topics; the controller gives the new partitions leaders, and
+//! the answer waits until every live broker serves them ([`crate::readiness`]).
 
 use super::Ctx;
 use crate::cluster::admin;
@@ -6,7 +7,6 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use std::time::Duration;
 
 pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let broker = ctx.broker;
@@ -33,9 +33,18 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartit
         }
         results.push(r);
     }
-    if !grown.is_empty() && !req.validate_only {
-        let timeout = Duration::from_millis(req.timeout_ms.clamp(0, 60_000) as u64);
-        admin::wait_ready(&broker.cluster, &grown, timeout).await;
+    if req.validate_only {
+        grown.clear();
+    }
+    let late = crate::readiness::wait_for_request(broker, &grown, req.timeout_ms).await;
+    for r in results
+        .iter_mut()
+        .filter(|r| late.contains(r.name.0.as_str()))
+    {
+        r.error_code = ResponseError::RequestTimedOut.code();
+        r.error_message = Some(StrBytes::from_static_str(
+            "the partitions were added, but not every broker serves them yet",
+        ));
     }
     CreatePartitionsResponse::default().with_results(results)
 }

@@ -1,5 +1,7 @@
 //! CreateTopics: validates, writes the assignment and config to the coordinator, and waits
-//! (up to the request's timeout) until every partition has a leader.
+//! (up to the request's timeout) until every live broker serves every new partition and
+//! each leader accepts writes ([`crate::readiness`]); a topic that is not ready by then is
+//! answered REQUEST_TIMED_OUT, as Kafka does. It exists all the same.
 
 use super::Ctx;
 use crate::cluster::admin;
@@ -56,7 +58,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
         };
         let mut r = CreatableTopicResult::default().with_name(t.name.clone());
         match outcome {
-            Ok(()) => {
+            Ok(id) => {
+                if ctx.version >= 7 {
+                    let id = id.as_deref().map(crate::cluster::parse_topic_id);
+                    r = r.with_topic_id(id.unwrap_or_default());
+                }
                 if ctx.version >= 5 {
                     r = r
                         .with_num_partitions(partitions)
@@ -78,9 +84,19 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
         }
         results.push(r);
     }
-    if !created.is_empty() {
-        let timeout = Duration::from_millis(req.timeout_ms.clamp(0, 60_000) as u64);
-        admin::wait_ready(&broker.cluster, &created, timeout).await;
+    // A timeout of 0 asks for no wait at all (Kafka answers at once then).
+    if !created.is_empty() && req.timeout_ms > 0 {
+        let timeout = Duration::from_millis(req.timeout_ms.min(60_000) as u64);
+        let late = crate::readiness::wait_everywhere(broker, &created, timeout).await;
+        for r in results
+            .iter_mut()
+            .filter(|r| late.contains(r.name.0.as_str()))
+        {
+            r.error_code = ResponseError::RequestTimedOut.code();
+            r.error_message = Some(StrBytes::from_static_str(
+                "the topic was created, but not every broker serves all its partitions yet",
+            ));
+        }
     }
     CreateTopicsResponse::default().with_topics(results)
 }

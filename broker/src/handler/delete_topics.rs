@@ -8,16 +8,45 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use std::time::{Duration, Instant};
+use uuid::Uuid;
 
 pub async fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let broker = ctx.broker;
-    let mut names: Vec<TopicName> = req.topic_names.clone();
-    names.extend(req.topics.iter().filter_map(|t| t.name.clone()));
+    // v6 names each topic by name or by id (KIP-516).
+    let view = broker.cluster.view();
+    let mut asked: Vec<(Option<TopicName>, Uuid)> = req
+        .topic_names
+        .iter()
+        .map(|n| (Some(n.clone()), Uuid::nil()))
+        .collect();
+    asked.extend(req.topics.iter().map(|t| {
+        let by_id = !t.topic_id.is_nil() && t.name.as_ref().is_none_or(|n| n.0.is_empty());
+        (t.name.clone().filter(|_| !by_id), t.topic_id)
+    }));
     let mut results = Vec::new();
     let mut pending = Vec::new();
-    for name in names {
+    for (name, id) in asked {
+        let name = name.or_else(|| {
+            view.topic_name(id)
+                .map(|n| TopicName(StrBytes::from_string(n.to_owned())))
+        });
+        let Some(name) = name else {
+            let mut r = DeletableTopicResult::default()
+                .with_topic_id(id)
+                .with_error_code(ResponseError::UnknownTopicId.code());
+            if ctx.version >= 5 {
+                r = r.with_error_message(Some(StrBytes::from_string(format!(
+                    "no topic has the id {id}"
+                ))));
+            }
+            results.push(r);
+            continue;
+        };
         let topic = name.0.as_str().to_owned();
         let mut r = DeletableTopicResult::default().with_name(Some(name.clone()));
+        if ctx.version >= 6 {
+            r = r.with_topic_id(view.topics.get(&topic).map_or(id, |t| t.uuid()));
+        }
         let outcome = if broker.cluster.is_fenced() {
             Err(admin::AdminError::new(
                 ResponseError::NotController,

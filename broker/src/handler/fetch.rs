@@ -1,4 +1,5 @@
-//! Fetch: reads whole batches from partition leaders, below the high watermark.
+//! Fetch: reads whole batches from partition leaders, below the high watermark. v13+
+//! addresses topics by id, and v15+ carries a follower's id in `replica_state`.
 //!
 //! It long-polls: when less than `min_bytes` is available it waits, without spinning, for
 //! new data (any append wakes waiting fetches, which then re-read) until `max_wait_ms`.
@@ -46,16 +47,48 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
     } else {
         req.max_bytes
     };
-    let replica = req.replica_id.0;
+    // v15 moved the follower's id into `replica_state` (KIP-903).
+    let replica = if ctx.version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
     let follower = replica >= 0;
+    // v13+ names topics by id (KIP-516); an id no topic has gets UNKNOWN_TOPIC_ID.
+    let names: Vec<Option<String>> = if ctx.version >= 13 {
+        let view = broker.cluster.view();
+        req.topics
+            .iter()
+            .map(|t| view.topic_name(t.topic_id).map(str::to_owned))
+            .collect()
+    } else {
+        req.topics
+            .iter()
+            .map(|t| Some(t.topic.0.as_str().to_owned()))
+            .collect()
+    };
+    let topic_of = |w: &Wanted| names[w.topic_index].as_deref().unwrap_or_default();
     // A follower's fetch position counts (ISR, high watermark) only once its epoch and
     // offset check out; a refused partition is answered with that error, and a broker
     // that is not a replica never reads above the high watermark.
-    let mut refused: Vec<Option<crate::replica::PartitionError>> = vec![None; wanted.len()];
+    let mut refused: Vec<Option<crate::replica::PartitionError>> = wanted
+        .iter()
+        .map(|w| {
+            names[w.topic_index].is_none().then(|| {
+                crate::replica::PartitionError::new(
+                    ResponseError::UnknownTopicId,
+                    format!("no topic has the id {}", req.topics[w.topic_index].topic_id),
+                )
+            })
+        })
+        .collect();
     if follower {
         let mut moved = false;
         for (w, refusal) in wanted.iter().zip(refused.iter_mut()) {
-            let topic = req.topics[w.topic_index].topic.0.as_str();
+            if refusal.is_some() {
+                continue;
+            }
+            let topic = topic_of(w);
             let fetched = broker
                 .replicas
                 .leader(&broker.cluster, topic, w.partition)
@@ -69,12 +102,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
             }
         }
         if moved {
-            broker.data_arrived.notify_waiters();
+            broker.replicas.data_arrived().notify_waiters();
         }
     }
     loop {
         // Register for wake-ups before reading, so an append in between is not missed.
-        let notified = broker.data_arrived.notified();
+        let notified = broker.replicas.data_arrived().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
 
@@ -82,7 +115,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
         let mut total: usize = 0;
         let mut any_error = false;
         for (w, refusal) in wanted.iter().zip(&refused) {
-            let topic = req.topics[w.topic_index].topic.0.as_str();
+            let topic = topic_of(w);
             let budget = (total_max as usize)
                 .saturating_sub(total)
                 .min(w.max_bytes.max(0) as usize);

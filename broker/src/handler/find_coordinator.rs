@@ -7,6 +7,7 @@
 //! needs this API advertised to enable lz4.)
 
 use super::Ctx;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -34,7 +35,25 @@ async fn locate(
 }
 
 pub async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    // Served up to v3 (DESIGN.md): one key per request.
+    // v4 batches keys (KIP-699): one answer per key, in `coordinators`.
+    if ctx.version >= 4 {
+        let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
+        for key in &req.coordinator_keys {
+            let c = Coordinator::default().with_key(key.clone());
+            coordinators.push(match locate(ctx, key.as_str(), req.key_type).await {
+                Ok((id, host, port)) => c
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(port),
+                Err(e) => c
+                    .with_error_code(e.code())
+                    .with_error_message(Some(StrBytes::from_string(refusal(key, e))))
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1),
+            });
+        }
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
     match locate(ctx, req.key.as_str(), req.key_type).await {
         Ok((id, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(id))
@@ -47,12 +66,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinat
                 .with_host(StrBytes::from_static_str(""))
                 .with_port(-1);
             if ctx.version >= 1 {
-                resp = resp.with_error_message(Some(StrBytes::from_string(format!(
-                    "no coordinator for {:?}: {e:?}",
-                    req.key.as_str()
-                ))));
+                resp = resp.with_error_message(Some(StrBytes::from_string(refusal(&req.key, e))));
             }
             resp
         }
     }
+}
+
+fn refusal(key: &str, e: ResponseError) -> String {
+    format!("no coordinator for {key:?}: {e:?}")
 }

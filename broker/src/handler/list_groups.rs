@@ -1,4 +1,5 @@
-//! ListGroups: the groups this broker coordinates (admin clients ask every broker).
+//! ListGroups: the groups this broker coordinates (admin clients ask every broker),
+//! filtered by state (v4+) and by type (v5+; every group here is "classic").
 
 use super::Ctx;
 use crate::group::GroupState;
@@ -6,6 +7,9 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+
+/// The type name of groups that use the classic rebalance protocol (all of ours).
+const CLASSIC: &str = "classic";
 
 pub async fn handle(ctx: &Ctx<'_>, req: ListGroupsRequest) -> ListGroupsResponse {
     let broker = ctx.broker;
@@ -16,8 +20,15 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListGroupsRequest) -> ListGroupsResponse
         .iter()
         .map(|s| GroupState::parse(s.as_str()))
         .collect();
+    // v5 filters by group type (KIP-848): every group here is a classic one.
+    let classic = req.types_filter.is_empty()
+        || req
+            .types_filter
+            .iter()
+            .any(|t| t.as_str().eq_ignore_ascii_case(CLASSIC));
     let listed = groups
         .into_iter()
+        .filter(|_| classic)
         .filter(|g| states.is_empty() || states.contains(&Some(g.state)))
         .map(|g| {
             let mut l = ListedGroup::default()
@@ -25,6 +36,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListGroupsRequest) -> ListGroupsResponse
                 .with_protocol_type(StrBytes::from_string(g.protocol_type));
             if ctx.version >= 4 {
                 l = l.with_group_state(StrBytes::from_static_str(g.state.as_str()));
+            }
+            if ctx.version >= 5 {
+                l = l.with_group_type(StrBytes::from_static_str(CLASSIC));
             }
             l
         })

@@ -1,5 +1,6 @@
-//! ListOffsets: earliest (-2), latest (-1), max-timestamp (-3) or the first offset whose
-//! batch has a timestamp at or after a given time (kcat `-o s@ts`, offsetsForTimes).
+//! ListOffsets: earliest (-2), latest (-1), max-timestamp (-3, v7+), earliest-local (-4,
+//! v8+: the same as earliest, as every segment is local) or the first offset whose batch
+//! has a timestamp at or after a given time (kcat `-o s@ts`, offsetsForTimes).
 //! "Latest" is the high watermark: consumers see nothing above it.
 
 use super::Ctx;

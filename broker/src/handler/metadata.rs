@@ -1,6 +1,9 @@
-//! Metadata: brokers, controller, cluster id, and topics with leaders, replicas and ISR.
+//! Metadata: brokers, controller, cluster id, and topics with leaders, replicas, ISR and
+//! (v10+) topic ids; v12 may ask for a topic by id.
 //! Unknown topics are created on the fly when the client allows it and the broker is
-//! configured to (`--auto-create-topics`), as most librdkafka-based tools expect.
+//! configured to (`--auto-create-topics`), as most librdkafka-based tools expect. A topic
+//! that does not exist and whose name is not legal gets INVALID_TOPIC_EXCEPTION, as in
+//! Kafka, so clients fail its messages at once.
 
 use super::Ctx;
 use crate::cluster::ClusterView;
@@ -17,7 +20,19 @@ fn topic_entry(view: &ClusterView, name: &str, version: i16) -> MetadataResponse
         .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
         .with_is_internal(version >= 1 && name == crate::group::coordinator::OFFSETS_TOPIC);
     let Some(t) = view.topics.get(name) else {
-        return topic.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+        // A name no topic can have is an error of the request, not a topic that may still
+        // appear: clients fail the messages at once instead of retrying until they time out.
+        let error = if fjord_shared::cluster::valid_topic_name(name) {
+            ResponseError::UnknownTopicOrPartition
+        } else {
+            ResponseError::InvalidTopicException
+        };
+        return topic.with_error_code(error.code());
+    };
+    let topic = if version >= 10 {
+        topic.with_topic_id(t.uuid())
+    } else {
+        topic
     };
     let mut partitions = Vec::new();
     let mut any_missing = false;
@@ -91,13 +106,26 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
     let broker = ctx.broker;
     let version = ctx.version;
     let mut view = broker.cluster.view();
-    // v0 asks for every topic with an empty list; later versions with null.
+    // v0 asks for every topic with an empty list; later versions with null. v12 may name
+    // a topic by its id instead (KIP-516); an id no topic has is answered UNKNOWN_TOPIC_ID.
+    let mut unknown_ids = Vec::new();
     let requested: Option<Vec<String>> =
         req.topics
             .filter(|ts| version > 0 || !ts.is_empty())
             .map(|ts| {
                 ts.into_iter()
-                    .filter_map(|t| t.name.map(|n| n.0.as_str().to_owned()))
+                    .filter_map(|t| match t.name {
+                        Some(n) if t.topic_id.is_nil() || !n.0.is_empty() => {
+                            Some(n.0.as_str().to_owned())
+                        }
+                        _ => {
+                            let name = view.topic_name(t.topic_id).map(str::to_owned);
+                            if name.is_none() && !t.topic_id.is_nil() {
+                                unknown_ids.push(t.topic_id);
+                            }
+                            name
+                        }
+                    })
                     .collect()
             });
     // Auto-create what is missing, then wait briefly for leaders so the first answer is
@@ -106,7 +134,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
         let allow = version < 4 || req.allow_auto_topic_creation;
         let missing: Vec<String> = names
             .iter()
-            .filter(|n| !view.topics.contains_key(*n))
+            .filter(|n| !view.topics.contains_key(*n) && fjord_shared::cluster::valid_topic_name(n))
             .cloned()
             .collect();
         if allow && broker.config.auto_create_topics && !missing.is_empty() {
@@ -171,6 +199,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
             names
                 .iter()
                 .map(|n| topic_entry(&view, n, version))
+                .chain(unknown_ids.into_iter().map(|id| {
+                    MetadataResponseTopic::default()
+                        .with_topic_id(id)
+                        .with_error_code(ResponseError::UnknownTopicId.code())
+                }))
                 .collect(),
         );
     if version >= 1 {

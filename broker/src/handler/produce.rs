@@ -15,7 +15,6 @@ use kafka_protocol::ResponseError;
 pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
     let broker = ctx.broker;
     let mut responses = Vec::new();
-    let mut appended = false;
     let deadline = tokio::time::Instant::now()
         + std::time::Duration::from_millis(req.timeout_ms.clamp(0, 300_000) as u64);
     // (topic index, partition index, partition, append) of acks=all writes to wait for.
@@ -60,7 +59,6 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
             };
             match outcome {
                 Ok(a) => {
-                    appended |= a.appended;
                     r = r.with_base_offset(a.base_offset);
                     if ctx.version >= 5 {
                         r = r.with_log_start_offset(a.log_start_offset);
@@ -84,9 +82,6 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
                 .with_name(t.name)
                 .with_partition_responses(parts),
         );
-    }
-    if appended {
-        broker.data_arrived.notify_waiters();
     }
     if req.acks == 0 {
         return None;

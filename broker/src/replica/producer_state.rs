@@ -10,6 +10,8 @@
 //!   starts over, and must start at sequence 0;
 //! - a producer we know nothing of (first batch, or state lost) is accepted as it comes.
 
+use crate::log::batch;
+use crate::log::manager::SharedPartitionLog;
 use std::collections::{HashMap, VecDeque};
 
 /// Batches remembered per producer (Kafka keeps 5, the most a producer has in flight).
@@ -126,6 +128,54 @@ impl ProducerStates {
             p.batches.pop_front();
         }
     }
+}
+
+/// How much of the newest log a restarted broker scans for idempotent producer state.
+const PRODUCER_SCAN_BYTES: usize = 256 << 20;
+
+/// Rebuilds idempotent producer state from the batch headers of the newest two segments
+/// (at most [`PRODUCER_SCAN_BYTES`]), so that a producer retrying a batch that was stored
+/// just before a crash is recognised after the restart instead of being stored twice.
+pub fn rebuild_from_log(log: &SharedPartitionLog) -> ProducerStates {
+    let mut states = ProducerStates::default();
+    let Ok(log) = log.read() else { return states };
+    let bases = log.segment_base_offsets();
+    let start = log.log_start_offset();
+    let from = bases
+        .len()
+        .checked_sub(2)
+        .map_or(start, |i| bases[i])
+        .max(start);
+    let end = log.log_end_offset();
+    let (mut offset, mut scanned) = (from, 0usize);
+    while offset < end && scanned < PRODUCER_SCAN_BYTES {
+        let Ok(fetched) = log.read(offset, 1 << 20, end) else {
+            break;
+        };
+        if fetched.records.is_empty() || fetched.next_offset <= offset {
+            break;
+        }
+        for b in batch::batches(&fetched.records) {
+            let Ok(b) = b else { break };
+            let Ok(h) = batch::BatchHeader::parse(&b) else {
+                break;
+            };
+            if h.producer_id() >= 0 && h.base_offset() >= offset {
+                states.record(
+                    h.producer_id(),
+                    h.producer_epoch(),
+                    h.base_sequence(),
+                    // The last offset delta, not the count: compaction may have
+                    // removed records, but the sequence range stays (Kafka's rule).
+                    h.last_offset_delta() + 1,
+                    h.base_offset(),
+                );
+            }
+        }
+        scanned += fetched.records.len();
+        offset = fetched.next_offset;
+    }
+    states
 }
 
 #[cfg(test)]

@@ -1,0 +1,275 @@
+//! Topic ids on the wire (KIP-516) against the real broker: CreateTopics v7 returns the new
+//! topic's id; Metadata v10+ lists it, and v12 finds a topic by id alone; Fetch v13+ reads
+//! by id; an id no topic has gets UNKNOWN_TOPIC_ID everywhere; DeleteTopics v6 deletes by
+//! id. Also the batched group APIs a broker of Kafka 3.7 serves: FindCoordinator v4 and
+//! OffsetFetch v8.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use fjord_broker::client::records::encode_batch;
+use fjord_broker::client::{ClientOptions, Compression, Connection, ProduceRecord};
+use fjord_tests::{Process, Spec};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, FindCoordinatorRequest,
+    GroupId, MetadataRequest, OffsetFetchRequest, ProduceRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use std::time::Duration;
+use uuid::Uuid;
+
+const UNKNOWN_TOPIC_ID: i16 = 100;
+const WAIT: Duration = Duration::from_secs(30);
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+fn start() -> (Process, Process) {
+    let coord = Spec::coordinator()
+        .args(["--tick-ms", "200"])
+        .start()
+        .unwrap();
+    let b = Spec::broker(1, coord.addr()).start().unwrap();
+    (coord, b)
+}
+
+async fn connect(b: &Process) -> Connection {
+    let addr = b.connect_string();
+    Connection::connect(&addr, &ClientOptions::new(&addr))
+        .await
+        .unwrap()
+}
+
+fn one_record_batch(value: &'static [u8]) -> bytes::Bytes {
+    let record = ProduceRecord {
+        key: None,
+        value: Some(bytes::Bytes::from_static(value)),
+        headers: Vec::new(),
+        timestamp: Some(0),
+    };
+    encode_batch(&[record], Compression::None, 0).unwrap()
+}
+
+fn fetch_by_id(id: Uuid) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_state(ReplicaState::default().with_replica_id(BrokerId(-1)))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic_id(id)
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_are_addressed_by_id_in_every_api_that_allows_it() {
+    let (_coord, b) = start();
+    let mut conn = connect(&b).await;
+
+    // CreateTopics v7 answers with the new topic's id.
+    let created = conn
+        .send(
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(20_000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(name("by-id"))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1)]),
+            7,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let result = &created.topics[0];
+    assert_eq!(result.error_code, 0, "{:?}", result.error_message);
+    let id = result.topic_id;
+    assert!(!id.is_nil(), "CreateTopics v7 returned no topic id");
+
+    // Metadata v10 by name lists the same id; v12 finds the topic by id alone.
+    let by_name = conn
+        .send(
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name("by-id")))
+            ])),
+            10,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_name.topics[0].topic_id, id);
+    let unknown = Uuid::from_bytes([9; 16]);
+    let by_id = conn
+        .send(
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default()
+                    .with_name(None)
+                    .with_topic_id(id),
+                MetadataRequestTopic::default()
+                    .with_name(None)
+                    .with_topic_id(unknown),
+            ])),
+            12,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let found = by_id.topics.iter().find(|t| t.topic_id == id).unwrap();
+    assert_eq!(found.error_code, 0);
+    assert_eq!(found.name.as_ref().map(|n| n.0.as_str()), Some("by-id"));
+    assert_eq!(found.partitions.len(), 1);
+    let missing = by_id.topics.iter().find(|t| t.topic_id == unknown).unwrap();
+    assert_eq!(missing.error_code, UNKNOWN_TOPIC_ID);
+
+    // Fetch v13+ reads by id what a produce wrote by name.
+    let produced = conn
+        .send(
+            &ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(name("by-id"))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(one_record_batch(b"hello")))])]),
+            9,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    for version in [13, 15, 17] {
+        let fetched = conn.send(&fetch_by_id(id), version, WAIT).await.unwrap();
+        let topic = &fetched.responses[0];
+        assert_eq!(topic.topic_id, id, "v{version}");
+        let p = &topic.partitions[0];
+        assert_eq!(p.error_code, 0, "v{version}");
+        assert_eq!(p.high_watermark, 1, "v{version}");
+        let records = p.records.clone().unwrap_or_default();
+        let batches = fjord_broker::client::records::decode_batches(records, 0).unwrap();
+        let values: Vec<_> = batches.records.iter().map(|r| r.value.clone()).collect();
+        assert_eq!(
+            values,
+            vec![Some(bytes::Bytes::from_static(b"hello"))],
+            "v{version}"
+        );
+        let missing = conn
+            .send(&fetch_by_id(unknown), version, WAIT)
+            .await
+            .unwrap();
+        assert_eq!(
+            missing.responses[0].partitions[0].error_code, UNKNOWN_TOPIC_ID,
+            "v{version}"
+        );
+    }
+
+    // DeleteTopics v6 by id: an unknown id is refused, a known one deleted.
+    let deleted = conn
+        .send(
+            &DeleteTopicsRequest::default()
+                .with_timeout_ms(20_000)
+                .with_topics(vec![
+                    DeleteTopicState::default().with_topic_id(unknown),
+                    DeleteTopicState::default().with_topic_id(id),
+                ]),
+            6,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let refused = deleted
+        .responses
+        .iter()
+        .find(|r| r.topic_id == unknown)
+        .unwrap();
+    assert_eq!(refused.error_code, UNKNOWN_TOPIC_ID);
+    let done = deleted.responses.iter().find(|r| r.topic_id == id).unwrap();
+    assert_eq!(done.error_code, 0, "{:?}", done.error_message);
+    assert_eq!(done.name.as_ref().map(|n| n.0.as_str()), Some("by-id"));
+    let after = conn
+        .send(
+            &MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(None)
+                .with_topic_id(id)])),
+            12,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.topics[0].error_code, UNKNOWN_TOPIC_ID);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_coordinator_lookup_and_offset_fetch() {
+    let (_coord, b) = start();
+    let mut conn = connect(&b).await;
+    let groups = ["alpha", "beta"];
+    // FindCoordinator v4: one answer per key; the first request creates
+    // __consumer_offsets, so wait until both keys have a coordinator.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let resp = conn
+            .send(
+                &FindCoordinatorRequest::default().with_coordinator_keys(
+                    groups
+                        .iter()
+                        .map(|g| StrBytes::from_static_str(g))
+                        .collect(),
+                ),
+                4,
+                WAIT,
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.coordinators.len(), 2);
+        let keys: Vec<_> = resp
+            .coordinators
+            .iter()
+            .map(|c| c.key.to_string())
+            .collect();
+        assert_eq!(keys, groups);
+        if resp
+            .coordinators
+            .iter()
+            .all(|c| c.error_code == 0 && c.node_id.0 == 1 && c.port == b.addr().port() as i32)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no coordinator: {resp:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // OffsetFetch v8: both groups in one request, each answered on its own (no offsets).
+    let resp = conn
+        .send(
+            &OffsetFetchRequest::default().with_groups(
+                groups
+                    .iter()
+                    .map(|g| {
+                        OffsetFetchRequestGroup::default()
+                            .with_group_id(GroupId(StrBytes::from_static_str(g)))
+                            .with_topics(None)
+                    })
+                    .collect(),
+            ),
+            8,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.groups.len(), 2);
+    for (g, answer) in groups.iter().zip(&resp.groups) {
+        assert_eq!(answer.group_id.as_str(), *g);
+        assert_eq!(answer.error_code, 0);
+        assert!(answer.topics.is_empty());
+    }
+}
