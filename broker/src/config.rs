@@ -32,14 +32,19 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
 
     /// Rack of this broker, used to spread replicas.
-    #[arg(long, env = "FJORD_RACK")]
+    #[arg(long, visible_alias = "broker-rack", env = "FJORD_RACK")]
     pub rack: Option<String>,
 
     /// Coordinator session timeout in ms. A broker that dies loses its partitions'
     /// leadership this long after its last heartbeat (plus up to one coordinator tick). If
     /// the coordinator is unreachable for this long, the broker stops accepting writes
     /// until it rejoins.
-    #[arg(long, env = "FJORD_SESSION_TIMEOUT_MS", default_value_t = 2000)]
+    #[arg(
+        long,
+        visible_alias = "zookeeper-session-timeout-ms",
+        env = "FJORD_SESSION_TIMEOUT_MS",
+        default_value_t = 2000
+    )]
     pub session_timeout_ms: u64,
 
     /// A follower that has not caught up with its leader for this long (ms) leaves the ISR
@@ -60,7 +65,7 @@ pub struct BrokerConfig {
     /// Let the controller move leadership back to each partition's preferred replica (the
     /// first in its replica list) when that broker is alive and in sync
     /// (auto.leader.rebalance.enable).
-    #[arg(long, env = "FJORD_AUTO_LEADER_REBALANCE", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, visible_alias = "auto-leader-rebalance-enable", env = "FJORD_AUTO_LEADER_REBALANCE", default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_leader_rebalance: bool,
 
     /// How often the controller checks for partitions led by a broker other than their
@@ -83,7 +88,7 @@ pub struct BrokerConfig {
 
     /// On SIGTERM, move this broker's leaderships to other in-sync replicas before
     /// leaving, so that clients see no errors (controlled.shutdown.enable).
-    #[arg(long, env = "FJORD_CONTROLLED_SHUTDOWN", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, visible_alias = "controlled-shutdown-enable", env = "FJORD_CONTROLLED_SHUTDOWN", default_value_t = true, action = clap::ArgAction::Set)]
     pub controlled_shutdown: bool,
 
     /// The longest a controlled shutdown waits for leadership to move (ms).
@@ -105,42 +110,54 @@ pub struct BrokerConfig {
     pub fsync_interval_ms: u64,
 
     /// Create topics on first use by Metadata or Produce requests.
-    #[arg(long, env = "FJORD_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, visible_alias = "auto-create-topics-enable", env = "FJORD_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_create_topics: bool,
 
-    /// Partitions of an automatically created topic.
+    /// Partitions of a topic created without a count: auto-created, or by CreateTopics with
+    /// -1 (num.partitions).
     #[arg(long, env = "FJORD_NUM_PARTITIONS", default_value_t = 1)]
     pub num_partitions: i32,
 
-    /// Replication factor of an automatically created topic (capped at the live brokers).
+    /// Replication factor of a topic created without one: auto-created, or by CreateTopics
+    /// with -1 (default.replication.factor; capped at the live brokers).
     #[arg(long, env = "FJORD_DEFAULT_REPLICATION_FACTOR", default_value_t = 1)]
     pub default_replication_factor: i16,
 
     /// Largest request accepted (socket.request.max.bytes); larger frames close the
     /// connection.
-    #[arg(long, env = "FJORD_MAX_REQUEST_BYTES", default_value_t = 100 * 1024 * 1024)]
+    #[arg(long, visible_alias = "socket-request-max-bytes", env = "FJORD_MAX_REQUEST_BYTES", default_value_t = 100 * 1024 * 1024)]
     pub max_request_bytes: usize,
 
     /// Default segment size (segment.bytes) for topics that do not set it.
-    #[arg(long, env = "FJORD_SEGMENT_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    #[arg(long, visible_alias = "log-segment-bytes", env = "FJORD_SEGMENT_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub segment_bytes: u64,
 
     /// Default largest record batch (max.message.bytes).
-    #[arg(long, env = "FJORD_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024 + 12)]
+    #[arg(long, visible_alias = "message-max-bytes", env = "FJORD_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024 + 12)]
     pub max_message_bytes: usize,
 
     /// Default retention in ms (retention.ms); -1 keeps data forever.
-    #[arg(long, env = "FJORD_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000)]
+    #[arg(long, visible_alias = "log-retention-ms", env = "FJORD_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000)]
     pub retention_ms: i64,
 
     /// How often retention is enforced, in ms.
-    #[arg(long, env = "FJORD_RETENTION_CHECK_MS", default_value_t = 300_000)]
+    #[arg(
+        long,
+        visible_alias = "log-retention-check-interval-ms",
+        env = "FJORD_RETENTION_CHECK_MS",
+        default_value_t = 300_000
+    )]
     pub retention_check_ms: u64,
 
     /// Partitions of the internal `__consumer_offsets` topic, which holds consumer groups
     /// and their committed offsets (offsets.topic.num.partitions). Fixed once the topic
     /// exists.
-    #[arg(long, env = "FJORD_OFFSETS_TOPIC_PARTITIONS", default_value_t = 50)]
+    #[arg(
+        long,
+        visible_alias = "offsets-topic-num-partitions",
+        env = "FJORD_OFFSETS_TOPIC_PARTITIONS",
+        default_value_t = 50
+    )]
     pub offsets_topic_partitions: i32,
 
     /// Replication factor of `__consumer_offsets`, capped at the live brokers when it is

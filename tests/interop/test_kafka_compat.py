@@ -230,6 +230,50 @@ def test_create_topics_waits_for_a_frozen_broker_and_times_out_as_kafka_does(kaf
     )
 
 
+def test_broker_settings_that_client_test_suites_use(kafka_cluster):
+    """Brokers configured as client projects configure their test brokers,
+    with Kafka's setting names: auto.create.topics.enable=false,
+    num.partitions=4, group.min.session.timeout.ms below 6 s and
+    group.initial.rebalance.delay.ms=0."""
+    cluster = kafka_cluster(
+        brokers=1,
+        auto_create_topics_enable="false",
+        num_partitions=4,
+        group_min_session_timeout_ms=1000,
+        group_initial_rebalance_delay_ms=0,
+        offsets_topic_replication_factor=1,
+    )
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, **RDKAFKA_LOG})
+    asked = producer.list_topics("never-created", timeout=10)
+    assert asked.topics["never-created"].error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    admin = admin_client(cluster.bootstrap)
+    assert "never-created" not in admin.list_topics(timeout=10).topics
+
+    admin_ok(admin.create_topics([NewTopic("sized-by-default", -1, -1)], operation_timeout=20))
+    assert len(admin.list_topics(timeout=10).topics["sized-by-default"].partitions) == 4
+
+    assignments = []
+    consumer = Consumer(
+        {
+            "bootstrap.servers": cluster.bootstrap,
+            "group.id": "short-sessions",
+            "session.timeout.ms": 1500,
+            "heartbeat.interval.ms": 300,
+            **RDKAFKA_LOG,
+        }
+    )
+    try:
+        consumer.subscribe(["sized-by-default"], on_assign=lambda c, ps: assignments.append(ps))
+        start = time.monotonic()
+        while not assignments and time.monotonic() - start < WAIT:
+            consumer.poll(0.2)
+    finally:
+        consumer.close()
+    # A 1.5 s session is accepted (the default minimum, 6 s, refuses it with
+    # INVALID_SESSION_TIMEOUT and the member never gets an assignment).
+    assert assignments and len(assignments[0]) == 4, assignments
+
+
 def test_kafka_python_sees_a_recent_kafka_and_works_with_it(kafka_cluster):
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 

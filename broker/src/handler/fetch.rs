@@ -2,7 +2,8 @@
 //! addresses topics by id, and v15+ carries a follower's id in `replica_state`.
 //!
 //! It long-polls: when less than `min_bytes` is available it waits, without spinning, for
-//! new data (any append wakes waiting fetches, which then re-read) until `max_wait_ms`.
+//! new data (any append or high-watermark move wakes waiting fetches, which then re-read)
+//! until `max_wait_ms`.
 //! `max_bytes` and `partition_max_bytes` bound the response, except that the first batch is
 //! always returned whole so that a consumer can make progress past a large batch.
 //!
@@ -82,8 +83,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
             })
         })
         .collect();
+    // A follower's position may move the high watermark, which wakes parked consumer
+    // fetches and acks=all produces (see `Partition::follower_fetched`).
     if follower {
-        let mut moved = false;
         for (w, refusal) in wanted.iter().zip(refused.iter_mut()) {
             if refusal.is_some() {
                 continue;
@@ -96,13 +98,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                     check_epoch(w.current_leader_epoch, part.leader_epoch())?;
                     part.follower_fetched(replica, w.offset)
                 });
-            match fetched {
-                Ok(m) => moved |= m,
-                Err(e) => *refusal = Some(e),
+            if let Err(e) = fetched {
+                *refusal = Some(e);
             }
-        }
-        if moved {
-            broker.replicas.data_arrived().notify_waiters();
         }
     }
     loop {

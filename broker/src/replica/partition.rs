@@ -188,10 +188,13 @@ impl Partition {
         }
     }
 
+    /// Moves the high watermark. Whatever moved it (a follower's fetch, an append with a
+    /// lone ISR, an ISR change), acks=all produces and parked consumer fetches wake.
     pub(super) fn set_high_watermark(&self, hw: i64) {
         let old = self.high_watermark.swap(hw, Ordering::AcqRel);
         if old != hw {
             self.hw_changed.notify_waiters();
+            self.data_arrived.notify_waiters();
         }
     }
 

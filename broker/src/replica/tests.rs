@@ -248,3 +248,45 @@ fn a_deposed_leader_fails_waiting_produces() {
     let r = rt.block_on(b.wait_replicated(w.end_offset, w.leader_epoch, deadline));
     assert_eq!(r.unwrap_err().code, ResponseError::RequestTimedOut);
 }
+
+/// Whether `action` wakes a fetch parked on `part` (checked without waiting).
+fn wakes(part: &Partition, action: impl FnOnce()) -> bool {
+    let parked = part.data_arrived.notified();
+    tokio::pin!(parked);
+    parked.as_mut().enable();
+    action();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::future::Future::poll(parked, &mut cx).is_ready()
+}
+
+#[test]
+fn every_append_and_every_high_watermark_move_wake_parked_fetches() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (partition(dirs.0.path(), 1), partition(dirs.1.path(), 2));
+    a.apply_state(&state(1, 0, &[1, 2]), 0, &[1, 2]);
+    b.apply_state(&state(1, 0, &[1, 2]), 0, &[1, 2]);
+
+    // An acks=all append that cannot move the high watermark yet (the follower has not
+    // copied it) must still wake the follower's parked fetch: the broker's own writers
+    // (offset commits) wait on exactly this.
+    let woke = wakes(&a, || {
+        a.append(simple_batch(2, 0, 4), -1).unwrap();
+    });
+    assert_eq!(a.high_watermark(), 0);
+    assert!(woke, "an append did not wake parked fetches");
+
+    // The follower's fetch moves the high watermark: parked consumers wake.
+    let woke = wakes(&a, || {
+        replicate(&a, &b, 1);
+        b.follower_fetched_by(&a, b.log_end_offset());
+    });
+    assert_eq!(a.high_watermark(), 2);
+    assert!(woke, "a high watermark move did not wake fetches");
+
+    // A refused append wakes nobody.
+    a.min_insync.store(3, Ordering::Release);
+    let woke = wakes(&a, || {
+        assert!(a.append(simple_batch(1, 0, 4), -1).is_err());
+    });
+    assert!(!woke, "a refused append woke parked fetches");
+}
