@@ -8,9 +8,12 @@ each checked with the real client that showed it:
 - a producer writing to a topic whose name is not legal gets
   INVALID_TOPIC_EXCEPTION for it (librdkafka: "Broker: Topic exception") at
   once, while its messages to a good topic are delivered;
-- once CreateTopics answers, every broker lists every new partition with a
-  leader, and each leader takes a write at once (an admin client creates
-  through the controller, then produces through the others);
+- once CreateTopics (or CreatePartitions) answers, every broker lists every
+  new partition with a leader, and each leader takes a write at once (an
+  admin client creates through the controller, then produces through the
+  others); past the request's timeout the answer is REQUEST_TIMED_OUT;
+- broker settings copied from client projects' test brokers, with Kafka's
+  names, mean what they mean in Kafka;
 - kafka-python takes Fjord for a Kafka 3.7 or later from the API versions
   it advertises, and produces, consumes and commits with what it then
   picks.
@@ -23,7 +26,7 @@ import statistics
 import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import NewPartitions, NewTopic
 from kafka_helpers import (
     RDKAFKA_LOG,
     WAIT,
@@ -195,20 +198,37 @@ def test_create_topics_waits_for_a_frozen_broker_and_times_out_as_kafka_does(kaf
     frozen = next(b for b in cluster.brokers if b is not controller)
     admin = admin_client(controller.address)
 
-    frozen.pause()
-    try:
-        future = admin.create_topics(
+    def answered_while_frozen(request) -> bool:
+        """Start `request()` (an admin future) with `frozen` stopped; whether it
+        answered within 1.5 s. The broker resumes either way, and the request
+        must then succeed."""
+        frozen.pause()
+        try:
+            future = request()
+            time.sleep(1.5)
+            answered = future.done()
+        finally:
+            frozen.resume()
+        future.result(timeout=WAIT)
+        return answered
+
+    assert not answered_while_frozen(
+        lambda: admin.create_topics(
             [NewTopic("waits", 3, 1)], operation_timeout=20, request_timeout=30
         )["waits"]
-        time.sleep(1.5)
-        answered_while_frozen = future.done()
-    finally:
-        frozen.resume()
-    future.result(timeout=WAIT)
-    assert not answered_while_frozen, "CreateTopics answered while a broker could not serve the topic"
+    ), "CreateTopics answered while a broker could not serve the topic"
     metadata = kafka_metadata(frozen.address, ["waits"])
     assert metadata.topic_errors["waits"] == 0
     assert all(p.leader >= 0 for p in metadata.topics["waits"].values())
+
+    # CreatePartitions waits the same way.
+    assert not answered_while_frozen(
+        lambda: admin.create_partitions(
+            [NewPartitions("waits", 5)], operation_timeout=20, request_timeout=30
+        )["waits"]
+    ), "CreatePartitions answered while a broker could not serve them"
+    states = kafka_metadata(frozen.address, ["waits"]).topics["waits"]
+    assert sorted(states) == list(range(5)) and all(p.leader >= 0 for p in states.values())
 
     frozen.pause()
     try:

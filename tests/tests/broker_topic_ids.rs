@@ -1,8 +1,9 @@
 //! Topic ids on the wire (KIP-516) against the real broker: CreateTopics v7 returns the new
 //! topic's id; Metadata v10+ lists it, and v12 finds a topic by id alone; Fetch v13+ reads
 //! by id; an id no topic has gets UNKNOWN_TOPIC_ID everywhere; DeleteTopics v6 deletes by
-//! id. Also the batched group APIs a broker of Kafka 3.7 serves: FindCoordinator v4 and
-//! OffsetFetch v8.
+//! id. Also the newest group and produce versions a Kafka 3.7+ broker serves, which only
+//! the Java client sends among the clients we test: FindCoordinator v4 and OffsetFetch v8
+//! (batched), JoinGroup v9, ListGroups v5 (type filter) and Produce v11.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,18 +13,21 @@ use fjord_tests::{Process, Spec};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     BrokerId, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, FindCoordinatorRequest,
-    GroupId, MetadataRequest, OffsetFetchRequest, ProduceRequest, TopicName,
+    GroupId, JoinGroupRequest, ListGroupsRequest, MetadataRequest, OffsetFetchRequest,
+    ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use std::time::Duration;
 use uuid::Uuid;
 
 const UNKNOWN_TOPIC_ID: i16 = 100;
+const MEMBER_ID_REQUIRED: i16 = 79;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn name(s: &str) -> TopicName {
@@ -54,6 +58,33 @@ fn one_record_batch(value: &'static [u8]) -> bytes::Bytes {
         timestamp: Some(0),
     };
     encode_batch(&[record], Compression::None, 0).unwrap()
+}
+
+/// One record to partition 0 of `topic` with acks=all, as Produce `version`: the
+/// partition's (error code, base offset).
+async fn produce_one(
+    conn: &mut Connection,
+    topic: &str,
+    value: &'static [u8],
+    version: i16,
+) -> (i16, i64) {
+    let produced = conn
+        .send(
+            &ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(name(topic))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(one_record_batch(value)))])]),
+            version,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let p = &produced.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
 }
 
 fn fetch_by_id(id: Uuid) -> FetchRequest {
@@ -129,22 +160,7 @@ async fn topics_are_addressed_by_id_in_every_api_that_allows_it() {
     assert_eq!(missing.error_code, UNKNOWN_TOPIC_ID);
 
     // Fetch v13+ reads by id what a produce wrote by name.
-    let produced = conn
-        .send(
-            &ProduceRequest::default()
-                .with_acks(-1)
-                .with_timeout_ms(10_000)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(name("by-id"))
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(one_record_batch(b"hello")))])]),
-            9,
-            WAIT,
-        )
-        .await
-        .unwrap();
-    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(produce_one(&mut conn, "by-id", b"hello", 9).await, (0, 0));
     for version in [13, 15, 17] {
         let fetched = conn.send(&fetch_by_id(id), version, WAIT).await.unwrap();
         let topic = &fetched.responses[0];
@@ -206,13 +222,9 @@ async fn topics_are_addressed_by_id_in_every_api_that_allows_it() {
     assert_eq!(after.topics[0].error_code, UNKNOWN_TOPIC_ID);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batched_coordinator_lookup_and_offset_fetch() {
-    let (_coord, b) = start();
-    let mut conn = connect(&b).await;
-    let groups = ["alpha", "beta"];
-    // FindCoordinator v4: one answer per key; the first request creates
-    // __consumer_offsets, so wait until both keys have a coordinator.
+/// FindCoordinator v4 (several keys, one answer each) until every group has this broker
+/// as its coordinator: the first request creates __consumer_offsets.
+async fn wait_for_coordinators(conn: &mut Connection, groups: &[&'static str], port: u16) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let resp = conn
@@ -228,7 +240,6 @@ async fn batched_coordinator_lookup_and_offset_fetch() {
             )
             .await
             .unwrap();
-        assert_eq!(resp.coordinators.len(), 2);
         let keys: Vec<_> = resp
             .coordinators
             .iter()
@@ -238,9 +249,9 @@ async fn batched_coordinator_lookup_and_offset_fetch() {
         if resp
             .coordinators
             .iter()
-            .all(|c| c.error_code == 0 && c.node_id.0 == 1 && c.port == b.addr().port() as i32)
+            .all(|c| c.error_code == 0 && c.node_id.0 == 1 && c.port == i32::from(port))
         {
-            break;
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -248,6 +259,14 @@ async fn batched_coordinator_lookup_and_offset_fetch() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_coordinator_lookup_and_offset_fetch() {
+    let (_coord, b) = start();
+    let mut conn = connect(&b).await;
+    let groups = ["alpha", "beta"];
+    wait_for_coordinators(&mut conn, &groups, b.addr().port()).await;
     // OffsetFetch v8: both groups in one request, each answered on its own (no offsets).
     let resp = conn
         .send(
@@ -271,5 +290,66 @@ async fn batched_coordinator_lookup_and_offset_fetch() {
         assert_eq!(answer.group_id.as_str(), *g);
         assert_eq!(answer.error_code, 0);
         assert!(answer.topics.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newest_group_and_produce_versions() {
+    let coord = Spec::coordinator()
+        .args(["--tick-ms", "200"])
+        .start()
+        .unwrap();
+    let b = Spec::broker(1, coord.addr())
+        .args(["--group-initial-rebalance-delay-ms", "0"])
+        .start()
+        .unwrap();
+    let mut conn = connect(&b).await;
+
+    // Produce v11 (Kafka 3.8) is v9's request and answer.
+    assert_eq!(produce_one(&mut conn, "v11", b"eleven", 11).await, (0, 0));
+
+    // JoinGroup v9: MEMBER_ID_REQUIRED first, then a generation with this member leading.
+    wait_for_coordinators(&mut conn, &["nine"], b.addr().port()).await;
+    let join = |member: StrBytes| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("nine")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(member)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_reason(Some(StrBytes::from_static_str("test")))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(bytes::Bytes::from_static(b"\0\x01"))])
+    };
+    let first = conn
+        .send(&join(StrBytes::default()), 9, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(first.error_code, MEMBER_ID_REQUIRED);
+    assert!(!first.member_id.is_empty());
+    let joined = conn
+        .send(&join(first.member_id.clone()), 9, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(joined.generation_id, 1);
+    assert_eq!(joined.leader, first.member_id);
+    assert!(!joined.skip_assignment);
+    assert_eq!(joined.members.len(), 1);
+
+    // ListGroups v5 filters by type: every group here is a classic one.
+    let list = |types: &[&'static str]| {
+        ListGroupsRequest::default()
+            .with_types_filter(types.iter().map(|t| StrBytes::from_static_str(t)).collect())
+    };
+    for (types, expected) in [(&[][..], 1), (&["Classic"][..], 1), (&["consumer"][..], 0)] {
+        let listed = conn.send(&list(types), 5, WAIT).await.unwrap();
+        assert_eq!(listed.error_code, 0);
+        assert_eq!(listed.groups.len(), expected, "types {types:?}");
+        for g in &listed.groups {
+            assert_eq!(g.group_id.as_str(), "nine");
+            assert_eq!(g.group_type.as_str(), "classic");
+        }
     }
 }
