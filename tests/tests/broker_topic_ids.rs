@@ -15,12 +15,15 @@ use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     BrokerId, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, FindCoordinatorRequest,
-    GroupId, JoinGroupRequest, ListGroupsRequest, MetadataRequest, OffsetFetchRequest,
-    ProduceRequest, TopicName,
+    GroupId, JoinGroupRequest, ListGroupsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use std::time::Duration;
@@ -28,6 +31,7 @@ use uuid::Uuid;
 
 const UNKNOWN_TOPIC_ID: i16 = 100;
 const MEMBER_ID_REQUIRED: i16 = 79;
+const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn name(s: &str) -> TopicName {
@@ -223,8 +227,14 @@ async fn topics_are_addressed_by_id_in_every_api_that_allows_it() {
 }
 
 /// FindCoordinator v4 (several keys, one answer each) until every group has this broker
-/// as its coordinator: the first request creates __consumer_offsets.
-async fn wait_for_coordinators(conn: &mut Connection, groups: &[&'static str], port: u16) {
+/// as its coordinator (the first request creates __consumer_offsets), then OffsetFetch v8
+/// for all of them at once until none is still loading (COORDINATOR_LOAD_IN_PROGRESS, which
+/// clients retry): its answer.
+async fn wait_for_coordinators(
+    conn: &mut Connection,
+    groups: &[&'static str],
+    port: u16,
+) -> OffsetFetchResponse {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let resp = conn
@@ -251,13 +261,44 @@ async fn wait_for_coordinators(conn: &mut Connection, groups: &[&'static str], p
             .iter()
             .all(|c| c.error_code == 0 && c.node_id.0 == 1 && c.port == i32::from(port))
         {
-            return;
+            break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "no coordinator: {resp:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    loop {
+        let resp = conn
+            .send(
+                &OffsetFetchRequest::default().with_groups(
+                    groups
+                        .iter()
+                        .map(|g| {
+                            OffsetFetchRequestGroup::default()
+                                .with_group_id(GroupId(StrBytes::from_static_str(g)))
+                                .with_topics(None)
+                        })
+                        .collect(),
+                ),
+                8,
+                WAIT,
+            )
+            .await
+            .unwrap();
+        if resp
+            .groups
+            .iter()
+            .all(|g| g.error_code != COORDINATOR_LOAD_IN_PROGRESS)
+        {
+            return resp;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still loading: {resp:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -266,31 +307,47 @@ async fn batched_coordinator_lookup_and_offset_fetch() {
     let (_coord, b) = start();
     let mut conn = connect(&b).await;
     let groups = ["alpha", "beta"];
-    wait_for_coordinators(&mut conn, &groups, b.addr().port()).await;
-    // OffsetFetch v8: both groups in one request, each answered on its own (no offsets).
-    let resp = conn
+    let loaded = wait_for_coordinators(&mut conn, &groups, b.addr().port()).await;
+    assert!(loaded
+        .groups
+        .iter()
+        .all(|g| g.error_code == 0 && g.topics.is_empty()));
+
+    // OffsetCommit v9, a simple commit (no generation) for alpha only.
+    assert_eq!(produce_one(&mut conn, "committed", b"x", 9).await, (0, 0));
+    let committed = conn
         .send(
-            &OffsetFetchRequest::default().with_groups(
-                groups
-                    .iter()
-                    .map(|g| {
-                        OffsetFetchRequestGroup::default()
-                            .with_group_id(GroupId(StrBytes::from_static_str(g)))
-                            .with_topics(None)
-                    })
-                    .collect(),
-            ),
-            8,
+            &OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("alpha")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(name("committed"))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(1)
+                        .with_committed_metadata(Some(StrBytes::from_static_str("m")))])]),
+            9,
             WAIT,
         )
         .await
         .unwrap();
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+
+    // OffsetFetch v8: both groups in one request, each answered on its own.
+    let resp = wait_for_coordinators(&mut conn, &groups, b.addr().port()).await;
     assert_eq!(resp.groups.len(), 2);
-    for (g, answer) in groups.iter().zip(&resp.groups) {
-        assert_eq!(answer.group_id.as_str(), *g);
-        assert_eq!(answer.error_code, 0);
-        assert!(answer.topics.is_empty());
-    }
+    let (alpha, beta) = (&resp.groups[0], &resp.groups[1]);
+    assert_eq!(
+        (alpha.group_id.as_str(), beta.group_id.as_str()),
+        ("alpha", "beta")
+    );
+    assert_eq!((alpha.error_code, beta.error_code), (0, 0));
+    assert!(beta.topics.is_empty());
+    assert_eq!(alpha.topics.len(), 1);
+    assert_eq!(alpha.topics[0].name.0.as_str(), "committed");
+    let p = &alpha.topics[0].partitions[0];
+    assert_eq!((p.partition_index, p.committed_offset), (0, 1));
+    assert_eq!(p.metadata.as_ref().map(|m| m.as_str()), Some("m"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,7 +366,7 @@ async fn newest_group_and_produce_versions() {
     assert_eq!(produce_one(&mut conn, "v11", b"eleven", 11).await, (0, 0));
 
     // JoinGroup v9: MEMBER_ID_REQUIRED first, then a generation with this member leading.
-    wait_for_coordinators(&mut conn, &["nine"], b.addr().port()).await;
+    let _ = wait_for_coordinators(&mut conn, &["nine"], b.addr().port()).await;
     let join = |member: StrBytes| {
         JoinGroupRequest::default()
             .with_group_id(GroupId(StrBytes::from_static_str("nine")))

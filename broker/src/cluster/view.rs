@@ -31,7 +31,10 @@ pub const DEPARTED_GRACE: Duration = Duration::from_secs(5);
 /// One topic as the coordinator describes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicView {
+    /// The topic id as stored in the coordinator (see [`TopicView::set_topic_id`]).
     pub topic_id: String,
+    /// `topic_id` parsed once, for the Fetch and Metadata requests that name topics by id.
+    id: Uuid,
     /// partition → replicas, preferred leader first.
     pub assignment: BTreeMap<i32, Vec<i32>>,
     /// partition → (state, znode version for conditional updates).
@@ -43,7 +46,13 @@ pub struct TopicView {
 impl TopicView {
     /// The topic id as the Kafka protocol carries it; nil for a topic that has none.
     pub fn uuid(&self) -> Uuid {
-        parse_topic_id(&self.topic_id)
+        self.id
+    }
+
+    /// Sets the topic id (its coordinator text) and the parsed id together.
+    pub fn set_topic_id(&mut self, text: String) {
+        self.id = parse_topic_id(&text);
+        self.topic_id = text;
     }
 }
 
@@ -181,7 +190,7 @@ impl ClusterView {
                     if let Some(a) = parse::<TopicAssignment>(path, &d) {
                         let is_new = !self.topics.contains_key(*topic);
                         let t = self.topics.entry((*topic).to_owned()).or_default();
-                        t.topic_id = a.topic_id.clone().unwrap_or_default();
+                        t.set_topic_id(a.topic_id.clone().unwrap_or_default());
                         t.assignment = a.by_partition();
                         if is_new {
                             // A topic seen for the first time: its states and config may
@@ -335,13 +344,9 @@ mod tests {
         assert!(parse_topic_id("not base64!").is_nil());
         assert!(parse_topic_id("AAAA").is_nil());
         let mut v = ClusterView::default();
-        v.topics.insert(
-            "orders".into(),
-            TopicView {
-                topic_id: text,
-                ..TopicView::default()
-            },
-        );
+        let mut orders = TopicView::default();
+        orders.set_topic_id(text);
+        v.topics.insert("orders".into(), orders);
         v.topics.insert("legacy".into(), TopicView::default());
         assert_eq!(v.topic_name(Uuid::from_bytes(bytes)), Some("orders"));
         assert_eq!(v.topic_name(Uuid::nil()), None);
