@@ -8,37 +8,44 @@
 //! milliseconds apart, and a leader takes its role only after it has opened the log. So a
 //! topic counts as ready only when
 //!
-//! - this broker's view has leaders for all its partitions,
-//! - every other live broker answers Metadata for it with a leader for every partition, and
-//! - every leader answers ListOffsets (latest) for the partitions it leads, which it does
-//!   only once it has taken the leader role in the current leader epoch.
+//! - this broker's view has a live leader for each of the partitions waited for (all of a
+//!   new topic's, or only those CreatePartitions added: an old partition that is offline
+//!   must not make the new ones look late),
+//! - every other live broker answers Metadata for the topic with a leader for each of them,
+//!   and
+//! - every leader answers ListOffsets (latest) for the ones it leads, which it does only
+//!   once it has taken the leader role in the current leader epoch.
 //!
 //! This broker checks itself without the network. Other brokers are asked over the Kafka
 //! protocol, with the same client code the follower fetchers use.
 
 use crate::broker::Broker;
 use crate::client::{ClientOptions, Connection};
-use crate::cluster::{admin, ClusterView};
+use crate::cluster::ClusterView;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{ApiKey, BrokerId, ListOffsetsRequest, MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// How long to wait between two rounds of checks.
-const RECHECK: Duration = Duration::from_millis(20);
+const RECHECK: Duration = Duration::from_millis(50);
 
-/// The partitions one broker leads among the topics being waited for, with their epochs.
+/// Topics, each with the partitions to wait for.
+pub type Wanted = [(String, Range<i32>)];
+
+/// The partitions one broker leads among those waited for, with their leader epochs.
 type Led = BTreeMap<String, Vec<(i32, i32)>>;
 
 /// What CreateTopics and CreatePartitions wait for, given the request's `timeout_ms`: the
-/// topics not ready on every broker in time. A timeout of 0 or less asks for no wait at
-/// all (Kafka answers at once then); waits are capped at a minute.
+/// topics whose partitions were not ready on every broker in time. A timeout of 0 or less
+/// asks for no wait at all (Kafka answers at once then); waits are capped at a minute.
 pub async fn wait_for_request(
     broker: &Broker,
-    topics: &[(String, usize)],
+    topics: &Wanted,
     timeout_ms: i32,
 ) -> BTreeSet<String> {
     if topics.is_empty() || timeout_ms <= 0 {
@@ -48,36 +55,37 @@ pub async fn wait_for_request(
     wait_everywhere(broker, topics, timeout).await
 }
 
-/// Waits until every topic in `topics` (name, partition count) is ready on every live
-/// broker (see the module docs), at most `timeout`. Returns the topics that were not.
+/// Waits until the partitions in `topics` are ready on every live broker (see the module
+/// docs), at most `timeout`. Returns the topics that were not.
 pub async fn wait_everywhere(
     broker: &Broker,
-    topics: &[(String, usize)],
+    topics: &Wanted,
     timeout: Duration,
 ) -> BTreeSet<String> {
     let deadline = Instant::now() + timeout;
-    let all: BTreeSet<String> = topics.iter().map(|(t, _)| t.clone()).collect();
     let mut opts = ClientOptions::new("");
     opts.client_id = format!("fjord-broker-{}", broker.id);
     opts.connect_timeout = Duration::from_secs(2);
     opts.request_timeout = Duration::from_secs(5);
     let mut conns: HashMap<i32, Connection> = HashMap::new();
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if !admin::wait_ready(&broker.cluster, topics, left).await {
-            return all;
-        }
         let view = broker.cluster.view();
-        let mut pending = BTreeSet::new();
-        for (&id, reg) in &view.brokers {
-            let led = led_by(&view, topics, id);
+        // Not led in this broker's own view yet: nobody can serve them.
+        let mut pending = not_in_view(&view, topics);
+        let asked: Vec<(String, Range<i32>)> = topics
+            .iter()
+            .filter(|(t, _)| !pending.contains(t))
+            .cloned()
+            .collect();
+        for (&id, reg) in view.brokers.iter().filter(|_| !asked.is_empty()) {
+            let led = led_by(&view, &asked, id);
             let missing = if id == broker.id {
                 not_led_here(broker, &led)
             } else {
                 let addr = format!("{}:{}", reg.host, reg.port);
                 let checked = tokio::time::timeout_at(
                     deadline,
-                    check_remote(&mut conns, id, &addr, &opts, topics, &led),
+                    check_remote(&mut conns, id, &addr, &opts, &asked, &led),
                 )
                 .await;
                 match checked {
@@ -85,7 +93,7 @@ pub async fn wait_everywhere(
                     // Unreachable or too slow: every topic still waits for it.
                     Ok(None) | Err(_) => {
                         conns.remove(&id);
-                        all.clone()
+                        asked.iter().map(|(t, _)| t.clone()).collect()
                     }
                 }
             };
@@ -102,33 +110,54 @@ pub async fn wait_everywhere(
     }
 }
 
-/// The partitions (with leader epochs) of `topics` that `id` leads in `view`.
-fn led_by(view: &ClusterView, topics: &[(String, usize)], id: i32) -> Led {
+/// The topics with a partition waited for that has no live leader in `view`.
+fn not_in_view(view: &ClusterView, topics: &Wanted) -> BTreeSet<String> {
+    topics
+        .iter()
+        .filter(|(name, parts)| {
+            let Some(t) = view.topics.get(name) else {
+                return true;
+            };
+            parts.clone().any(|p| {
+                !t.assignment.contains_key(&p)
+                    || !t
+                        .states
+                        .get(&p)
+                        .is_some_and(|(s, _)| s.leader >= 0 && view.brokers.contains_key(&s.leader))
+            })
+        })
+        .map(|(t, _)| t.clone())
+        .collect()
+}
+
+/// The partitions waited for (with leader epochs) that `id` leads in `view`.
+fn led_by(view: &ClusterView, topics: &Wanted, id: i32) -> Led {
     let mut led = Led::new();
-    for (name, _) in topics {
+    for (name, parts) in topics {
         let Some(t) = view.topics.get(name) else {
             continue;
         };
-        for (p, (state, _)) in &t.states {
-            if state.leader == id {
+        for p in parts.clone() {
+            if let Some((state, _)) = t.states.get(&p).filter(|(s, _)| s.leader == id) {
                 led.entry(name.clone())
                     .or_default()
-                    .push((*p, state.leader_epoch));
+                    .push((p, state.leader_epoch));
             }
         }
     }
     led
 }
 
-/// The topics with a partition this broker should lead but does not lead yet.
+/// The topics with a partition this broker should lead but does not lead yet (its view
+/// task has not applied the new state: it will shortly).
 fn not_led_here(broker: &Broker, led: &Led) -> BTreeSet<String> {
     led.iter()
         .filter(|(topic, parts)| {
             parts.iter().any(|(p, epoch)| {
                 broker
                     .replicas
-                    .leader(&broker.cluster, topic, *p)
-                    .map_or(true, |part| part.leader_epoch() < *epoch)
+                    .hosted(topic, *p)
+                    .is_none_or(|part| !part.is_leader() || part.leader_epoch() < *epoch)
             })
         })
         .map(|(t, _)| t.clone())
@@ -142,7 +171,7 @@ async fn check_remote(
     id: i32,
     addr: &str,
     opts: &ClientOptions,
-    topics: &[(String, usize)],
+    topics: &Wanted,
     led: &Led,
 ) -> Option<BTreeSet<String>> {
     if conns
@@ -174,14 +203,15 @@ async fn check_remote(
         ))
         .with_allow_auto_topic_creation(false);
     let resp = conn.send(&req, version, Duration::ZERO).await.ok()?;
-    for (name, count) in topics {
+    for (name, parts) in topics {
         let served = resp.topics.iter().any(|t| {
             t.name.as_ref().is_some_and(|n| n.0.as_str() == name)
                 && t.error_code == 0
-                && t.partitions.len() >= *count
-                && t.partitions
-                    .iter()
-                    .all(|p| p.error_code == 0 && p.leader_id.0 >= 0)
+                && parts.clone().all(|p| {
+                    t.partitions
+                        .iter()
+                        .any(|x| x.partition_index == p && x.error_code == 0 && x.leader_id.0 >= 0)
+                })
         });
         if !served {
             missing.insert(name.clone());

@@ -32,6 +32,7 @@ use uuid::Uuid;
 const UNKNOWN_TOPIC_ID: i16 = 100;
 const MEMBER_ID_REQUIRED: i16 = 79;
 const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+const INVALID_REQUEST: i16 = 42;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn name(s: &str) -> TopicName {
@@ -197,6 +198,10 @@ async fn topics_are_addressed_by_id_in_every_api_that_allows_it() {
                 .with_timeout_ms(20_000)
                 .with_topics(vec![
                     DeleteTopicState::default().with_topic_id(unknown),
+                    // A name and an id together are refused, as in Kafka.
+                    DeleteTopicState::default()
+                        .with_name(Some(name("by-id")))
+                        .with_topic_id(id),
                     DeleteTopicState::default().with_topic_id(id),
                 ]),
             6,
@@ -210,7 +215,10 @@ async fn topics_are_addressed_by_id_in_every_api_that_allows_it() {
         .find(|r| r.topic_id == unknown)
         .unwrap();
     assert_eq!(refused.error_code, UNKNOWN_TOPIC_ID);
-    let done = deleted.responses.iter().find(|r| r.topic_id == id).unwrap();
+    assert_eq!(refused.name, None);
+    assert_eq!(deleted.responses[1].error_code, INVALID_REQUEST);
+    let done = &deleted.responses[2];
+    assert_eq!(done.topic_id, id);
     assert_eq!(done.error_code, 0, "{:?}", done.error_message);
     assert_eq!(done.name.as_ref().map(|n| n.0.as_str()), Some("by-id"));
     let after = conn

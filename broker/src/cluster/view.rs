@@ -299,7 +299,6 @@ impl ClusterView {
         (s.leader >= 0).then_some(s.leader)
     }
 
-    /// Whether every partition of `topic` has a live leader.
     /// The name of the topic with id `id` (Fetch v13+ and Metadata v12+ address topics
     /// by id).
     pub fn topic_name(&self, id: Uuid) -> Option<&str> {
@@ -312,6 +311,7 @@ impl ClusterView {
             .map(|(name, _)| name.as_str())
     }
 
+    /// Whether every partition of `topic` has a live leader.
     pub fn topic_ready(&self, topic: &str) -> bool {
         self.topics.get(topic).is_some_and(|t| {
             !t.assignment.is_empty()

@@ -14,6 +14,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartit
     let mut grown = Vec::new();
     for t in req.topics {
         let name = t.name.0.as_str().to_owned();
+        // Only the partitions this request adds are waited for.
+        let before = broker
+            .cluster
+            .view()
+            .topics
+            .get(&name)
+            .map_or(0, |v| v.assignment.len() as i32);
         let outcome = if t.assignments.is_some() {
             Err(admin::AdminError::new(
                 ResponseError::InvalidRequest,
@@ -24,7 +31,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartit
         };
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
         match outcome {
-            Ok(()) => grown.push((name, t.count.max(0) as usize)),
+            Ok(()) => grown.push((name, before..t.count.max(before))),
             Err(e) => {
                 r = r
                     .with_error_code(e.code.code())
@@ -39,7 +46,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartit
     let late = crate::readiness::wait_for_request(broker, &grown, req.timeout_ms).await;
     for r in results
         .iter_mut()
-        .filter(|r| late.contains(r.name.0.as_str()))
+        .filter(|r| r.error_code == 0 && late.contains(r.name.0.as_str()))
     {
         r.error_code = ResponseError::RequestTimedOut.code();
         r.error_message = Some(StrBytes::from_static_str(

@@ -10,12 +10,21 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let broker = ctx.broker;
     let mut results = Vec::new();
     let mut created = Vec::new();
+    // A name given twice is refused for every entry, as Kafka does.
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    for t in &req.topics {
+        *seen.entry(t.name.0.as_str()).or_default() += 1;
+    }
+    let twice: std::collections::BTreeSet<String> = seen
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(t, _)| t.to_owned())
+        .collect();
     for t in req.topics {
         let name = t.name.0.as_str().to_owned();
         let configs: BTreeMap<String, String> = t
@@ -38,7 +47,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
         } else {
             t.replication_factor
         };
-        let outcome = if !t.assignments.is_empty() {
+        let outcome = if twice.contains(&name) {
+            Err(admin::AdminError::new(
+                ResponseError::InvalidRequest,
+                format!("topic {name} is named more than once in the request"),
+            ))
+        } else if !t.assignments.is_empty() {
             Err(admin::AdminError::new(ResponseError::InvalidRequest, "manual replica assignment is not supported; give partitions and a replication factor"))
         } else if broker.cluster.is_fenced() {
             Err(admin::AdminError::new(
@@ -69,7 +83,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
                         .with_replication_factor(rf);
                 }
                 if !req.validate_only {
-                    created.push((name, partitions.max(0) as usize));
+                    created.push((name, 0..partitions.max(0)));
                 }
             }
             Err(e) => {
@@ -84,19 +98,15 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
         }
         results.push(r);
     }
-    // A timeout of 0 asks for no wait at all (Kafka answers at once then).
-    if !created.is_empty() && req.timeout_ms > 0 {
-        let timeout = Duration::from_millis(req.timeout_ms.min(60_000) as u64);
-        let late = crate::readiness::wait_everywhere(broker, &created, timeout).await;
-        for r in results
-            .iter_mut()
-            .filter(|r| late.contains(r.name.0.as_str()))
-        {
-            r.error_code = ResponseError::RequestTimedOut.code();
-            r.error_message = Some(StrBytes::from_static_str(
-                "the topic was created, but not every broker serves all its partitions yet",
-            ));
-        }
+    let late = crate::readiness::wait_for_request(broker, &created, req.timeout_ms).await;
+    for r in results
+        .iter_mut()
+        .filter(|r| r.error_code == 0 && late.contains(r.name.0.as_str()))
+    {
+        r.error_code = ResponseError::RequestTimedOut.code();
+        r.error_message = Some(StrBytes::from_static_str(
+            "the topic was created, but not every broker serves all its partitions yet",
+        ));
     }
     CreateTopicsResponse::default().with_topics(results)
 }

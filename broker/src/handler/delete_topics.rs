@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 pub async fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let broker = ctx.broker;
-    // v6 names each topic by name or by id (KIP-516).
+    // v6 names each topic by name or by id (KIP-516), never both.
     let view = broker.cluster.view();
     let mut asked: Vec<(Option<TopicName>, Uuid)> = req
         .topic_names
@@ -20,24 +20,36 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResp
         .map(|n| (Some(n.clone()), Uuid::nil()))
         .collect();
     asked.extend(req.topics.iter().map(|t| {
-        let by_id = !t.topic_id.is_nil() && t.name.as_ref().is_none_or(|n| n.0.is_empty());
-        (t.name.clone().filter(|_| !by_id), t.topic_id)
+        let name = t.name.clone().filter(|n| !n.0.is_empty());
+        (name, t.topic_id)
     }));
     let mut results = Vec::new();
     let mut pending = Vec::new();
     for (name, id) in asked {
-        let name = name.or_else(|| {
-            view.topic_name(id)
-                .map(|n| TopicName(StrBytes::from_string(n.to_owned())))
-        });
-        let Some(name) = name else {
+        let known = view.topic_name(id);
+        let refusal = match (&name, id.is_nil()) {
+            (Some(_), false) => Some((
+                ResponseError::InvalidRequest,
+                format!("give a topic name or a topic id, not both ({id})"),
+            )),
+            (None, _) if known.is_none() => Some((
+                ResponseError::UnknownTopicId,
+                format!("no topic has the id {id}"),
+            )),
+            _ => None,
+        };
+        let name = name.or_else(|| known.map(|n| TopicName(StrBytes::from_string(n.to_owned()))));
+        let (Some(name), None) = (name.clone(), refusal.as_ref()) else {
+            let (code, message) = refusal.unwrap_or((
+                ResponseError::UnknownTopicId,
+                format!("no topic has the id {id}"),
+            ));
             let mut r = DeletableTopicResult::default()
+                .with_name(name)
                 .with_topic_id(id)
-                .with_error_code(ResponseError::UnknownTopicId.code());
+                .with_error_code(code.code());
             if ctx.version >= 5 {
-                r = r.with_error_message(Some(StrBytes::from_string(format!(
-                    "no topic has the id {id}"
-                ))));
+                r = r.with_error_message(Some(StrBytes::from_string(message)));
             }
             results.push(r);
             continue;

@@ -83,9 +83,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
             })
         })
         .collect();
-    // A follower's position may move the high watermark, which wakes parked consumer
-    // fetches and acks=all produces (see `Partition::follower_fetched`).
+    // A follower's position may move the high watermark; parked consumer fetches are
+    // then woken once for the whole request (acks=all produces by the partition).
     if follower {
+        let mut moved: Option<std::sync::Arc<crate::replica::Partition>> = None;
         for (w, refusal) in wanted.iter().zip(refused.iter_mut()) {
             if refusal.is_some() {
                 continue;
@@ -96,11 +97,17 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                 .leader(&broker.cluster, topic, w.partition)
                 .and_then(|part| {
                     check_epoch(w.current_leader_epoch, part.leader_epoch())?;
-                    part.follower_fetched(replica, w.offset)
+                    Ok(part.follower_fetched(replica, w.offset)?.then_some(part))
                 });
-            if let Err(e) = fetched {
-                *refusal = Some(e);
+            match fetched {
+                Ok(Some(part)) => moved = Some(part),
+                Ok(None) => {}
+                Err(e) => *refusal = Some(e),
             }
+        }
+        // Every partition shares the broker's wake-up signal: one call wakes all.
+        if let Some(part) = moved {
+            part.wake_fetches();
         }
     }
     loop {

@@ -115,7 +115,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
             .map(|ts| {
                 ts.into_iter()
                     .filter_map(|t| match t.name {
-                        Some(n) if t.topic_id.is_nil() || !n.0.is_empty() => {
+                        Some(n) if version < 12 || t.topic_id.is_nil() || !n.0.is_empty() => {
                             Some(n.0.as_str().to_owned())
                         }
                         _ => {
@@ -201,6 +201,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
                 .map(|n| topic_entry(&view, n, version))
                 .chain(unknown_ids.into_iter().map(|id| {
                     MetadataResponseTopic::default()
+                        .with_name(None)
                         .with_topic_id(id)
                         .with_error_code(ResponseError::UnknownTopicId.code())
                 }))

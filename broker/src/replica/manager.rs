@@ -135,6 +135,13 @@ impl ReplicaManager {
         &self.data_arrived
     }
 
+    /// The hosted partition, whatever its role, without applying a pending view.
+    pub fn hosted(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .get(&TopicPartition::new(topic, partition))
+            .map(|p| p.clone())
+    }
+
     /// The partition if this broker leads it, or the error a client should see.
     pub fn leader(
         &self,

@@ -188,14 +188,21 @@ impl Partition {
         }
     }
 
-    /// Moves the high watermark. Whatever moved it (a follower's fetch, an append with a
-    /// lone ISR, an ISR change), acks=all produces and parked consumer fetches wake.
+    /// Moves the high watermark and wakes acks=all waiters. Parked fetches are woken by
+    /// the caller once it has released its locks ([`Partition::wake_fetches`]), since a
+    /// woken fetch at once takes the log lock to read again.
     pub(super) fn set_high_watermark(&self, hw: i64) {
         let old = self.high_watermark.swap(hw, Ordering::AcqRel);
         if old != hw {
             self.hw_changed.notify_waiters();
-            self.data_arrived.notify_waiters();
         }
+    }
+
+    /// Wakes every parked fetch so it reads again: after an append, a high-watermark move
+    /// or a change of role (a fetch waiting on a partition this broker no longer leads then
+    /// gets NOT_LEADER_OR_FOLLOWER at once instead of after its wait).
+    pub fn wake_fetches(&self) {
+        self.data_arrived.notify_waiters();
     }
 
     /// Appends a producer's batches as the leader, with idempotent-producer checks. With
@@ -282,7 +289,7 @@ impl Partition {
         }
         drop(log);
         drop(producers);
-        self.data_arrived.notify_waiters();
+        self.wake_fetches();
         Ok(Appended {
             base_offset: info.first_offset,
             end_offset: info.last_offset + 1,
@@ -373,8 +380,9 @@ impl Partition {
         })
     }
 
-    /// A follower fetched from `fetch_offset`. Returns true if the high watermark moved
-    /// (waiting consumers and acks=all produces should look again).
+    /// A follower fetched from `fetch_offset`. Returns true if the high watermark moved:
+    /// acks=all produces are woken here, and the caller wakes parked fetches once for the
+    /// whole request ([`Partition::wake_fetches`]).
     pub fn follower_fetched(
         &self,
         replica: i32,
@@ -450,8 +458,13 @@ impl Partition {
             return false;
         }
         tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, from = ?s.isr, to = ?isr, "ISR changed");
-        if s.apply_isr(isr, zk_version, end) {
+        let moved = s.apply_isr(isr, zk_version, end);
+        if moved {
             self.set_high_watermark(s.high_watermark);
+        }
+        drop(role);
+        if moved {
+            self.wake_fetches();
         }
         true
     }
@@ -684,6 +697,7 @@ impl Partition {
             };
         }
         self.hw_changed.notify_waiters();
+        self.wake_fetches();
         if state.leader >= 0 {
             tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, leader = state.leader, leader_epoch = state.leader_epoch, "following partition");
         }
@@ -718,6 +732,7 @@ impl Partition {
         self.is_leader.store(true, Ordering::Release);
         self.set_high_watermark(hw);
         self.hw_changed.notify_waiters();
+        self.wake_fetches();
         tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, leader_epoch = state.leader_epoch, isr = ?state.isr, "leading partition");
     }
 
@@ -727,5 +742,6 @@ impl Partition {
             *role = Role::None;
         }
         self.hw_changed.notify_waiters();
+        self.wake_fetches();
     }
 }

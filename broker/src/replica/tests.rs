@@ -260,7 +260,7 @@ fn wakes(part: &Partition, action: impl FnOnce()) -> bool {
 }
 
 #[test]
-fn every_append_and_every_high_watermark_move_wake_parked_fetches() {
+fn appends_isr_changes_and_role_changes_wake_parked_fetches() {
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, b) = (partition(dirs.0.path(), 1), partition(dirs.1.path(), 2));
     a.apply_state(&state(1, 0, &[1, 2]), 0, &[1, 2]);
@@ -275,13 +275,24 @@ fn every_append_and_every_high_watermark_move_wake_parked_fetches() {
     assert_eq!(a.high_watermark(), 0);
     assert!(woke, "an append did not wake parked fetches");
 
-    // The follower's fetch moves the high watermark: parked consumers wake.
-    let woke = wakes(&a, || {
-        replicate(&a, &b, 1);
-        b.follower_fetched_by(&a, b.log_end_offset());
-    });
+    // A follower's fetch that moves the high watermark says so; the fetch handler then
+    // wakes parked fetches once for its whole request.
+    replicate(&a, &b, 1);
+    assert!(a.follower_fetched(2, b.log_end_offset()).unwrap());
     assert_eq!(a.high_watermark(), 2);
-    assert!(woke, "a high watermark move did not wake fetches");
+    assert!(!a.follower_fetched(2, b.log_end_offset()).unwrap());
+
+    // An ISR shrink that moves the high watermark wakes them.
+    a.append(simple_batch(1, 0, 4), 1).unwrap();
+    assert_eq!(a.high_watermark(), 2);
+    let woke = wakes(&a, || {
+        assert!(a.adopt_isr(0, vec![1], 1));
+    });
+    assert_eq!(a.high_watermark(), 3);
+    assert!(
+        woke,
+        "a high watermark move by an ISR change did not wake fetches"
+    );
 
     // A refused append wakes nobody.
     a.min_insync.store(3, Ordering::Release);
@@ -289,4 +300,11 @@ fn every_append_and_every_high_watermark_move_wake_parked_fetches() {
         assert!(a.append(simple_batch(1, 0, 4), -1).is_err());
     });
     assert!(!woke, "a refused append woke parked fetches");
+
+    // Losing the leadership wakes them, so they answer NOT_LEADER_OR_FOLLOWER at once.
+    let woke = wakes(&a, || {
+        a.apply_state(&state(2, 1, &[2]), 2, &[1, 2]);
+    });
+    assert!(!a.is_leader());
+    assert!(woke, "a change of leader did not wake parked fetches");
 }
