@@ -30,7 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from confluent_kafka import Producer
-from kafka_helpers import RDKAFKA_LOG, consume, high_watermarks
+from kafka_helpers import RDKAFKA_LOG, consume, high_watermarks, wait_for
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,16 @@ class CheckResult:
     # Read, sent, never acknowledged: allowed (the acknowledgement may have
     # been lost, or the send failed after the write); counted only.
     unacked_stored: int = 0
+
+    def assert_clean(self, report: str) -> None:
+        """Fails, with `report`, unless everything acknowledged was read back
+        once at its position and nothing else is odd."""
+        assert self.not_read == 0, f"acknowledged messages not read back:\n{report}"
+        assert not self.conflicts, f"offsets with two values:\n{report}"
+        assert not self.duplicates, f"values stored more than once:\n{report}"
+        assert not self.double_acks, f"values acknowledged twice:\n{report}"
+        assert not self.gaps, f"offset gaps:\n{report}"
+        assert not self.unknown, f"values never sent:\n{report}"
 
     @property
     def not_read(self) -> int:
@@ -397,3 +407,29 @@ class Workload:
         if self.error is not None:
             raise self.error
         return self.producer.flush(flush_timeout)
+
+
+def wait_acks(history: History, after: float, partitions, count: int, timeout: float, what: str):
+    """Wait until each of `partitions` has `count` acknowledgements that
+    arrived after `after`."""
+    wait_for(
+        lambda: all(len(history.acks_after(after, p)) >= count for p in partitions),
+        timeout,
+        f"{count} acknowledgements on each of partitions {sorted(partitions)} {what}",
+    )
+
+
+def finish(cluster, workload: Workload, history: History, topic: str, partitions: int):
+    """Stop the workload, wait for every delivery report, read the whole
+    topic back and check it against the history; returns (check result,
+    records read, failed deliveries). Everything acknowledged must be
+    where it was acknowledged, exactly once, and nothing else may be odd."""
+    left = workload.stop(flush_timeout=60)
+    assert left == 0, f"{left} messages without a delivery report 60 s after the last send"
+    sent, acks, failures = history.snapshot()
+    read, marks = read_everything(cluster, topic, partitions, acks)
+    result = check(acks, read, sent=sent)
+    report = f"{result.summary()}\nhigh watermarks {marks}\nevents:\n{history.timeline()}"
+    print(report)
+    result.assert_clean(report)
+    return result, read, failures

@@ -22,7 +22,7 @@ from __future__ import annotations
 import socket
 import time
 
-from chaos import History, Workload, check, read_everything
+from chaos import History, Workload, check, finish, read_everything, wait_acks
 from confluent_kafka import KafkaError
 from conftest import BROKER_SESSION_TIMEOUT_MS
 from kafka_helpers import (
@@ -62,37 +62,6 @@ def topic_rf3(cluster, topic: str, partitions: int = PARTITIONS):
     return create_replicated_topic(cluster, topic, partitions, 3, min_insync_replicas=2)
 
 
-def wait_acks(history: History, after: float, partitions, count: int, timeout: float, what: str):
-    """Wait until each of `partitions` has `count` acknowledgements that
-    arrived after `after`."""
-    wait_for(
-        lambda: all(len(history.acks_after(after, p)) >= count for p in partitions),
-        timeout,
-        f"{count} acknowledgements on each of partitions {sorted(partitions)} {what}",
-    )
-
-
-def finish(cluster, workload: Workload, history: History, topic: str, partitions: int = PARTITIONS):
-    """Stop the workload, wait for every delivery report, read the whole
-    topic back and check it against the history; returns (check result,
-    records read, failed deliveries). Everything acknowledged must be
-    where it was acknowledged, exactly once, and nothing else may be odd."""
-    left = workload.stop(flush_timeout=60)
-    assert left == 0, f"{left} messages without a delivery report 60 s after the last send"
-    sent, acks, failures = history.snapshot()
-    read, marks = read_everything(cluster, topic, partitions, acks)
-    result = check(acks, read, sent=sent)
-    report = f"{result.summary()}\nhigh watermarks {marks}\nevents:\n{history.timeline()}"
-    print(report)
-    assert result.not_read == 0, f"acknowledged messages not read back:\n{report}"
-    assert not result.conflicts, f"offsets with two values:\n{report}"
-    assert not result.duplicates, f"values stored twice:\n{report}"
-    assert not result.double_acks, f"values acknowledged twice:\n{report}"
-    assert not result.gaps, f"offset gaps:\n{report}"
-    assert not result.unknown, f"values never sent:\n{report}"
-    return result, read, failures
-
-
 def test_kill_9_partition_leader_during_production(kafka_cluster):
     """kill -9 of a partition's leader (not the controller) while an
     acks=all producer writes to every partition: within the session
@@ -127,7 +96,7 @@ def test_kill_9_partition_leader_during_production(kafka_cluster):
     # Production resumes: acknowledgements after the kill, on every
     # partition, the dead leader's one included.
     wait_acks(history, killed, range(PARTITIONS), 300, 60, "after the kill")
-    _, _, failures = finish(cluster, workload, history, topic)
+    _, _, failures = finish(cluster, workload, history, topic, PARTITIONS)
     assert not failures, f"{len(failures)} failed deliveries, e.g. {failures[:5]}"
 
 
@@ -167,7 +136,7 @@ def test_kill_9_controller_during_production(kafka_cluster):
         f"partition {watched}: leader {watched_leader} was alive, yet now {after[watched].leader}"
     )
     wait_acks(history, killed, range(PARTITIONS), 300, 60, "after the kill")
-    _, _, failures = finish(cluster, workload, history, topic)
+    _, _, failures = finish(cluster, workload, history, topic, PARTITIONS)
     assert not failures, f"{len(failures)} failed deliveries, e.g. {failures[:5]}"
 
 
@@ -252,7 +221,7 @@ def test_sigstop_leader_past_session_timeout(kafka_cluster):
     )
     history.note(f"broker {victim.broker_id} back in the ISR")
     wait_acks(history, resumed, range(PARTITIONS), 200, 30, "after SIGCONT")
-    _, first_read, failures = finish(cluster, workload, history, topic)
+    _, first_read, failures = finish(cluster, workload, history, topic, PARTITIONS)
     workload_failures = [f for f in failures if not f.value.startswith(b"stale-")]
     assert not workload_failures, f"failed deliveries: {workload_failures[:5]}"
     _, acks, _ = history.snapshot()
@@ -556,5 +525,5 @@ def test_controlled_shutdown_of_a_leader(kafka_cluster):
     stall = history.longest_ack_gap(stopping, time.monotonic())
     print(f"longest wait for an acknowledgement around the shutdown: {stall:.2f}s")
     assert stall < SESSION, f"acknowledgements stopped for {stall:.1f}s around the shutdown"
-    _, _, failures = finish(cluster, workload, history, topic)
+    _, _, failures = finish(cluster, workload, history, topic, PARTITIONS)
     assert not failures, f"{len(failures)} failed deliveries, e.g. {failures[:5]}"

@@ -1,0 +1,209 @@
+"""A replicated coordinator for the interop tests: Apache ZooKeeper 3.8 as a
+3-server ensemble (the reference that a fjord-coordinator ensemble must
+match), run straight from Debian's jars with configs of ours.
+
+Each member listens on a loopback address of its own (127.0.0.2,
+127.0.0.3, ...) for clients, quorum and election traffic, so a test can cut
+one member off with iptables; `address` is the multi-host connect string
+clients take. Members can be killed (kill -9), frozen (SIGSTOP) and
+restarted on the same data. Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from conftest import STARTUP_TIMEOUT, STOP_TIMEOUT, ZK_CLASSPATH
+
+# What Debian's ZooKeeper ensemble was checked with (PROTOCOL-NOTES): a
+# quorum forms in about 2 s and a new leader within 0-2 s of a kill -9.
+TICK_MS = 500
+JVM_FLAGS = ["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
+
+
+def free_port(host: str) -> int:
+    """A port on `host` that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Member:
+    """One ZooKeeper server of the ensemble."""
+
+    sid: int
+    host: str
+    client_port: int
+    quorum_port: int
+    election_port: int
+    workdir: Path
+    process: subprocess.Popen | None = None
+    paused: bool = False
+
+    @property
+    def kind(self) -> str:
+        return f"zookeeper member {self.sid}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.client_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "server.log"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def four_letter(self, word: str, timeout: float = 2.0) -> str:
+        with socket.create_connection((self.host, self.client_port), timeout=timeout) as sock:
+            sock.sendall(word.encode())
+            chunks = []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks).decode(errors="replace")
+
+    def mode(self) -> str | None:
+        """"leader", "follower", or None while it serves no clients (no
+        quorum, or down)."""
+        if not self.running or self.paused:
+            return None
+        try:
+            for line in self.four_letter("srvr").splitlines():
+                if line.startswith("Mode: "):
+                    return line.split(": ", 1)[1].strip()
+        except OSError:
+            pass
+        return None
+
+    def start(self, servers: str) -> None:
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "myid").write_text(f"{self.sid}\n")
+        config = self.workdir / "zoo.cfg"
+        config.write_text(
+            "\n".join(
+                [
+                    f"tickTime={TICK_MS}",
+                    "initLimit=10",
+                    "syncLimit=5",
+                    f"dataDir={data}",
+                    f"clientPort={self.client_port}",
+                    f"clientPortAddress={self.host}",
+                    "admin.enableServer=false",
+                    "4lw.commands.whitelist=*",
+                    servers,
+                    "",
+                ]
+            )
+        )
+        with open(self.log_path, "ab") as log:
+            log.write(f"=== start at {time.strftime('%H:%M:%S')}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                [
+                    "java", *JVM_FLAGS, "-cp", ZK_CLASSPATH,
+                    "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(config),
+                ],
+                cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            )
+        self.paused = False
+
+    def kill(self) -> None:
+        if self.running:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT)
+        self.paused = False
+
+    def pause(self) -> None:
+        assert self.running, f"{self.kind} is not running"
+        self.process.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        assert self.running, f"{self.kind} is not running"
+        self.process.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log file)"
+
+
+class ZooKeeperEnsemble:
+    """`size` ZooKeeper servers on 127.0.0.2, 127.0.0.3, ..., each in
+    WORKDIR/member-N."""
+
+    def __init__(self, workdir: Path, size: int = 3):
+        self.members: dict[int, Member] = {}
+        for sid in range(1, size + 1):
+            host = f"127.0.0.{1 + sid}"
+            self.members[sid] = Member(
+                sid, host, free_port(host), free_port(host), free_port(host), workdir / f"member-{sid}"
+            )
+        self.servers = "\n".join(
+            f"server.{m.sid}={m.host}:{m.quorum_port}:{m.election_port}" for m in self.members.values()
+        )
+
+    @property
+    def address(self) -> str:
+        """The connect string: every member, comma-separated."""
+        return ",".join(m.address for m in self.members.values())
+
+    def start(self) -> None:
+        for m in self.members.values():
+            m.start(self.servers)
+        self.wait_for_quorum()
+
+    def restart(self, sid: int) -> None:
+        self.members[sid].start(self.servers)
+
+    def modes(self) -> dict[int, str | None]:
+        return {sid: m.mode() for sid, m in self.members.items()}
+
+    def leader(self) -> int | None:
+        leaders = [sid for sid, mode in self.modes().items() if mode == "leader"]
+        return leaders[0] if len(leaders) == 1 else None
+
+    def wait_for_quorum(self, timeout: float = STARTUP_TIMEOUT) -> int:
+        """Wait until one running member leads and every other running,
+        unpaused member follows; returns the leader's id."""
+        deadline = time.monotonic() + timeout
+        modes: dict[int, str | None] = {}
+        while time.monotonic() < deadline:
+            for m in self.members.values():
+                if m.process is not None and not m.running and m.process.returncode != -signal.SIGKILL:
+                    raise RuntimeError(f"{m.kind} exited with {m.process.returncode}:\n{m.log_tail()}")
+            modes = self.modes()
+            up = {sid: mode for sid, mode in modes.items() if self.members[sid].running and not self.members[sid].paused}
+            if list(up.values()).count("leader") == 1 and all(v in ("leader", "follower") for v in up.values()):
+                return next(sid for sid, v in up.items() if v == "leader")
+            time.sleep(0.2)
+        raise TimeoutError(f"no quorum within {timeout}s: {modes}")
+
+    def stop(self) -> None:
+        for m in self.members.values():
+            if m.paused:
+                m.resume()
+            if m.running:
+                m.process.terminate()
+        for m in self.members.values():
+            if m.process is not None:
+                try:
+                    m.process.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    m.process.kill()
+                    m.process.wait(STOP_TIMEOUT)
