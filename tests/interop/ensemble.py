@@ -11,6 +11,7 @@ restarted on the same data. Every wait has a deadline.
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import STARTUP_TIMEOUT, STOP_TIMEOUT, ZK_CLASSPATH
+from kazoo.client import KazooClient
 
 # What Debian's ZooKeeper ensemble was checked with (PROTOCOL-NOTES): a
 # quorum forms in about 2 s and a new leader within 0-2 s of a kill -9.
@@ -147,6 +149,8 @@ class ZooKeeperEnsemble:
     """`size` ZooKeeper servers on 127.0.0.2, 127.0.0.3, ..., each in
     WORKDIR/member-N."""
 
+    kind = "zookeeper"
+
     def __init__(self, workdir: Path, size: int = 3):
         self.members: dict[int, Member] = {}
         for sid in range(1, size + 1):
@@ -207,3 +211,27 @@ class ZooKeeperEnsemble:
                 except subprocess.TimeoutExpired:
                     m.process.kill()
                     m.process.wait(STOP_TIMEOUT)
+
+
+def tree_digest(address: str) -> tuple[str, int]:
+    """A digest of one member's whole tree (outside /zookeeper), read after a
+    sync so that the member has caught up with the leader, and the number
+    of nodes in it. Every field in it is replicated, so members that agree
+    have equal digests."""
+    zk = KazooClient(hosts=address, timeout=10)
+    zk.start(timeout=STARTUP_TIMEOUT)
+    digest = hashlib.sha256()
+    count = 0
+    try:
+        zk.sync("/")
+        pending = sorted(f"/{c}" for c in zk.get_children("/") if c != "zookeeper")
+        while pending and count < 100_000:
+            path = pending.pop()
+            data, stat = zk.get(path)
+            digest.update(repr((path, data, stat.version, stat.czxid, stat.mzxid, stat.cversion)).encode())
+            count += 1
+            pending.extend(sorted(f"{path}/{c}" for c in zk.get_children(path)))
+    finally:
+        zk.stop()
+        zk.close()
+    return digest.hexdigest(), count
