@@ -1,0 +1,127 @@
+//! ConnectRequest: new sessions, session resumption and refusal, as ZooKeeper 3.8 does.
+
+use super::*;
+
+impl Processor {
+    pub(super) fn password(&self, id: i64) -> [u8; 16] {
+        let mut h = sha1_smol::Sha1::new();
+        h.update(&self.secret);
+        h.update(&id.to_be_bytes());
+        let d = h.digest().bytes();
+        let mut p = [0u8; 16];
+        p.copy_from_slice(&d[..16]);
+        p
+    }
+
+    pub(super) fn on_connect(
+        &mut self,
+        conn: ConnId,
+        req: ConnectRequest,
+        out: Outbox,
+        peer: SocketAddr,
+    ) {
+        let with_ro = req.read_only.map(|_| false);
+        if req.last_zxid_seen > self.state.last_zxid {
+            let reason = format!(
+                "refusing session: the client has seen zxid {:#x}, our last zxid is {:#x}",
+                req.last_zxid_seen, self.state.last_zxid
+            );
+            let _ = out.send(Out::Close { after: 0, reason });
+            return;
+        }
+        let timeout = negotiate_timeout(
+            req.timeout,
+            self.cfg.min_session_ms,
+            self.cfg.max_session_ms,
+        );
+        let auth = vec![Id {
+            scheme: "ip".into(),
+            id: peer.ip().to_string(),
+        }];
+        let new_conn = |session| Conn {
+            session,
+            out: out.clone(),
+            auth,
+            peer,
+            timeout_ms: timeout,
+            since: Instant::now(),
+            received: 0,
+        };
+        if req.session_id == 0 {
+            let id = self.next_session;
+            self.next_session += 1;
+            let passwd = self.password(id);
+            self.conns.insert(conn, new_conn(id));
+            self.session_conn.insert(id, conn);
+            let (zxid, _) = self.commit(
+                id,
+                Txn::CreateSession {
+                    timeout_ms: timeout,
+                    passwd,
+                },
+            );
+            tracing::debug!(session_id = format_args!("{id:#x}"), timeout, %peer, "session created");
+            let resp = ConnectResponse {
+                protocol_version: 0,
+                timeout,
+                session_id: id,
+                passwd: Bytes::copy_from_slice(&passwd),
+                read_only: with_ro,
+            };
+            self.send(conn, zxid, connect_frame(&resp), None);
+            return;
+        }
+        let id = req.session_id;
+        let valid = self
+            .state
+            .sessions
+            .get(id)
+            .is_some_and(|s| !s.closing && s.passwd[..] == req.passwd[..]);
+        if !valid {
+            tracing::info!(session_id = format_args!("{id:#x}"), %peer, "reconnect for an expired or unknown session (or a wrong password)");
+            let resp = ConnectResponse {
+                protocol_version: 0,
+                timeout: 0,
+                session_id: 0,
+                passwd: Bytes::from_static(&[0; 16]),
+                read_only: with_ro,
+            };
+            let after = self.state.last_zxid;
+            let _ = out.send(Out::Frame {
+                after,
+                bytes: connect_frame(&resp),
+                started: None,
+            });
+            let _ = out.send(Out::Close {
+                after,
+                reason: "session expired".into(),
+            });
+            return;
+        }
+        if let Some(old) = self.session_conn.get(&id).copied() {
+            if old != conn {
+                let after = self.state.last_zxid;
+                self.close(old, after, "the session moved to a new connection".into());
+            }
+        }
+        let now = self.now();
+        self.state.sessions.set_timeout(id, timeout, now);
+        self.conns.insert(conn, new_conn(id));
+        self.session_conn.insert(id, conn);
+        let passwd = self
+            .state
+            .sessions
+            .get(id)
+            .map(|s| s.passwd)
+            .unwrap_or_default();
+        tracing::debug!(session_id = format_args!("{id:#x}"), timeout, %peer, "session resumed");
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout,
+            session_id: id,
+            passwd: Bytes::copy_from_slice(&passwd),
+            read_only: with_ro,
+        };
+        self.send(conn, self.state.last_zxid, connect_frame(&resp), None);
+    }
+}

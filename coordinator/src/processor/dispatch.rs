@@ -1,0 +1,432 @@
+//! One request on an established session: reads answered from the tree, writes prepared
+//! and committed, and the session, watch and auth operations.
+
+use super::*;
+
+impl Processor {
+    pub(super) fn on_request(
+        &mut self,
+        conn: ConnId,
+        xid: i32,
+        opcode: i32,
+        body: &[u8],
+        started: Instant,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.received += 1;
+        let session = c.session;
+        self.activity.record(conn);
+        let now = self.now();
+        self.state.sessions.touch(session, now);
+        let req = match request::decode(opcode, body) {
+            Ok(r) => r,
+            Err(e) => {
+                // ZooKeeper answers a body it cannot read with MarshallingError and keeps the
+                // connection; a write still consumes a zxid (it logs an error transaction).
+                tracing::warn!(conn, session_id = format_args!("{session:#x}"), op = opcode, xid, error = %e, "malformed request body");
+                let err = ErrorCode::MarshallingError.code();
+                let zxid = if request::is_write(opcode) {
+                    self.commit(session, Txn::Error { err }).0
+                } else {
+                    self.state.last_zxid
+                };
+                self.send(
+                    conn,
+                    zxid,
+                    reply_frame(xid, zxid, err, no_body),
+                    Some(started),
+                );
+                return;
+            }
+        };
+        let last = self.state.last_zxid;
+        let started = Some(started);
+        let ids = self
+            .conns
+            .get(&conn)
+            .map(|c| c.auth.clone())
+            .unwrap_or_default();
+        let ctx = Ctx { session, ids: &ids };
+        match req {
+            Request::Write(w) => {
+                let mut ov = Overlay::new(&self.state.tree);
+                let (txn, err) = match prep::prep(&mut ov, ctx, &w) {
+                    Ok(t) => (t, 0),
+                    Err(e) => (Txn::Error { err: e.code() }, e.code()),
+                };
+                let (zxid, outcomes) = self.commit(session, txn);
+                let out = outcomes.into_iter().next().unwrap_or_default();
+                self.send(
+                    conn,
+                    zxid,
+                    reply_frame(xid, zxid, err, |b| write_body(w.opcode(), &out, b)),
+                    started,
+                );
+            }
+            Request::Multi(ops) => {
+                let txn = prep::prep_multi(&self.state.tree, ctx, &ops);
+                let failed = match &txn {
+                    Txn::MultiFailed(codes) => Some(codes.clone()),
+                    _ => None,
+                };
+                let (zxid, outcomes) = self.commit(session, txn);
+                let frame = reply_frame(xid, zxid, 0, |b| {
+                    match failed {
+                        Some(codes) => {
+                            for err in codes {
+                                MultiHeader {
+                                    op: op::ERROR,
+                                    done: false,
+                                    err,
+                                }
+                                .write(b);
+                                ErrorResponse { err }.write(b);
+                            }
+                        }
+                        None => {
+                            for (w, out) in ops.iter().zip(outcomes.iter()) {
+                                // ZooKeeper answers a create2 inside a multi as a plain
+                                // create (type 1, path only); other ops keep their type.
+                                let code = match w.opcode() {
+                                    op::CREATE2 => op::CREATE,
+                                    other => other,
+                                };
+                                MultiHeader {
+                                    op: code,
+                                    done: false,
+                                    err: 0,
+                                }
+                                .write(b);
+                                write_body(code, out, b);
+                            }
+                        }
+                    }
+                    MultiHeader {
+                        op: -1,
+                        done: true,
+                        err: -1,
+                    }
+                    .write(b);
+                });
+                self.send(conn, zxid, frame, started);
+            }
+            Request::MultiRead(ops) => {
+                let tree = &self.state.tree;
+                let frame = reply_frame(xid, last, 0, |b| {
+                    for r in &ops {
+                        let (path, code) = match r {
+                            ReadOp::GetChildren(p) => (p, op::GET_CHILDREN),
+                            ReadOp::GetData(p) => (p, op::GET_DATA),
+                        };
+                        let res = tree
+                            .get(path)
+                            .ok_or(ErrorCode::NoNode)
+                            .and_then(|n| acl::check(&n.acl, perms::READ, &ids).map(|_| n));
+                        match res {
+                            Ok(n) => {
+                                MultiHeader {
+                                    op: code,
+                                    done: false,
+                                    err: 0,
+                                }
+                                .write(b);
+                                if code == op::GET_CHILDREN {
+                                    GetChildrenResponse {
+                                        children: n.child_names(),
+                                    }
+                                    .write(b);
+                                } else {
+                                    GetDataResponse {
+                                        data: n.data().map(Bytes::copy_from_slice),
+                                        stat: n.client_stat(),
+                                    }
+                                    .write(b);
+                                }
+                            }
+                            Err(e) => {
+                                MultiHeader {
+                                    op: op::ERROR,
+                                    done: false,
+                                    err: e.code(),
+                                }
+                                .write(b);
+                                ErrorResponse { err: e.code() }.write(b);
+                            }
+                        }
+                    }
+                    MultiHeader {
+                        op: -1,
+                        done: true,
+                        err: -1,
+                    }
+                    .write(b);
+                });
+                self.send(conn, last, frame, started);
+            }
+            Request::Exists(r) => {
+                // exists checks no ACL in ZooKeeper, and sets the watch even on a missing node.
+                let frame = if r.path.contains('\0') {
+                    reply_frame(xid, last, ErrorCode::BadArguments.code(), no_body)
+                } else {
+                    if r.watch {
+                        self.watches.add_data(&r.path, conn);
+                    }
+                    match self.state.tree.get(&r.path) {
+                        Some(n) => {
+                            let stat = n.client_stat();
+                            reply_frame(xid, last, 0, |b| StatResponse { stat }.write(b))
+                        }
+                        None => reply_frame(xid, last, ErrorCode::NoNode.code(), no_body),
+                    }
+                };
+                self.send(conn, last, frame, started);
+            }
+            Request::GetData(r) => {
+                let res = self
+                    .readable(&r.path, perms::READ, &ids)
+                    .map(|n| (n.data().map(Bytes::copy_from_slice), n.client_stat()));
+                let frame = match res {
+                    Ok((data, stat)) => {
+                        if r.watch {
+                            self.watches.add_data(&r.path, conn);
+                        }
+                        reply_frame(xid, last, 0, |b| GetDataResponse { data, stat }.write(b))
+                    }
+                    Err(e) => reply_frame(xid, last, e.code(), no_body),
+                };
+                self.send(conn, last, frame, started);
+            }
+            Request::GetChildren(r) | Request::GetChildren2(r) => {
+                let two = opcode == op::GET_CHILDREN2;
+                let res = self
+                    .readable(&r.path, perms::READ, &ids)
+                    .map(|n| (n.child_names(), n.client_stat()));
+                let frame = match res {
+                    Ok((children, stat)) => {
+                        if r.watch {
+                            self.watches.add_child(&r.path, conn);
+                        }
+                        reply_frame(xid, last, 0, |b| {
+                            if two {
+                                GetChildren2Response { children, stat }.write(b)
+                            } else {
+                                GetChildrenResponse { children }.write(b)
+                            }
+                        })
+                    }
+                    Err(e) => reply_frame(xid, last, e.code(), no_body),
+                };
+                self.send(conn, last, frame, started);
+            }
+            Request::GetAcl(r) => {
+                let res = self
+                    .readable(&r.path, perms::READ | perms::ADMIN, &ids)
+                    .map(|n| {
+                        // Without ADMIN, digest hashes are masked as `user:x`, as ZooKeeper does.
+                        let admin = acl::check(&n.acl, perms::ADMIN, &ids).is_ok();
+                        let acl = n.acl.iter().cloned().map(|mut a| {
+                            if !admin && a.id.scheme == "digest" {
+                                let user = a.id.id.split(':').next().unwrap_or("").to_owned();
+                                a.id.id = format!("{user}:x");
+                            }
+                            a
+                        });
+                        (acl.collect(), n.client_stat())
+                    });
+                let frame = match res {
+                    Ok((acl, stat)) => {
+                        reply_frame(xid, last, 0, |b| GetAclResponse { acl, stat }.write(b))
+                    }
+                    Err(e) => reply_frame(xid, last, e.code(), no_body),
+                };
+                self.send(conn, last, frame, started);
+            }
+            Request::Sync(r) => {
+                self.send(
+                    conn,
+                    last,
+                    reply_frame(xid, last, 0, |b| PathRequest { path: r.path }.write(b)),
+                    started,
+                );
+            }
+            Request::Ping => {
+                self.send(conn, last, reply_frame(xid, last, 0, no_body), started);
+            }
+            Request::SetWatches(s) => {
+                for path in &s.data_watches {
+                    match self.state.tree.get(path) {
+                        None => {
+                            self.send(conn, last, notification(event::NODE_DELETED, path), None)
+                        }
+                        Some(n) if n.stat.mzxid > s.relative_zxid => self.send(
+                            conn,
+                            last,
+                            notification(event::NODE_DATA_CHANGED, path),
+                            None,
+                        ),
+                        Some(_) => self.watches.add_data(path, conn),
+                    }
+                }
+                for path in &s.exist_watches {
+                    if self.state.tree.get(path).is_some() {
+                        self.send(conn, last, notification(event::NODE_CREATED, path), None);
+                    } else {
+                        self.watches.add_data(path, conn);
+                    }
+                }
+                for path in &s.child_watches {
+                    match self.state.tree.get(path) {
+                        None => {
+                            self.send(conn, last, notification(event::NODE_DELETED, path), None)
+                        }
+                        Some(n) if n.stat.pzxid > s.relative_zxid => self.send(
+                            conn,
+                            last,
+                            notification(event::NODE_CHILDREN_CHANGED, path),
+                            None,
+                        ),
+                        Some(_) => self.watches.add_child(path, conn),
+                    }
+                }
+                for path in &s.persistent_watches {
+                    self.watches.add_persistent(path, conn, false);
+                }
+                for path in &s.persistent_recursive_watches {
+                    self.watches.add_persistent(path, conn, true);
+                }
+                self.send(conn, last, reply_frame(xid, last, 0, no_body), started);
+            }
+            Request::AddWatch(r) => {
+                let frame = match r.mode {
+                    add_watch_mode::PERSISTENT | add_watch_mode::PERSISTENT_RECURSIVE => {
+                        self.watches.add_persistent(
+                            &r.path,
+                            conn,
+                            r.mode == add_watch_mode::PERSISTENT_RECURSIVE,
+                        );
+                        reply_frame(xid, last, 0, |b| ErrorResponse { err: 0 }.write(b))
+                    }
+                    _ => reply_frame(xid, last, ErrorCode::BadArguments.code(), no_body),
+                };
+                self.send(conn, last, frame, started);
+            }
+            Request::RemoveWatches { req, remove } => {
+                let (data, child) = match req.watcher_type {
+                    watcher_type::CHILDREN => (false, true),
+                    watcher_type::DATA => (true, false),
+                    watcher_type::ANY => (true, true),
+                    _ => (false, false),
+                };
+                let found = if remove {
+                    self.watches.remove(&req.path, conn, data, child)
+                } else {
+                    self.watches.contains(&req.path, conn, data, child)
+                };
+                let err = if found {
+                    0
+                } else {
+                    ErrorCode::NoWatcher.code()
+                };
+                self.send(conn, last, reply_frame(xid, last, err, no_body), started);
+            }
+            Request::GetEphemerals(r) => {
+                let prefix = r.path.trim();
+                let all = self.state.tree.ephemerals_of(session);
+                let ephemerals = if prefix.is_empty() || prefix == "/" {
+                    all
+                } else {
+                    all.into_iter().filter(|p| p.starts_with(&r.path)).collect()
+                };
+                self.send(
+                    conn,
+                    last,
+                    reply_frame(xid, last, 0, |b| {
+                        GetEphemeralsResponse { ephemerals }.write(b)
+                    }),
+                    started,
+                );
+            }
+            Request::GetAllChildrenNumber(r) => {
+                let res = self.readable(&r.path, perms::READ, &ids).map(|_| ());
+                let frame = match res {
+                    Ok(()) => {
+                        let total = self.state.tree.all_children_number(&r.path) as i32;
+                        reply_frame(xid, last, 0, |b| {
+                            GetAllChildrenNumberResponse { total }.write(b)
+                        })
+                    }
+                    Err(e) => reply_frame(xid, last, e.code(), no_body),
+                };
+                self.send(conn, last, frame, started);
+            }
+            Request::WhoAmI => {
+                let client_info = ids
+                    .iter()
+                    .map(|i| ClientInfo {
+                        auth_scheme: i.scheme.clone(),
+                        user: if i.scheme == "digest" {
+                            i.id.split(':').next().unwrap_or("").to_owned()
+                        } else {
+                            i.id.clone()
+                        },
+                    })
+                    .collect();
+                self.send(
+                    conn,
+                    last,
+                    reply_frame(xid, last, 0, |b| WhoAmIResponse { client_info }.write(b)),
+                    started,
+                );
+            }
+            Request::Auth(a) => match acl::authenticate(&a.scheme, &a.auth) {
+                Ok(id) => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        if !c.auth.contains(&id) {
+                            c.auth.push(id);
+                            // whoAmI lists ids by scheme, as ZooKeeper does ("digest" before "ip").
+                            c.auth.sort_by(|a, b| a.scheme.cmp(&b.scheme));
+                        }
+                    }
+                    self.send(conn, last, reply_frame(xid, 0, 0, no_body), started);
+                }
+                Err(e) => {
+                    tracing::info!(conn, scheme = %a.scheme, "authentication failed; closing the connection");
+                    self.send(conn, last, reply_frame(xid, 0, e.code(), no_body), started);
+                    self.close(
+                        conn,
+                        last,
+                        format!("authentication failed for scheme {}", a.scheme),
+                    );
+                }
+            },
+            Request::CloseSession => {
+                self.session_conn.remove(&session);
+                self.state.sessions.set_closing(session);
+                let (zxid, _) = self.commit(session, Txn::CloseSession);
+                self.send(conn, zxid, reply_frame(xid, zxid, 0, no_body), started);
+                self.close(conn, zxid, "session closed by the client".into());
+            }
+            Request::Unknown(code) => {
+                // ZooKeeper replies with zxid -1 and then closes the connection; we keep it
+                // open, so a client probing for newer operations can carry on.
+                tracing::debug!(conn, op = code, "unknown opcode");
+                let frame = reply_frame(xid, -1, ErrorCode::Unimplemented.code(), no_body);
+                self.send(conn, last, frame, started);
+            }
+        }
+    }
+
+    /// A node the ids may access with `perm`, or the error ZooKeeper gives.
+    pub(super) fn readable(
+        &self,
+        path: &str,
+        perm: i32,
+        ids: &[Id],
+    ) -> Result<&crate::tree::Node, ErrorCode> {
+        let n = self.state.tree.get(path).ok_or(ErrorCode::NoNode)?;
+        acl::check(&n.acl, perm, ids)?;
+        Ok(n)
+    }
+}
