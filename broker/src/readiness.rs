@@ -57,11 +57,7 @@ pub async fn wait_for_request(
 
 /// Waits until the partitions in `topics` are ready on every live broker (see the module
 /// docs), at most `timeout`. Returns the topics that were not.
-pub async fn wait_everywhere(
-    broker: &Broker,
-    topics: &Wanted,
-    timeout: Duration,
-) -> BTreeSet<String> {
+async fn wait_everywhere(broker: &Broker, topics: &Wanted, timeout: Duration) -> BTreeSet<String> {
     let deadline = Instant::now() + timeout;
     let mut opts = ClientOptions::new("");
     opts.client_id = format!("fjord-broker-{}", broker.id);
@@ -114,18 +110,7 @@ pub async fn wait_everywhere(
 fn not_in_view(view: &ClusterView, topics: &Wanted) -> BTreeSet<String> {
     topics
         .iter()
-        .filter(|(name, parts)| {
-            let Some(t) = view.topics.get(name) else {
-                return true;
-            };
-            parts.clone().any(|p| {
-                !t.assignment.contains_key(&p)
-                    || !t
-                        .states
-                        .get(&p)
-                        .is_some_and(|(s, _)| s.leader >= 0 && view.brokers.contains_key(&s.leader))
-            })
-        })
+        .filter(|(name, parts)| !view.partitions_led(name, parts.clone()))
         .map(|(t, _)| t.clone())
         .collect()
 }

@@ -418,3 +418,51 @@ async fn newest_group_and_produce_versions() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_named_twice_in_one_create_is_refused() {
+    let (_coord, b) = start();
+    let mut conn = connect(&b).await;
+    let topic = |n: &str| {
+        CreatableTopic::default()
+            .with_name(name(n))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+    };
+    let created = conn
+        .send(
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(20_000)
+                .with_topics(vec![topic("twice"), topic("once"), topic("twice")]),
+            7,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let codes: Vec<(String, i16)> = created
+        .topics
+        .iter()
+        .map(|t| (t.name.0.to_string(), t.error_code))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ("twice".to_owned(), INVALID_REQUEST),
+            ("once".to_owned(), 0),
+            ("twice".to_owned(), INVALID_REQUEST),
+        ]
+    );
+    let listed = conn
+        .send(
+            &MetadataRequest::default()
+                .with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(name("twice")))
+                ]))
+                .with_allow_auto_topic_creation(false),
+            12,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.topics[0].error_code, 3, "twice must not exist"); // UNKNOWN_TOPIC_OR_PARTITION
+}

@@ -314,12 +314,19 @@ impl ClusterView {
     /// Whether every partition of `topic` has a live leader.
     pub fn topic_ready(&self, topic: &str) -> bool {
         self.topics.get(topic).is_some_and(|t| {
-            !t.assignment.is_empty()
-                && t.assignment.keys().all(|p| {
-                    t.states
-                        .get(p)
+            !t.assignment.is_empty() && self.partitions_led(topic, t.assignment.keys().copied())
+        })
+    }
+
+    /// Whether each of `partitions` of `topic` is assigned and has a live leader.
+    pub fn partitions_led(&self, topic: &str, mut partitions: impl Iterator<Item = i32>) -> bool {
+        self.topics.get(topic).is_some_and(|t| {
+            partitions.all(|p| {
+                t.assignment.contains_key(&p)
+                    && t.states
+                        .get(&p)
                         .is_some_and(|(s, _)| s.leader >= 0 && self.brokers.contains_key(&s.leader))
-                })
+            })
         })
     }
 }

@@ -16,15 +16,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
     let mut results = Vec::new();
     let mut created = Vec::new();
     // A name given twice is refused for every entry, as Kafka does.
-    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    let mut named = BTreeMap::<String, usize>::new();
     for t in &req.topics {
-        *seen.entry(t.name.0.as_str()).or_default() += 1;
+        *named.entry(t.name.0.as_str().to_owned()).or_default() += 1;
     }
-    let twice: std::collections::BTreeSet<String> = seen
-        .into_iter()
-        .filter(|(_, n)| *n > 1)
-        .map(|(t, _)| t.to_owned())
-        .collect();
     for t in req.topics {
         let name = t.name.0.as_str().to_owned();
         let configs: BTreeMap<String, String> = t
@@ -47,7 +42,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
         } else {
             t.replication_factor
         };
-        let outcome = if twice.contains(&name) {
+        let outcome = if named.get(&name).is_some_and(|n| *n > 1) {
             Err(admin::AdminError::new(
                 ResponseError::InvalidRequest,
                 format!("topic {name} is named more than once in the request"),

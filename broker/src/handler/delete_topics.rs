@@ -26,33 +26,35 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResp
     let mut results = Vec::new();
     let mut pending = Vec::new();
     for (name, id) in asked {
-        let known = view.topic_name(id);
-        let refusal = match (&name, id.is_nil()) {
-            (Some(_), false) => Some((
+        let resolved = match (&name, id.is_nil()) {
+            (Some(_), false) => Err((
                 ResponseError::InvalidRequest,
                 format!("give a topic name or a topic id, not both ({id})"),
             )),
-            (None, _) if known.is_none() => Some((
-                ResponseError::UnknownTopicId,
-                format!("no topic has the id {id}"),
-            )),
-            _ => None,
+            (Some(n), true) => Ok(n.clone()),
+            (None, _) => view
+                .topic_name(id)
+                .map(|n| TopicName(StrBytes::from_string(n.to_owned())))
+                .ok_or_else(|| {
+                    (
+                        ResponseError::UnknownTopicId,
+                        format!("no topic has the id {id}"),
+                    )
+                }),
         };
-        let name = name.or_else(|| known.map(|n| TopicName(StrBytes::from_string(n.to_owned()))));
-        let (Some(name), None) = (name.clone(), refusal.as_ref()) else {
-            let (code, message) = refusal.unwrap_or((
-                ResponseError::UnknownTopicId,
-                format!("no topic has the id {id}"),
-            ));
-            let mut r = DeletableTopicResult::default()
-                .with_name(name)
-                .with_topic_id(id)
-                .with_error_code(code.code());
-            if ctx.version >= 5 {
-                r = r.with_error_message(Some(StrBytes::from_string(message)));
+        let name = match resolved {
+            Ok(name) => name,
+            Err((code, message)) => {
+                let mut r = DeletableTopicResult::default()
+                    .with_name(name)
+                    .with_topic_id(id)
+                    .with_error_code(code.code());
+                if ctx.version >= 5 {
+                    r = r.with_error_message(Some(StrBytes::from_string(message)));
+                }
+                results.push(r);
+                continue;
             }
-            results.push(r);
-            continue;
         };
         let topic = name.0.as_str().to_owned();
         let mut r = DeletableTopicResult::default().with_name(Some(name.clone()));

@@ -56,19 +56,16 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
     };
     let follower = replica >= 0;
     // v13+ names topics by id (KIP-516); an id no topic has gets UNKNOWN_TOPIC_ID.
-    let names: Vec<Option<String>> = if ctx.version >= 13 {
-        let view = broker.cluster.view();
-        req.topics
-            .iter()
-            .map(|t| view.topic_name(t.topic_id).map(str::to_owned))
-            .collect()
-    } else {
-        req.topics
-            .iter()
-            .map(|t| Some(t.topic.0.as_str().to_owned()))
-            .collect()
-    };
-    let topic_of = |w: &Wanted| names[w.topic_index].as_deref().unwrap_or_default();
+    let view = (ctx.version >= 13).then(|| broker.cluster.view());
+    let names: Vec<Option<&str>> = req
+        .topics
+        .iter()
+        .map(|t| match &view {
+            Some(v) => v.topic_name(t.topic_id),
+            None => Some(t.topic.0.as_str()),
+        })
+        .collect();
+    let topic_of = |w: &Wanted| names[w.topic_index].unwrap_or_default();
     // A follower's fetch position counts (ISR, high watermark) only once its epoch and
     // offset check out; a refused partition is answered with that error, and a broker
     // that is not a replica never reads above the high watermark.
@@ -86,7 +83,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
     // A follower's position may move the high watermark; parked consumer fetches are
     // then woken once for the whole request (acks=all produces by the partition).
     if follower {
-        let mut moved: Option<std::sync::Arc<crate::replica::Partition>> = None;
+        let mut moved = false;
         for (w, refusal) in wanted.iter().zip(refused.iter_mut()) {
             if refusal.is_some() {
                 continue;
@@ -97,17 +94,15 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                 .leader(&broker.cluster, topic, w.partition)
                 .and_then(|part| {
                     check_epoch(w.current_leader_epoch, part.leader_epoch())?;
-                    Ok(part.follower_fetched(replica, w.offset)?.then_some(part))
+                    part.follower_fetched(replica, w.offset)
                 });
             match fetched {
-                Ok(Some(part)) => moved = Some(part),
-                Ok(None) => {}
+                Ok(m) => moved |= m,
                 Err(e) => *refusal = Some(e),
             }
         }
-        // Every partition shares the broker's wake-up signal: one call wakes all.
-        if let Some(part) = moved {
-            part.wake_fetches();
+        if moved {
+            broker.replicas.data_arrived().notify_waiters();
         }
     }
     loop {

@@ -2,7 +2,7 @@
 //! given the role that the cluster view names.
 
 use super::fetcher::{FetcherConfig, Fetchers};
-use super::partition::{now_ms, Partition, PartitionError, Role};
+use super::partition::{now_ms, Partition, PartitionError, PartitionInit};
 
 use super::producer_state::rebuild_from_log;
 use crate::cluster::Cluster;
@@ -14,7 +14,6 @@ use crate::log::topic_partition::TopicPartition;
 use dashmap::DashMap;
 use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -294,20 +293,15 @@ impl ReplicaManager {
             check_topic_id(&dir, topic_id, tp, &mut logs)?.unwrap_or(log)
         };
         let producers = rebuild_from_log(&log);
-        let part = Arc::new(Partition {
+        let part = Partition::new(PartitionInit {
             tp: tp.clone(),
-            topic_id: Mutex::new(topic_id.to_owned()),
+            topic_id: topic_id.to_owned(),
             me: self.defaults.me,
             log,
-            is_leader: AtomicBool::new(false),
-            leader_epoch: AtomicI32::new(-1),
-            role: Mutex::new(Role::None),
-            high_watermark: AtomicI64::new(0),
-            hw_changed: Notify::new(),
-            data_arrived: self.data_arrived.clone(),
-            min_insync: AtomicUsize::new(self.defaults.min_insync),
-            producers: Mutex::new(producers),
+            producers,
+            min_insync: self.defaults.min_insync,
             fsync_always: self.defaults.fsync_always,
+            data_arrived: self.data_arrived.clone(),
         });
         self.partitions.insert(tp.clone(), part.clone());
         Ok(part)

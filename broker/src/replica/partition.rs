@@ -63,8 +63,6 @@ pub struct Appended {
     pub log_start_offset: i64,
     /// The leader epoch it was appended in.
     pub leader_epoch: i32,
-    /// False for an acknowledged duplicate (nothing new was stored).
-    pub appended: bool,
 }
 
 /// What a fetch from one partition returned.
@@ -146,7 +144,37 @@ pub fn check_epoch(requested: i32, ours: i32) -> Result<(), PartitionError> {
     }
 }
 
+/// What a new [`Partition`] starts from; everything else starts empty (no role yet).
+pub(super) struct PartitionInit {
+    pub tp: TopicPartition,
+    pub topic_id: String,
+    pub me: i32,
+    pub log: SharedPartitionLog,
+    pub producers: ProducerStates,
+    pub min_insync: usize,
+    pub fsync_always: bool,
+    pub data_arrived: Arc<Notify>,
+}
+
 impl Partition {
+    pub(super) fn new(init: PartitionInit) -> Arc<Partition> {
+        Arc::new(Partition {
+            tp: init.tp,
+            topic_id: Mutex::new(init.topic_id),
+            me: init.me,
+            log: init.log,
+            is_leader: AtomicBool::new(false),
+            leader_epoch: AtomicI32::new(-1),
+            role: Mutex::new(Role::None),
+            high_watermark: AtomicI64::new(0),
+            hw_changed: Notify::new(),
+            data_arrived: init.data_arrived,
+            min_insync: AtomicUsize::new(init.min_insync),
+            producers: Mutex::new(init.producers),
+            fsync_always: init.fsync_always,
+        })
+    }
+
     pub fn is_leader(&self) -> bool {
         self.is_leader.load(Ordering::Acquire)
     }
@@ -255,7 +283,6 @@ impl Partition {
                         end_offset: end,
                         log_start_offset: log.log_start_offset(),
                         leader_epoch: epoch,
-                        appended: false,
                     });
                 }
                 Check::OutOfOrder { expected, got } => {
@@ -295,7 +322,6 @@ impl Partition {
             end_offset: info.last_offset + 1,
             log_start_offset: info.log_start_offset,
             leader_epoch: epoch,
-            appended: true,
         })
     }
 

@@ -10,8 +10,7 @@ use crate::log::test_util::simple_batch;
 use crate::log::topic_partition::TopicPartition;
 use fjord_shared::cluster::PartitionState;
 use kafka_protocol::ResponseError;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use tokio::sync::Notify;
 
 fn partition(dir: &std::path::Path, me: i32) -> Arc<Partition> {
@@ -20,20 +19,15 @@ fn partition(dir: &std::path::Path, me: i32) -> Arc<Partition> {
     let log = logs
         .get_or_create(tp.clone(), LogConfig::default(), 0)
         .unwrap();
-    Arc::new(Partition {
+    Partition::new(PartitionInit {
         tp,
-        topic_id: Mutex::new(String::new()),
+        topic_id: String::new(),
         me,
         log,
-        is_leader: AtomicBool::new(false),
-        leader_epoch: AtomicI32::new(-1),
-        role: Mutex::new(Role::None),
-        high_watermark: AtomicI64::new(0),
-        hw_changed: Notify::new(),
-        data_arrived: Arc::new(Notify::new()),
-        min_insync: AtomicUsize::new(1),
-        producers: Mutex::new(ProducerStates::default()),
+        producers: ProducerStates::default(),
+        min_insync: 1,
         fsync_always: false,
+        data_arrived: Arc::new(Notify::new()),
     })
 }
 
