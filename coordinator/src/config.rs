@@ -7,7 +7,9 @@ use std::path::PathBuf;
 /// fjord-coordinator: a coordination service that speaks the ZooKeeper client protocol.
 ///
 /// Stock ZooKeeper clients (zkCli.sh, kazoo, Curator, the zookeeper crates) work against it
-/// unchanged. Every write is fsynced to a transaction log before it is acknowledged.
+/// unchanged. Standalone, every write is fsynced to the log before it is acknowledged; as a
+/// member of an ensemble (`--id`, `--peer-listen`, `--peers`), once a majority of the
+/// members has it fsynced.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "fjord-coordinator", version)]
 pub struct Config {
@@ -15,6 +17,29 @@ pub struct Config {
     /// the chosen address is printed as `listening on ADDR`.
     #[arg(long, env = "FJORD_LISTEN", default_value = "127.0.0.1:2181")]
     pub listen: SocketAddr,
+
+    /// This member's id in an ensemble (1..=255); 1 when standalone.
+    #[arg(long, env = "FJORD_ID", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=255))]
+    pub id: u64,
+
+    /// Where this member listens for the other members (ensemble mode).
+    #[arg(long, env = "FJORD_PEER_LISTEN")]
+    pub peer_listen: Option<SocketAddr>,
+
+    /// Every voting member's peer address, this one included: `1=HOST:PORT,2=HOST:PORT,...`.
+    /// Without it the coordinator runs standalone.
+    #[arg(long, env = "FJORD_PEERS")]
+    pub peers: Option<String>,
+
+    /// Names the ensemble; members of different ensembles refuse to talk. By default it is
+    /// derived from `--peers` when the data directory is first used.
+    #[arg(long, env = "FJORD_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+
+    /// A follower that hears nothing from the leader for this long (up to twice this)
+    /// starts an election.
+    #[arg(long, env = "FJORD_ELECTION_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub election_timeout_ms: u64,
 
     /// Directory for the transaction log and snapshots. Created if missing. Only one
     /// coordinator may use a directory at a time.
@@ -62,6 +87,31 @@ pub struct Config {
 }
 
 impl Config {
+    /// The member settings: validates `--id`, `--peers` and `--peer-listen` together.
+    pub fn member(&self) -> anyhow::Result<crate::ensemble::member::MemberConfig> {
+        use anyhow::bail;
+        let peers = match (&self.peers, self.peer_listen) {
+            (None, None) => std::iter::once((self.id, self.listen.to_string())).collect(),
+            (Some(p), Some(_)) => {
+                let peers = crate::ensemble::member::parse_peers(p)?;
+                if !peers.contains_key(&self.id) {
+                    bail!("--peers does not list this member (--id {})", self.id);
+                }
+                peers
+            }
+            (Some(_), None) => bail!("--peers needs --peer-listen (this member's peer address)"),
+            (None, Some(_)) => bail!("--peer-listen needs --peers (every member's peer address)"),
+        };
+        Ok(crate::ensemble::member::MemberConfig {
+            id: self.id,
+            peers,
+            peer_listen: self.peer_listen,
+            cluster_id: self.cluster_id.clone(),
+            election_timeout_ms: self.election_timeout_ms,
+            snapshot_txns: self.snapshot_txns,
+        })
+    }
+
     pub fn min_session(&self) -> i32 {
         self.min_session_ms.unwrap_or((2 * self.tick_ms) as i32)
     }

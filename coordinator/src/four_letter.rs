@@ -104,6 +104,19 @@ pub struct View {
     pub max_session_ms: i32,
     pub data_dir: String,
     pub max_frame: usize,
+    pub role: RoleView,
+}
+
+/// This member's place in its ensemble.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleView {
+    /// `standalone`, `leader` or `follower`; `None` while the member has no leader (it does
+    /// not serve then, and says so as ZooKeeper does).
+    pub mode: Option<&'static str>,
+    /// On a leader: members replicating from it, and those caught up.
+    pub followers: usize,
+    pub synced_followers: usize,
+    pub pending_syncs: usize,
 }
 
 /// The text answer to `word`.
@@ -124,6 +137,9 @@ pub fn render(word: &str, v: &View) -> String {
         }
         "isro" => write!(s, "rw"),
         "srvr" | "stat" => {
+            let Some(mode) = v.role.mode else {
+                return "This ZooKeeper instance is not currently serving requests\n".into();
+            };
             let _ = writeln!(s, "Zookeeper version: {ZK_VERSION}");
             if word == "stat" {
                 let _ = writeln!(s, "Clients:");
@@ -142,13 +158,16 @@ pub fn render(word: &str, v: &View) -> String {
             let _ = writeln!(s, "Connections: {}", v.conns.len());
             let _ = writeln!(s, "Outstanding: {outstanding}");
             let _ = writeln!(s, "Zxid: {:#x}", v.last_zxid);
-            let _ = writeln!(s, "Mode: standalone");
+            let _ = writeln!(s, "Mode: {mode}");
             writeln!(s, "Node count: {}", v.node_count)
         }
         "mntr" => {
-            let rows: Vec<(&str, String)> = vec![
+            let mut rows: Vec<(&str, String)> = vec![
                 ("zk_version", ZK_VERSION.to_owned()),
-                ("zk_server_state", "standalone".into()),
+                (
+                    "zk_server_state",
+                    v.role.mode.unwrap_or("not serving").into(),
+                ),
                 ("zk_avg_latency", format!("{lavg:.4}")),
                 ("zk_max_latency", format!("{lmax:.0}")),
                 ("zk_min_latency", format!("{lmin:.0}")),
@@ -165,6 +184,11 @@ pub fn render(word: &str, v: &View) -> String {
                 ("zk_uptime", st.started.elapsed().as_millis().to_string()),
                 ("zk_open_file_descriptor_count", open_fds().to_string()),
             ];
+            if v.role.mode == Some("leader") {
+                rows.push(("zk_followers", v.role.followers.to_string()));
+                rows.push(("zk_synced_followers", v.role.synced_followers.to_string()));
+                rows.push(("zk_pending_syncs", v.role.pending_syncs.to_string()));
+            }
             for (k, val) in rows {
                 let _ = writeln!(s, "{k}\t{val}");
             }
@@ -307,6 +331,10 @@ mod tests {
             max_session_ms: 10000,
             data_dir: "/d".into(),
             max_frame: 1 << 20,
+            role: RoleView {
+                mode: Some("standalone"),
+                ..Default::default()
+            },
         }
     }
 
@@ -322,6 +350,27 @@ mod tests {
         );
         assert!(render("dump", &v).contains("0x7:\n\t/e\n"));
         assert!(render("envi", &v).contains("zookeeper.version=3.8.0-"));
+        assert!(!render("mntr", &v).contains("zk_followers"));
+        let leader = View {
+            role: RoleView {
+                mode: Some("leader"),
+                followers: 2,
+                synced_followers: 1,
+                pending_syncs: 0,
+            },
+            ..v.clone()
+        };
+        assert!(render("srvr", &leader).contains("Mode: leader\n"));
+        assert!(render("mntr", &leader).contains("zk_server_state\tleader\nzk_"));
+        assert!(render("mntr", &leader).contains("zk_followers\t2\nzk_synced_followers\t1\n"));
+        let lost = View {
+            role: RoleView::default(),
+            ..v.clone()
+        };
+        assert_eq!(
+            render("srvr", &lost),
+            "This ZooKeeper instance is not currently serving requests\n"
+        );
         assert_eq!(is_word(b"ruok"), Some("ruok"));
         assert_eq!(is_word(b"\0\0\0\x2d"), None);
     }

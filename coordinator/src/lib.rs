@@ -12,6 +12,7 @@
 
 pub mod acl;
 pub mod config;
+pub mod ensemble;
 pub mod four_letter;
 pub mod persist;
 pub mod processor;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 /// `listening on ADDR`, serve, then shut down cleanly (sessions are kept, since they are
 /// durable and survive a restart).
 pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
+    let member_cfg = cfg.member()?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
     let lock_path = cfg.data_dir.join("LOCK");
@@ -46,6 +48,18 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let stats = Arc::new(four_letter::ServerStats::default());
+    let recovered = ensemble::member::recover(&cfg.data_dir, cfg.tick_ms, &member_cfg)
+        .context("recovery failed")?;
+    tracing::info!(
+        zxid = format_args!("{:#x}", recovered.state.last_zxid),
+        applied = %ensemble::show(&recovered.applied),
+        nodes = recovered.state.tree.node_count(),
+        sessions = recovered.state.sessions.len(),
+        "recovered the newest snapshot"
+    );
+    let (proposer, proposals) = tokio::sync::mpsc::unbounded_channel();
+    let fresh = recovered.fresh;
+    let snapshot = recovered.snapshot;
     let handle = processor::start(
         processor::Config {
             data_dir: cfg.data_dir.clone(),
@@ -57,8 +71,26 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
             max_frame: cfg.max_frame_bytes,
         },
         stats.clone(),
+        processor::Start {
+            state: recovered.state,
+            applied: recovered.applied,
+            membership: recovered.membership,
+            member: member_cfg.id,
+            proposer,
+        },
     )
-    .context("recovery failed")?;
+    .context("cannot start the processor")?;
+    let shutdown = CancellationToken::new();
+    let member = ensemble::member::start(
+        &cfg.data_dir,
+        &member_cfg,
+        fresh,
+        snapshot,
+        handle.tx.clone(),
+        proposals,
+        shutdown.clone(),
+    )
+    .await?;
     let limits = server::Limits {
         max_frame: cfg.max_frame_bytes,
         max_connections: cfg.max_connections,
@@ -66,7 +98,6 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
         max_outstanding: cfg.max_outstanding as usize,
         handshake_timeout: std::time::Duration::from_secs(30),
     };
-    let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
         fjord_shared::shutdown::wait_for_signal().await;
@@ -84,6 +115,9 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
     )
     .await;
     tracing::info!("shutting down");
+    if let Err(e) = member.raft.shutdown().await {
+        tracing::warn!(error = %e, "Raft did not stop cleanly");
+    }
     // Blocking join of the processor, which drains the log and stops the snapshot writer.
     tokio::task::spawn_blocking(move || handle.join()).await?;
     drop(lock);

@@ -12,7 +12,7 @@
 //! - Connection limits: a total and a per-IP maximum; extra connections are closed at once.
 
 use crate::four_letter::{self, ServerStats};
-use crate::persist::log::Durable;
+use crate::processor::Durable;
 use crate::processor::{Msg, Out};
 use bytes::Bytes;
 use dashmap::DashMap;

@@ -1,6 +1,6 @@
-"""A replicated coordinator for the interop tests: Apache ZooKeeper 3.8 as a
-3-server ensemble (the reference that a fjord-coordinator ensemble must
-match), run straight from Debian's jars with configs of ours.
+"""A replicated coordinator for the interop tests: a fjord-coordinator
+ensemble, and Apache ZooKeeper 3.8 as a 3-server ensemble (the reference
+that it must match), run straight from Debian's jars with configs of ours.
 
 Each member listens on a loopback address of its own (127.0.0.2,
 127.0.0.3, ...) for clients, quorum and election traffic, so a test can cut
@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import STARTUP_TIMEOUT, STOP_TIMEOUT, ZK_CLASSPATH
+from conftest import FJORD_BIN_DIR, STARTUP_TIMEOUT, STOP_TIMEOUT, ZK_CLASSPATH
 from kazoo.client import KazooClient
 
 # What Debian's ZooKeeper ensemble was checked with (PROTOCOL-NOTES): a
@@ -37,7 +37,8 @@ def free_port(host: str) -> int:
 
 @dataclass
 class Member:
-    """One ZooKeeper server of the ensemble."""
+    """One server of an ensemble: a ZooKeeper server, or a fjord-coordinator
+    member. `quorum_port` is where members talk to each other."""
 
     sid: int
     host: str
@@ -47,10 +48,11 @@ class Member:
     workdir: Path
     process: subprocess.Popen | None = None
     paused: bool = False
+    fjord: bool = False
 
     @property
     def kind(self) -> str:
-        return f"zookeeper member {self.sid}"
+        return f"{'fjord' if self.fjord else 'zookeeper'} member {self.sid}"
 
     @property
     def address(self) -> str:
@@ -90,6 +92,9 @@ class Member:
         return None
 
     def start(self, servers: str) -> None:
+        if self.fjord:
+            self._start_fjord(servers)
+            return
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
         (data / "myid").write_text(f"{self.sid}\n")
@@ -117,6 +122,25 @@ class Member:
                 [
                     "java", *JVM_FLAGS, "-cp", ZK_CLASSPATH,
                     "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(config),
+                ],
+                cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            )
+        self.paused = False
+
+    def _start_fjord(self, peers: str) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            log.write(f"=== start at {time.strftime('%H:%M:%S')}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                [
+                    str(FJORD_BIN_DIR / "fjord-coordinator"),
+                    "--id", str(self.sid),
+                    "--listen", self.address,
+                    "--peer-listen", f"{self.host}:{self.quorum_port}",
+                    "--peers", peers,
+                    "--data-dir", str(self.workdir / "data"),
+                    "--tick-ms", str(TICK_MS),
                 ],
                 cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             )
@@ -150,15 +174,20 @@ class ZooKeeperEnsemble:
     WORKDIR/member-N."""
 
     kind = "zookeeper"
+    fjord = False
 
     def __init__(self, workdir: Path, size: int = 3):
         self.members: dict[int, Member] = {}
         for sid in range(1, size + 1):
             host = f"127.0.0.{1 + sid}"
             self.members[sid] = Member(
-                sid, host, free_port(host), free_port(host), free_port(host), workdir / f"member-{sid}"
+                sid, host, free_port(host), free_port(host), free_port(host), workdir / f"member-{sid}",
+                fjord=self.fjord,
             )
-        self.servers = "\n".join(
+        self.servers = self.server_list()
+
+    def server_list(self) -> str:
+        return "\n".join(
             f"server.{m.sid}={m.host}:{m.quorum_port}:{m.election_port}" for m in self.members.values()
         )
 
@@ -211,6 +240,20 @@ class ZooKeeperEnsemble:
                 except subprocess.TimeoutExpired:
                     m.process.kill()
                     m.process.wait(STOP_TIMEOUT)
+
+
+class FjordEnsemble(ZooKeeperEnsemble):
+    """`size` fjord-coordinator members on 127.0.0.2, 127.0.0.3, ..., each in
+    WORKDIR/member-N, with the same interface as ZooKeeperEnsemble."""
+
+    kind = "fjord"
+    fjord = True
+
+    def server_list(self) -> str:
+        return ",".join(f"{m.sid}={m.host}:{m.quorum_port}" for m in self.members.values())
+
+
+ENSEMBLES = {"zookeeper": ZooKeeperEnsemble, "fjord": FjordEnsemble}
 
 
 def tree_digest(address: str) -> tuple[str, int]:

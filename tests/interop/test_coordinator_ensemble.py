@@ -2,10 +2,9 @@
 each listen on a loopback address of their own, with the brokers given the
 multi-host connect string.
 
-Each scenario runs against every kind in ENSEMBLE_KINDS. Today that is the
-reference, a 3-server Apache ZooKeeper 3.8 ensemble: it proves the
-scenario itself, and fjord-coordinator's own ensemble joins the list when
-it exists.
+Each scenario runs against every kind in ENSEMBLE_KINDS: a 3-member
+fjord-coordinator ensemble, and the reference, a 3-server Apache ZooKeeper
+3.8 ensemble, which proves the scenario itself.
 
 - kill -9 of the coordinator ensemble's leader under an idempotent acks=all
   producer, then kill -9 of a broker that leads a partition: the brokers
@@ -30,19 +29,21 @@ from conftest import BROKER_SESSION_TIMEOUT_MS, KafkaCluster, _REPORTS
 import time
 from dataclasses import replace
 
-from ensemble import ZooKeeperEnsemble, tree_digest
+from ensemble import ENSEMBLES, tree_digest
 from linearizable import check as check_linearizable
 from register import RegisterWorkload
 from kafka_helpers import controller_id, create_replicated_topic, wait_for_partitions
 from kazoo.client import KazooClient
 
-ENSEMBLE_KINDS = ["zookeeper"]
+ENSEMBLE_KINDS = ["fjord", "zookeeper"]
 # Kinds whose sync + read is linearizable. ZooKeeper promises sequential
 # consistency only, and its sync is not a quorum operation: a deposed leader
 # answers sync + getData from its own tree for a moment after a SIGSTOP
 # (seen here in about one run in four), and a stale read was also seen once
 # in about 25 runs of the kill scenario.
-LINEARIZABLE_READS: set[str] = set()
+# Fjord's sync asks the leader for its commit index, confirmed by a quorum
+# (no leases), so sync + getData is linearizable there.
+LINEARIZABLE_READS: set[str] = {"fjord"}
 PARTITIONS = 3
 # From kill -9 of a broker to new leaders for its partitions.
 ELECTION = BROKER_SESSION_TIMEOUT_MS / 1000 + 8
@@ -52,7 +53,7 @@ ELECTION = BROKER_SESSION_TIMEOUT_MS / 1000 + 8
 def ensemble(request, tmp_path):
     """A running 3-member coordinator ensemble; stopped at the end, with
     each member's log tail printed when the test failed."""
-    members = ZooKeeperEnsemble(tmp_path / "ensemble")
+    members = ENSEMBLES[request.param](tmp_path / "ensemble")
     try:
         members.start()
         yield members

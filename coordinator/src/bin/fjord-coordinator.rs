@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cfg = Config::parse();
-    fjord_shared::telemetry::init("info");
+    fjord_shared::telemetry::init("info,openraft=warn,openraft::raft::responder=error");
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,13 +1,13 @@
-//! Durable state: the transaction log and snapshots.
+//! Durable state: snapshots, and the transaction log of the standalone coordinator before
+//! it ran on Raft (read once, to import it).
 //!
 //! On-disk format (all in the data directory):
 //!
-//! - `log.<first zxid, 16 hex digits>`: a transaction log file. It starts with the 8-byte
-//!   magic `FJTXLOG1`, then frames `[u32 length][u32 crc32c][msgpack TxnRecord]`. Files are
-//!   preallocated with zeros; a zero length marks the end of what was written.
-//! - `snapshot.<last zxid, 16 hex digits>`: the magic `FJSNAP02`, then frames of the same
-//!   `[u32 length][u32 crc32c][msgpack]` shape:
-//!   1. a header: `[last_zxid, node count, [[session id, timeout ms, password], ..]]`;
+//! - `raftlog.<sequence>`: the replicated log, see [`crate::ensemble::log_store`].
+//! - `snapshot.<last zxid, 16 hex digits>`: the magic `FJSNAP03`, then frames
+//!   `[u32 length][u32 crc32c][msgpack]`:
+//!   1. a header: `[last_zxid, node count, [[session id, timeout ms, password], ..], raft
+//!      metadata (bin: the msgpack of openraft's snapshot meta: last log id, membership)]`;
 //!   2. node frames, each a msgpack array of nodes `[path, data (bin or nil),
 //!      [[perms, scheme, id], ..] (the ACL), stat]`, where `stat` is the array of
 //!      [`crate::tree::StatPersisted`]'s fields in order. Nodes come parent first
@@ -17,22 +17,24 @@
 //!   The file ends right after the node frame that completes the count. Anything else (a
 //!   torn or corrupt frame, a count that does not add up, trailing bytes) makes the whole
 //!   snapshot unreadable and recovery falls back to an older one. Written to
-//!   `snapshot.<zxid>.tmp`, fsynced, renamed, and the directory fsynced.
+//!   `snapshot.<zxid>.tmp`, fsynced, renamed, and the directory fsynced. `FJSNAP02` files
+//!   are the same without the Raft metadata.
+//! - `log.<first zxid, 16 hex digits>` (before Raft): the magic `FJTXLOG1`, then frames of
+//!   msgpack `TxnRecord`s, preallocated with zeros. [`recovery`] replays them after the
+//!   newest `FJSNAP02` snapshot, once, when such a data directory is first opened; the
+//!   result becomes a `FJSNAP03` snapshot and the old files are removed.
+//! - `cluster-id`: the ensemble this data belongs to.
 //! - `LOCK`: held (flock) while a coordinator uses the directory.
-//!
-//! Recovery loads the newest snapshot that reads back whole, replays every logged
-//! transaction after it (zxids must be contiguous), and cuts a torn or corrupt tail off the
-//! last log file. Corruption anywhere else stops the server with an error rather than
-//! silently dropping acknowledged writes.
 
-pub mod log;
 pub mod recovery;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};
 
 pub const LOG_MAGIC: &[u8; 8] = b"FJTXLOG1";
-pub const SNAP_MAGIC: &[u8; 8] = b"FJSNAP02";
+pub const SNAP_MAGIC: &[u8; 8] = b"FJSNAP03";
+/// Snapshots written before the Raft log: no metadata in the header. Still read.
+pub const SNAP_MAGIC_V2: &[u8; 8] = b"FJSNAP02";
 
 /// Errors of the persistence layer.
 #[derive(Debug, thiserror::Error)]

@@ -12,8 +12,9 @@
 //! Reading streams as well: one frame at a time into a [`TreeBuilder`]. The file layout is
 //! described in [`crate::persist`].
 
-use super::{file_name, list, PersistError, SNAP_MAGIC};
+use super::{file_name, list, PersistError, SNAP_MAGIC, SNAP_MAGIC_V2};
 use crate::tree::{DataTree, StatPersisted, TreeBuilder, TreeView};
+use bytes::Bytes;
 use fjord_shared::fs::FRAME_HEADER;
 use fjord_shared::jute::{Acl, Id};
 use serde::ser::SerializeSeq;
@@ -21,9 +22,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 /// How many snapshots are kept.
 const KEEP: usize = 2;
@@ -51,6 +50,10 @@ struct Header {
     /// How many nodes the node frames hold in all.
     nodes: u64,
     sessions: Vec<SnapSession>,
+    /// The replicated log's view of this snapshot (its Raft metadata), opaque here. Absent in
+    /// `FJSNAP02` files, written before the coordinator ran on Raft.
+    #[serde(default)]
+    meta: Option<Bytes>,
 }
 
 /// One node as written: borrowed from the tree.
@@ -104,6 +107,27 @@ pub struct SnapshotJob {
     pub last_zxid: i64,
     pub tree: TreeView,
     pub sessions: Vec<SnapSession>,
+    pub meta: Option<Bytes>,
+}
+
+impl SnapshotJob {
+    /// A view of `state`: O(1) for the tree (shared, copied on write) plus the session list.
+    pub fn of(state: &crate::txn::State, meta: Option<Bytes>) -> SnapshotJob {
+        SnapshotJob {
+            last_zxid: state.last_zxid,
+            tree: state.tree.view(),
+            sessions: state
+                .sessions
+                .iter()
+                .map(|s| SnapSession {
+                    id: s.id,
+                    timeout_ms: s.timeout_ms,
+                    passwd: s.passwd,
+                })
+                .collect(),
+            meta,
+        }
+    }
 }
 
 /// What a snapshot file holds.
@@ -112,6 +136,7 @@ pub struct Loaded {
     pub last_zxid: i64,
     pub tree: DataTree,
     pub sessions: Vec<SnapSession>,
+    pub meta: Option<Bytes>,
 }
 
 fn encode_err(e: impl std::fmt::Display) -> PersistError {
@@ -219,6 +244,7 @@ pub fn write(dir: &Path, job: &SnapshotJob) -> Result<PathBuf, PersistError> {
         last_zxid: job.last_zxid,
         nodes: job.tree.node_count() as u64,
         sessions: job.sessions.clone(),
+        meta: job.meta.clone(),
     };
     w.frame(&rmp_serde::to_vec(&header).map_err(encode_err)?)?;
     let mut chunk = Chunk::new();
@@ -285,7 +311,7 @@ pub fn read(path: &Path) -> Result<Option<Loaded>, PersistError> {
         return Ok(None);
     }
     r.read_exact(&mut magic).map_err(io)?;
-    if &magic != SNAP_MAGIC {
+    if &magic != SNAP_MAGIC && &magic != SNAP_MAGIC_V2 {
         return Ok(None);
     }
     let mut remaining = size - magic.len() as u64;
@@ -360,6 +386,7 @@ fn read_body(r: &mut impl Read, remaining: &mut u64) -> std::io::Result<Option<L
         last_zxid: header.last_zxid,
         tree,
         sessions: header.sessions,
+        meta: header.meta,
     }))
 }
 
@@ -372,7 +399,13 @@ pub fn purge(dir: &Path) -> Result<(), PersistError> {
         let entry = entry.map_err(|e| PersistError::io(dir, e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with("snapshot.") && name.ends_with(".tmp") {
+        // Only this writer's own temp files (`snapshot.<16 hex digits>.tmp`): a snapshot
+        // being received from the leader has a temp file of another shape.
+        let own_tmp = name
+            .strip_prefix("snapshot.")
+            .and_then(|r| r.strip_suffix(".tmp"))
+            .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        if own_tmp {
             let p = entry.path();
             std::fs::remove_file(&p).map_err(|e| PersistError::io(&p, e))?;
         }
@@ -397,37 +430,6 @@ pub fn purge(dir: &Path) -> Result<(), PersistError> {
         }
     }
     Ok(())
-}
-
-/// The background snapshot writer. Dropping the sender stops it.
-#[derive(Debug)]
-pub struct Snapshotter {
-    pub tx: mpsc::SyncSender<SnapshotJob>,
-    pub thread: JoinHandle<()>,
-}
-
-/// Starts the writer thread. At most one job waits: the processor skips a snapshot point
-/// while the previous one is still being written.
-pub fn start(dir: &Path) -> std::io::Result<Snapshotter> {
-    let (tx, rx) = mpsc::sync_channel::<SnapshotJob>(1);
-    let dir = dir.to_owned();
-    let thread = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
-        while let Ok(job) = rx.recv() {
-            let started = std::time::Instant::now();
-            match write(&dir, &job) {
-                Ok(path) => {
-                    tracing::info!(path = %path.display(), zxid = job.last_zxid, nodes = job.tree.node_count(), ms = started.elapsed().as_millis() as u64, "snapshot written");
-                    if let Err(e) = purge(&dir) {
-                        tracing::warn!(error = %e, "could not remove old snapshots and logs");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "snapshot failed; the transaction log is kept"),
-            }
-            // Dropping the view here releases the nodes the live tree has replaced since.
-            drop(job);
-        }
-    })?;
-    Ok(Snapshotter { tx, thread })
 }
 
 #[cfg(test)]
@@ -482,6 +484,7 @@ mod tests {
                 timeout_ms: 4000,
                 passwd: [9; 16],
             }],
+            meta: Some(Bytes::from_static(b"raft")),
         }
     }
 

@@ -21,6 +21,15 @@ impl Processor {
         peer: SocketAddr,
     ) {
         let with_ro = req.read_only.map(|_| false);
+        if self.leader.is_none() {
+            // As a ZooKeeper follower without a leader: refuse, so the client tries another
+            // member.
+            let _ = out.send(Out::Close {
+                after: 0,
+                reason: "refusing session: this member has no leader".into(),
+            });
+            return;
+        }
         if req.last_zxid_seen > self.state.last_zxid {
             let reason = format!(
                 "refusing session: the client has seen zxid {:#x}, our last zxid is {:#x}",
@@ -46,32 +55,58 @@ impl Processor {
             timeout_ms: timeout,
             since: Instant::now(),
             received: 0,
+            pending: 0,
+            queue: VecDeque::new(),
+            inflight: VecDeque::new(),
+            read_only: with_ro,
+            sync: None,
         };
         if req.session_id == 0 {
+            // The session exists once its creation is committed; the connection answers
+            // then, and holds any request that comes before that.
             let id = self.next_session;
             self.next_session += 1;
             let passwd = self.password(id);
-            self.conns.insert(conn, new_conn(id));
+            let mut c = new_conn(id);
+            c.pending = 1;
+            self.conns.insert(conn, c);
             self.session_conn.insert(id, conn);
-            let (zxid, _) = self.commit(
+            tracing::debug!(session_id = format_args!("{id:#x}"), timeout, %peer, "creating a session");
+            self.propose(
+                self.origin(conn, 0),
                 id,
-                Txn::CreateSession {
+                Op::CreateSession {
                     timeout_ms: timeout,
                     passwd,
                 },
             );
-            tracing::debug!(session_id = format_args!("{id:#x}"), timeout, %peer, "session created");
-            let resp = ConnectResponse {
-                protocol_version: 0,
-                timeout,
-                session_id: id,
-                passwd: Bytes::copy_from_slice(&passwd),
-                read_only: with_ro,
-            };
-            self.send(conn, zxid, connect_frame(&resp), None);
             return;
         }
         let id = req.session_id;
+        if !self.alone() {
+            // In an ensemble the session may be connected to another member: resuming goes
+            // through the log, which validates it against the replicated session table and
+            // tells the other members to drop their connection (see `Op::Reconnect`).
+            let mut passwd = [0u8; 16];
+            let n = req.passwd.len().min(16);
+            passwd[..n].copy_from_slice(&req.passwd[..n]);
+            let mut c = new_conn(id);
+            c.pending = 1;
+            if let Some(old) = self.session_conn.insert(id, conn) {
+                let after = self.state.last_zxid;
+                self.close(old, after, "the session moved to a new connection".into());
+            }
+            self.conns.insert(conn, c);
+            self.propose(
+                self.origin(conn, 0),
+                id,
+                Op::Reconnect {
+                    timeout_ms: timeout,
+                    passwd,
+                },
+            );
+            return;
+        }
         let valid = self
             .state
             .sessions

@@ -1,5 +1,5 @@
-//! One request on an established session: reads answered from the tree, writes prepared
-//! and committed, and the session, watch and auth operations.
+//! One request on an established session: reads answered from the tree, writes proposed to
+//! the replicated log, and the session, watch and auth operations, in order per connection.
 
 use super::*;
 
@@ -9,7 +9,7 @@ impl Processor {
         conn: ConnId,
         xid: i32,
         opcode: i32,
-        body: &[u8],
+        body: Bytes,
         started: Instant,
     ) {
         let Some(c) = self.conns.get_mut(&conn) else {
@@ -17,100 +17,102 @@ impl Processor {
         };
         c.received += 1;
         let session = c.session;
+        // In order per connection: behind anything already queued, and a read behind the
+        // connection's pending writes.
+        if !c.queue.is_empty() || c.sync.is_some() || (c.pending > 0 && !is_proposal(opcode)) {
+            c.queue.push_back(Queued {
+                xid,
+                op: opcode,
+                body,
+                started,
+            });
+            return;
+        }
         self.activity.record(conn);
         let now = self.now();
         self.state.sessions.touch(session, now);
-        let req = match request::decode(opcode, body) {
+        self.serve(conn, xid, opcode, body, started);
+    }
+
+    /// Serves what was held back behind a write that has now been applied.
+    pub(super) fn drain_queue(&mut self, conn: ConnId) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let ready = c.sync.is_none()
+                && c.queue
+                    .front()
+                    .is_some_and(|q| c.pending == 0 || is_proposal(q.op));
+            if !ready {
+                return;
+            }
+            let Some(q) = c.queue.pop_front() else {
+                return;
+            };
+            self.serve(conn, q.xid, q.op, q.body, q.started);
+        }
+    }
+
+    fn serve(&mut self, conn: ConnId, xid: i32, opcode: i32, body: Bytes, started: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let session = c.session;
+        if is_proposal(opcode) {
+            // Writes are decoded and validated when they are applied, the same way on every
+            // member; here they only enter the log.
+            c.pending += 1;
+            c.inflight.push_back(started);
+            let op = if opcode == op::CLOSE_SESSION {
+                self.state.sessions.set_closing(session);
+                Op::CloseSession
+            } else {
+                Op::Request {
+                    opcode,
+                    body,
+                    auth: c
+                        .auth
+                        .iter()
+                        .map(|i| (i.scheme.clone(), i.id.clone()))
+                        .collect(),
+                }
+            };
+            self.propose(self.origin(conn, xid), session, op);
+            return;
+        }
+        let req = match request::decode(opcode, &body) {
             Ok(r) => r,
             Err(e) => {
                 // ZooKeeper answers a body it cannot read with MarshallingError and keeps the
-                // connection; a write still consumes a zxid (it logs an error transaction).
+                // connection.
                 tracing::warn!(conn, session_id = format_args!("{session:#x}"), op = opcode, xid, error = %e, "malformed request body");
+                let last = self.state.last_zxid;
                 let err = ErrorCode::MarshallingError.code();
-                let zxid = if request::is_write(opcode) {
-                    self.commit(session, Txn::Error { err }).0
-                } else {
-                    self.state.last_zxid
-                };
                 self.send(
                     conn,
-                    zxid,
-                    reply_frame(xid, zxid, err, no_body),
+                    last,
+                    reply_frame(xid, last, err, no_body),
                     Some(started),
                 );
                 return;
             }
         };
         let last = self.state.last_zxid;
+        let arrived = started;
         let started = Some(started);
         let ids = self
             .conns
             .get(&conn)
             .map(|c| c.auth.clone())
             .unwrap_or_default();
-        let ctx = Ctx { session, ids: &ids };
         match req {
-            Request::Write(w) => {
-                let mut ov = Overlay::new(&self.state.tree);
-                let (txn, err) = match prep::prep(&mut ov, ctx, &w) {
-                    Ok(t) => (t, 0),
-                    Err(e) => (Txn::Error { err: e.code() }, e.code()),
-                };
-                let (zxid, outcomes) = self.commit(session, txn);
-                let out = outcomes.into_iter().next().unwrap_or_default();
-                self.send(
-                    conn,
-                    zxid,
-                    reply_frame(xid, zxid, err, |b| write_body(w.opcode(), &out, b)),
-                    started,
-                );
-            }
-            Request::Multi(ops) => {
-                let txn = prep::prep_multi(&self.state.tree, ctx, &ops);
-                let failed = match &txn {
-                    Txn::MultiFailed(codes) => Some(codes.clone()),
-                    _ => None,
-                };
-                let (zxid, outcomes) = self.commit(session, txn);
-                let frame = reply_frame(xid, zxid, 0, |b| {
-                    match failed {
-                        Some(codes) => {
-                            for err in codes {
-                                MultiHeader {
-                                    op: op::ERROR,
-                                    done: false,
-                                    err,
-                                }
-                                .write(b);
-                                ErrorResponse { err }.write(b);
-                            }
-                        }
-                        None => {
-                            for (w, out) in ops.iter().zip(outcomes.iter()) {
-                                // ZooKeeper answers a create2 inside a multi as a plain
-                                // create (type 1, path only); other ops keep their type.
-                                let code = match w.opcode() {
-                                    op::CREATE2 => op::CREATE,
-                                    other => other,
-                                };
-                                MultiHeader {
-                                    op: code,
-                                    done: false,
-                                    err: 0,
-                                }
-                                .write(b);
-                                write_body(code, out, b);
-                            }
-                        }
-                    }
-                    MultiHeader {
-                        op: -1,
-                        done: true,
-                        err: -1,
-                    }
-                    .write(b);
-                });
-                self.send(conn, zxid, frame, started);
+            Request::Write(_) | Request::Multi(_) | Request::CloseSession => {
+                // Proposals are handled above; a decoder that disagrees with
+                // `request::is_write` is a bug, answered rather than panicking.
+                tracing::error!(conn, op = opcode, "a write was not proposed");
+                let frame = reply_frame(xid, last, ErrorCode::SystemError.code(), no_body);
+                self.send(conn, last, frame, started);
             }
             Request::MultiRead(ops) => {
                 let tree = &self.state.tree;
@@ -244,12 +246,32 @@ impl Processor {
                 self.send(conn, last, frame, started);
             }
             Request::Sync(r) => {
-                self.send(
+                if self.alone() {
+                    // A single member has applied everything it committed.
+                    self.send(
+                        conn,
+                        last,
+                        reply_frame(xid, last, 0, |b| PathRequest { path: r.path }.write(b)),
+                        started,
+                    );
+                    return;
+                }
+                // Everything after the sync waits for it; it is answered once this member
+                // has applied what the leader had committed (see `answer_syncs`).
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.sync = Some(PendingSync {
+                        xid,
+                        path: r.path,
+                        started: arrived,
+                        index: None,
+                    });
+                }
+                self.outbound(Outbound::Sync(Origin {
+                    member: self.member,
+                    run: self.run,
                     conn,
-                    last,
-                    reply_frame(xid, last, 0, |b| PathRequest { path: r.path }.write(b)),
-                    started,
-                );
+                    xid,
+                }));
             }
             Request::Ping => {
                 self.send(conn, last, reply_frame(xid, last, 0, no_body), started);
@@ -401,13 +423,6 @@ impl Processor {
                     );
                 }
             },
-            Request::CloseSession => {
-                self.session_conn.remove(&session);
-                self.state.sessions.set_closing(session);
-                let (zxid, _) = self.commit(session, Txn::CloseSession);
-                self.send(conn, zxid, reply_frame(xid, zxid, 0, no_body), started);
-                self.close(conn, zxid, "session closed by the client".into());
-            }
             Request::Unknown(code) => {
                 // ZooKeeper replies with zxid -1 and then closes the connection; we keep it
                 // open, so a client probing for newer operations can carry on.
@@ -429,4 +444,9 @@ impl Processor {
         acl::check(&n.acl, perm, ids)?;
         Ok(n)
     }
+}
+
+/// Whether a request goes through the replicated log.
+fn is_proposal(opcode: i32) -> bool {
+    request::is_write(opcode) || opcode == op::CLOSE_SESSION
 }

@@ -1,42 +1,39 @@
 //! The single ordered request pipeline.
 //!
-//! One thread owns the tree, the sessions and the watch tables, and takes requests from
-//! every connection in arrival order. A write goes prep → log → apply → reply:
+//! One thread owns the tree, the sessions, the watch tables and the client connections, and
+//! takes requests from every connection in arrival order.
 //!
-//! 1. [`prep`] validates it against the current tree and turns it into a transaction (or an
-//!    error transaction, which still consumes a zxid, as in ZooKeeper).
-//! 2. The transaction is encoded, in place, into the current log batch. Once the processor
-//!    has worked through every request that is queued (or the batch is large), the batch
-//!    goes to the log thread in one hand-off, which group-commits and fsyncs it.
-//! 3. It is applied to the in-memory state at once, so the next request sees it, and the
-//!    watch notifications it causes and its reply are queued.
-//!
-//! Nothing leaves the server before it is durable: every queued frame carries the zxid it
-//! depends on, and the connection writer holds it until the log's durable zxid reaches it.
-//! A read is tagged with the last zxid applied, so no client can observe a write that a
-//! crash could still undo. Because tags only grow, per-connection order is kept, and a
-//! write's notifications always precede its reply.
+//! - A read is answered at once from the tree, which holds only committed writes.
+//! - A write (and a session's creation and closing) becomes a [`Proposal`] for the
+//!   replicated log. When Raft has committed it (a quorum has it fsynced; in a standalone
+//!   coordinator, this member's fsync), openraft hands it back through
+//!   [`crate::ensemble::state_machine`] and every member applies it the same way: [`prep`]
+//!   validates it against the tree into a transaction (or an error transaction, which still
+//!   consumes a zxid, as in ZooKeeper), [`crate::txn::apply`] applies it, the watches it
+//!   triggers fire, and the member holding the client's connection queues the reply.
+//! - Per session, requests are answered in order: a read that arrives after a write of the
+//!   same connection waits until that write is applied (sequential consistency).
 //!
 //! Files: this one holds the processor's state and its loop (wait, handle, tick, the
 //! four-letter-word view); `connect.rs` sessions; `dispatch.rs` every request on a
-//! session; [`prep`] validation into transactions; `commit.rs` log, apply and snapshots;
-//! `log_batch.rs` the group-commit batch; `reply.rs` frames; `activity.rs` when to spin.
+//! session; [`prep`] validation into transactions; `apply.rs` committed entries and
+//! snapshots; `reply.rs` frames; `activity.rs` when to spin.
 
 mod activity;
-mod commit;
+mod apply;
 mod connect;
 mod dispatch;
-mod log_batch;
 mod prep;
 mod reply;
 pub mod request;
 pub use prep::WriteOp;
 
 use crate::acl;
+use crate::ensemble::state_machine::SmRequest;
+use crate::ensemble::{self, LogId, Op, Origin, Outbound, Proposal, StoredMembership};
 use crate::four_letter::{self, ServerStats, View};
-use crate::persist::log::{self, Durable, LogCmd};
-use crate::persist::snapshot::{self, SnapSession, SnapshotJob, Snapshotter};
-use crate::persist::{recovery, PersistError};
+use crate::persist::snapshot::SnapshotJob;
+use crate::persist::PersistError;
 use crate::session::negotiate_timeout;
 use crate::txn::{self, OpOutcome, State, Txn, TxnRecord};
 use crate::watch::{ConnId, WatchManager};
@@ -50,7 +47,7 @@ use fjord_shared::jute::{
 };
 use prep::{Ctx, Overlay};
 use request::{ReadOp, Request};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -60,8 +57,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, watch};
 
 use activity::{Activity, SPIN};
-use log_batch::{LogBatch, LOG_BATCH_BYTES, LOG_BATCH_MESSAGES};
 use reply::*;
+
+/// How far this member has applied the replicated log. Every frame waits for the zxid it
+/// depends on; since only committed entries are applied, that means nothing reaches a
+/// client before a quorum has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    /// Every entry up to this zxid is committed and applied.
+    pub zxid: i64,
+    /// The member stopped applying and accepts nothing more.
+    pub failed: bool,
+}
 
 /// A frame or a close, queued for one connection.
 #[derive(Debug)]
@@ -103,6 +110,53 @@ pub enum Msg {
         word: String,
         reply: oneshot::Sender<String>,
     },
+    /// From the replicated log's state machine.
+    Sm(SmRequest),
+    /// Raft's view changed: who leads, in which term; on a leader, how many members follow
+    /// it and how many of those are caught up.
+    Role {
+        leader: Option<u64>,
+        term: u64,
+        followers: usize,
+        synced: usize,
+    },
+    /// A proposal of ours was not accepted (no leader, or leadership lost); its outcome is
+    /// unknown, so its connection is closed and the client retries elsewhere.
+    Rejected {
+        origin: Origin,
+        reason: String,
+    },
+    /// A follower's report of the sessions connected to it (the leader keeps them alive).
+    Touch {
+        sessions: Vec<i64>,
+    },
+    /// The leader's commit index for these syncs.
+    SyncReady {
+        origins: Vec<Origin>,
+        index: u64,
+    },
+    /// These syncs could not be answered (no leader): their connections are closed.
+    SyncFailed {
+        origins: Vec<Origin>,
+        reason: String,
+    },
+    /// Shut down (other tasks hold senders, so the channel never disconnects by itself).
+    Stop,
+}
+
+/// Where proposals, keep-alives and syncs go: the task that hands them to Raft, or to the
+/// leader.
+pub type Proposer = tokio::sync::mpsc::UnboundedSender<Outbound>;
+
+/// What the processor starts from: the newest snapshot's state, as of `applied`.
+#[derive(Debug)]
+pub struct Start {
+    pub state: State,
+    pub applied: Option<LogId>,
+    pub membership: StoredMembership,
+    /// This member's id.
+    pub member: u64,
+    pub proposer: Proposer,
 }
 
 /// Settings of the pipeline.
@@ -127,48 +181,56 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// Waits for the processor (and the log and snapshot threads) to finish. All senders
-    /// must be dropped first.
+    /// Stops the processor and waits for its thread. Raft should be stopped first, so
+    /// that nothing is applied half-way.
     pub fn join(self) {
+        let _ = self.tx.send(Msg::Stop);
         drop(self.tx);
         let _ = self.thread.join();
     }
 }
 
-/// Recovers the state from the data directory and starts the pipeline.
-pub fn start(cfg: Config, stats: Arc<ServerStats>) -> Result<Handle, PersistError> {
+/// Starts the pipeline on a recovered state.
+pub fn start(cfg: Config, stats: Arc<ServerStats>, start: Start) -> Result<Handle, PersistError> {
     let epoch = Instant::now();
-    let (state, report) = recovery::recover(&cfg.data_dir, cfg.tick_ms, 0)?;
-    tracing::info!(
-        zxid = format_args!("{:#x}", state.last_zxid),
-        snapshot = ?report.snapshot_zxid.map(|z| format!("{z:#x}")),
-        replayed = report.replayed,
-        nodes = state.tree.node_count(),
-        sessions = state.sessions.len(),
-        "recovered"
-    );
-    let log = log::start(&cfg.data_dir, state.last_zxid + 1, state.last_zxid)?;
-    let snapshotter =
-        snapshot::start(&cfg.data_dir).map_err(|e| PersistError::io(&cfg.data_dir, e))?;
     let (tx, rx) = mpsc::channel();
-    let durable = log.durable.clone();
-    let max_session = state.sessions.iter().map(|s| s.id).max().unwrap_or(0);
+    let (durable_tx, durable) = watch::channel(Durable {
+        zxid: start.state.last_zxid,
+        failed: false,
+    });
+    let max_session = start
+        .state
+        .sessions
+        .iter()
+        .filter(|s| (s.id >> 56) as u64 == start.member)
+        .map(|s| s.id)
+        .max()
+        .unwrap_or(0);
+    let secret = random_secret();
+    let mut run = [0u8; 8];
+    run.copy_from_slice(&secret[..8]);
     let mut p = Processor {
         cfg,
-        state,
+        state: start.state,
         watches: WatchManager::new(),
         conns: HashMap::new(),
         session_conn: HashMap::new(),
-        log: Some(log),
-        batch: LogBatch::default(),
-        snapshotter: Some(snapshotter),
-        since_snapshot: report.replayed as u64,
         epoch,
-        secret: random_secret(),
-        next_session: initial_session_id().max(max_session + 1),
+        secret,
+        member: start.member,
+        run: u64::from_be_bytes(run),
+        next_session: initial_session_id(start.member).max(max_session + 1),
         last_container_check: 0,
         activity: Activity::new(),
         stats: stats.clone(),
+        proposer: start.proposer,
+        applied: start.applied,
+        membership: start.membership,
+        leader: None,
+        term: 0,
+        durable: durable_tx,
+        syncing: Default::default(),
+        followers: (0, 0),
     };
     let thread = std::thread::Builder::new()
         .name("processor".into())
@@ -182,14 +244,14 @@ pub fn start(cfg: Config, stats: Arc<ServerStats>) -> Result<Handle, PersistErro
     })
 }
 
-/// ZooKeeper's scheme: wall-clock milliseconds in the middle bits, server id 1 on top, so
-/// ids from before a restart are not handed out again.
-fn initial_session_id() -> i64 {
+/// ZooKeeper's scheme: wall-clock milliseconds in the middle bits, the member id on top, so
+/// ids from before a restart, or from another member, are not handed out again.
+fn initial_session_id(member: u64) -> i64 {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    (((ms << 24) >> 8) | (1u64 << 56)) as i64
+    (((ms << 24) >> 8) | ((member & 0xff) << 56)) as i64
 }
 
 fn random_secret() -> [u8; 16] {
@@ -222,6 +284,33 @@ struct Conn {
     timeout_ms: i32,
     since: Instant,
     received: u64,
+    /// Proposals from this connection not yet applied.
+    pending: u32,
+    /// Requests held back behind a pending write, in arrival order.
+    queue: VecDeque<Queued>,
+    /// When each pending proposal's request arrived, oldest first.
+    inflight: VecDeque<Instant>,
+    /// Whether the client's ConnectRequest had the readOnly field (the response mirrors it).
+    read_only: Option<bool>,
+    /// A sync waiting for the leader's commit index and then for this member to apply that
+    /// far. Everything after it waits.
+    sync: Option<PendingSync>,
+}
+
+struct PendingSync {
+    xid: i32,
+    path: String,
+    started: Instant,
+    /// The index to reach, once the leader has said.
+    index: Option<u64>,
+}
+
+/// A request waiting for an earlier write of its connection.
+struct Queued {
+    xid: i32,
+    op: i32,
+    body: Bytes,
+    started: Instant,
 }
 
 struct Processor {
@@ -230,17 +319,26 @@ struct Processor {
     watches: WatchManager,
     conns: HashMap<ConnId, Conn>,
     session_conn: HashMap<i64, ConnId>,
-    log: Option<log::LogHandle>,
-    /// Records encoded but not yet handed to the log thread.
-    batch: LogBatch,
-    snapshotter: Option<Snapshotter>,
-    since_snapshot: u64,
     epoch: Instant,
     secret: [u8; 16],
+    /// This member's id, and this run of it (see [`Origin::run`]).
+    member: u64,
+    run: u64,
     next_session: i64,
     last_container_check: u64,
     activity: Activity,
     stats: Arc<ServerStats>,
+    proposer: Proposer,
+    /// The last entry applied, and the membership as of it.
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    leader: Option<u64>,
+    term: u64,
+    durable: watch::Sender<Durable>,
+    /// Connections whose sync has its index and waits for apply to reach it.
+    syncing: std::collections::BTreeSet<ConnId>,
+    /// On a leader: (followers, synced followers).
+    followers: (usize, usize),
 }
 
 /// The processor's input channel has no senders left.
@@ -258,40 +356,20 @@ impl Processor {
             let msg = match rx.try_recv() {
                 Ok(msg) => Some(msg),
                 Err(mpsc::TryRecvError::Disconnected) => break,
-                Err(mpsc::TryRecvError::Empty) => {
-                    // Everything queued is handled: log it as one batch, then wait.
-                    self.flush_log();
-                    match self.wait(&rx, next_tick) {
-                        Ok(msg) => msg,
-                        Err(Disconnected) => break,
-                    }
-                }
+                Err(mpsc::TryRecvError::Empty) => match self.wait(&rx, next_tick) {
+                    Ok(msg) => msg,
+                    Err(Disconnected) => break,
+                },
             };
-            if let Some(msg) = msg {
-                self.handle(msg);
-                // Under a steady stream of requests the queue may never run empty: bound how
-                // long logged records (and the replies waiting on them) are held back.
-                if !self.batch.frames.is_empty() {
-                    self.batch.held += 1;
-                    if self.batch.held >= LOG_BATCH_MESSAGES {
-                        self.flush_log();
-                    }
-                }
+            match msg {
+                Some(Msg::Stop) => break,
+                Some(msg) => self.handle(msg),
+                None => {}
             }
             if Instant::now() >= next_tick {
                 self.tick();
                 next_tick = Instant::now() + half_tick;
             }
-        }
-        // Shut down: stop the log (it drains its queue first) and the snapshot writer.
-        self.flush_log();
-        if let Some(log) = self.log.take() {
-            drop(log.tx);
-            let _ = log.thread.join();
-        }
-        if let Some(s) = self.snapshotter.take() {
-            drop(s.tx);
-            let _ = s.thread.join();
         }
     }
 
@@ -343,10 +421,59 @@ impl Processor {
                 op,
                 body,
                 started,
-            } => self.on_request(conn, xid, op, &body, started),
+            } => self.on_request(conn, xid, op, body, started),
             Msg::Disconnected { conn } => self.drop_conn(conn),
             Msg::FourLetter { word, reply } => {
                 let _ = reply.send(four_letter::render(&word, &self.view()));
+            }
+            Msg::Sm(req) => self.on_state_machine(req),
+            Msg::Touch { sessions } => {
+                if self.is_leader() {
+                    let now = self.now();
+                    for id in sessions {
+                        self.state.sessions.touch(id, now);
+                    }
+                }
+            }
+            Msg::SyncReady { origins, index } => {
+                for o in origins {
+                    if o.member != self.member || o.run != self.run {
+                        continue;
+                    }
+                    if let Some(s) = self.conns.get_mut(&o.conn).and_then(|c| c.sync.as_mut()) {
+                        if s.xid == o.xid {
+                            s.index = Some(index);
+                            self.syncing.insert(o.conn);
+                        }
+                    }
+                }
+                self.answer_syncs();
+            }
+            Msg::SyncFailed { origins, reason } => {
+                for o in origins {
+                    if o.member == self.member && o.run == self.run {
+                        let after = self.state.last_zxid;
+                        self.close(o.conn, after, format!("sync failed: {reason}"));
+                    }
+                }
+            }
+            Msg::Stop => {}
+            Msg::Role {
+                leader,
+                term,
+                followers,
+                synced,
+            } => {
+                self.followers = (followers, synced);
+                self.on_role(leader, term)
+            }
+            Msg::Rejected { origin, reason } => {
+                if origin.member == self.member && origin.run == self.run {
+                    let conn = origin.conn;
+                    tracing::info!(conn, %reason, "a write could not be proposed; closing its connection");
+                    let after = self.state.last_zxid;
+                    self.close(conn, after, format!("write not accepted: {reason}"));
+                }
             }
         }
     }
@@ -370,6 +497,7 @@ impl Processor {
 
     /// Forgets a connection and its watches; its session lives on until it expires.
     fn drop_conn(&mut self, conn: ConnId) {
+        self.syncing.remove(&conn);
         if let Some(c) = self.conns.remove(&conn) {
             self.watches.remove_conn(conn);
             if self.session_conn.get(&c.session) == Some(&conn) {
@@ -378,27 +506,143 @@ impl Processor {
         }
     }
 
+    fn is_leader(&self) -> bool {
+        self.leader == Some(self.member)
+    }
+
+    /// A single voter is its own quorum: it needs no leader round trips.
+    fn alone(&self) -> bool {
+        let m = self.membership.membership();
+        m.voter_ids().count() <= 1 && m.learner_ids().count() == 0
+    }
+
+    /// Hands a proposal to Raft.
+    fn propose(&self, origin: Option<Origin>, session: i64, op: Op) {
+        let p = Proposal {
+            origin,
+            session,
+            time: wall_ms(),
+            op,
+        };
+        self.outbound(Outbound::Propose(p));
+    }
+
+    fn outbound(&self, o: Outbound) {
+        if self.proposer.send(o).is_err() {
+            tracing::error!("the proposer is gone; nothing more will be acknowledged");
+        }
+    }
+
+    /// Answers the syncs whose index this member has applied.
+    fn answer_syncs(&mut self) {
+        let applied = self.applied.map(|l| l.index);
+        let ready: Vec<ConnId> = self
+            .syncing
+            .iter()
+            .copied()
+            .filter(|conn| {
+                self.conns
+                    .get(conn)
+                    .and_then(|c| c.sync.as_ref())
+                    .and_then(|s| s.index)
+                    .is_none_or(|i| Some(i) <= applied)
+            })
+            .collect();
+        for conn in ready {
+            self.syncing.remove(&conn);
+            let Some(s) = self.conns.get_mut(&conn).and_then(|c| c.sync.take()) else {
+                continue;
+            };
+            let last = self.state.last_zxid;
+            let frame = reply_frame(s.xid, last, 0, |b| PathRequest { path: s.path }.write(b));
+            self.send(conn, last, frame, Some(s.started));
+            self.drain_queue(conn);
+        }
+    }
+
+    fn origin(&self, conn: ConnId, xid: i32) -> Option<Origin> {
+        Some(Origin {
+            member: self.member,
+            run: self.run,
+            conn,
+            xid,
+        })
+    }
+
+    /// Only the leader expires sessions and sweeps containers; the expiry or deletion is a
+    /// proposal like any write, applied everywhere once committed.
     fn tick(&mut self) {
+        if !self.is_leader() {
+            // Keep the sessions connected here alive on the leader.
+            if self.leader.is_some() && !self.conns.is_empty() {
+                let mut sessions: Vec<i64> = self.conns.values().map(|c| c.session).collect();
+                sessions.sort_unstable();
+                sessions.dedup();
+                self.outbound(Outbound::Touch(sessions));
+            }
+            return;
+        }
         let now = self.now();
         for id in self.state.sessions.expire(now) {
             tracing::info!(session_id = format_args!("{id:#x}"), "session expired");
-            let conn = self.session_conn.remove(&id);
-            let (zxid, _) = self.commit(id, Txn::CloseSession);
-            if let Some(conn) = conn {
-                self.close(conn, zxid, "session expired".into());
-            }
+            self.propose(None, id, Op::CloseSession);
         }
         if now.saturating_sub(self.last_container_check) >= self.cfg.container_check_ms {
             self.last_container_check = now;
             for path in self.state.tree.empty_containers() {
                 tracing::debug!(path, "deleting an empty container");
-                self.commit(0, Txn::Delete { path });
+                self.propose(None, 0, Op::DeleteContainer { path });
             }
         }
     }
 
+    /// Raft's leader or term changed. A new leader gives every session a full timeout
+    /// before it expires any, since it has not seen their recent pings.
+    ///
+    /// Without a leader, this member closes its clients (and refuses new ones), so that they
+    /// move to the side that has one. When the leader changes, requests this member has
+    /// proposed but not seen applied may or may not be committed: their connections are
+    /// closed (the client sees ConnectionLoss, as ZooKeeper gives it) rather than guessed at.
+    fn on_role(&mut self, leader: Option<u64>, term: u64) {
+        let was_leader = self.is_leader();
+        let changed = leader != self.leader || term != self.term;
+        if changed {
+            tracing::info!(leader = ?leader, term, member = self.member, "ensemble leader");
+        }
+        let had_leader = self.leader.is_some();
+        self.leader = leader;
+        self.term = term;
+        if changed && had_leader {
+            let doomed: Vec<(ConnId, &'static str)> = self
+                .conns
+                .iter()
+                .filter_map(|(id, c)| {
+                    if leader.is_none() {
+                        Some((*id, "this member lost its leader"))
+                    } else if c.pending > 0 || c.sync.is_some() {
+                        Some((
+                            *id,
+                            "the leader changed with requests of this connection in flight",
+                        ))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            for (conn, why) in doomed {
+                let after = self.state.last_zxid;
+                self.close(conn, after, why.into());
+            }
+        }
+        if self.is_leader() && !was_leader {
+            let now = self.now();
+            self.state.sessions.restart_clocks(now);
+            self.last_container_check = now;
+        }
+    }
+
     fn view(&self) -> View {
-        let durable = self.log.as_ref().map(|l| *l.durable.borrow());
+        let durable = Some(*self.durable.borrow());
         View {
             last_zxid: self.state.last_zxid,
             node_count: self.state.tree.node_count(),
@@ -437,6 +681,17 @@ impl Processor {
             max_session_ms: self.cfg.max_session_ms,
             data_dir: self.cfg.data_dir.display().to_string(),
             max_frame: self.cfg.max_frame,
+            role: four_letter::RoleView {
+                mode: match self.leader {
+                    None => None,
+                    Some(_) if self.alone() => Some("standalone"),
+                    Some(l) if l == self.member => Some("leader"),
+                    Some(_) => Some("follower"),
+                },
+                followers: self.followers.0,
+                synced_followers: self.followers.1,
+                pending_syncs: self.conns.values().filter(|c| c.sync.is_some()).count(),
+            },
         }
     }
 }

@@ -56,3 +56,48 @@ pub(super) fn connect_frame(resp: &ConnectResponse) -> Bytes {
     frame_with(&mut b, |b| resp.write(b));
     b.freeze()
 }
+
+/// The body of a multi's reply: one result per op, or the error codes of a failed multi.
+pub(super) fn multi_body(
+    ops: &[WriteOp],
+    failed: Option<Vec<i32>>,
+    outcomes: &[OpOutcome],
+    b: &mut BytesMut,
+) {
+    match failed {
+        Some(codes) => {
+            for err in codes {
+                MultiHeader {
+                    op: op::ERROR,
+                    done: false,
+                    err,
+                }
+                .write(b);
+                ErrorResponse { err }.write(b);
+            }
+        }
+        None => {
+            for (w, out) in ops.iter().zip(outcomes.iter()) {
+                // ZooKeeper answers a create2 inside a multi as a plain create (type 1, path
+                // only); other ops keep their type.
+                let code = match w.opcode() {
+                    op::CREATE2 => op::CREATE,
+                    other => other,
+                };
+                MultiHeader {
+                    op: code,
+                    done: false,
+                    err: 0,
+                }
+                .write(b);
+                write_body(code, out, b);
+            }
+        }
+    }
+    MultiHeader {
+        op: -1,
+        done: true,
+        err: -1,
+    }
+    .write(b);
+}

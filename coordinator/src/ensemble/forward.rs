@@ -1,0 +1,214 @@
+//! Getting proposals, keep-alives and syncs to the leader.
+//!
+//! The processor sends everything that needs the leader down one channel, in order. On the
+//! leader it goes straight to Raft. On a follower it is forwarded over one peer
+//! connection, in batches (everything queued while the previous batch was in flight), so
+//! that a session's writes reach the log in the order the client sent them. Syncs go on
+//! their own connection, also batched: one read-index round trip answers every sync that
+//! was waiting when it started.
+//!
+//! A proposal that cannot be handed to the leader (there is none, or the hand-off fails)
+//! is reported to the processor, which closes its connection: the client retries, as it
+//! would after ConnectionLoss from ZooKeeper. One that was handed over but is lost with a
+//! leader change is caught by the processor when it sees the leader change.
+
+use super::network::{Identity, PeerClient, PeerRequest, PeerResponse};
+use super::{Origin, Outbound, Proposal, Raft};
+use crate::processor::Msg;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// How many queued items go in one forwarded batch.
+const BATCH: usize = 1024;
+/// How long a forwarded batch or a read index may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the leader is, as this member sees it.
+fn leader(raft: &Raft) -> Option<(u64, String)> {
+    let m = raft.metrics();
+    let m = m.borrow();
+    let id = m.current_leader?;
+    let addr = m
+        .membership_config
+        .membership()
+        .get_node(&id)
+        .map(|n| n.addr.clone())?;
+    Some((id, addr))
+}
+
+/// A connection to the current leader, replaced when the leader changes.
+struct LeaderLink {
+    me: Arc<Identity>,
+    client: Option<PeerClient>,
+}
+
+impl LeaderLink {
+    fn to(&mut self, id: u64, addr: &str) -> &mut PeerClient {
+        if self.client.as_ref().map(|c| c.target()) != Some(id) {
+            self.client = Some(PeerClient::new(self.me.clone(), id, addr.to_owned()));
+        }
+        self.client
+            .get_or_insert_with(|| PeerClient::new(self.me.clone(), id, addr.to_owned()))
+    }
+}
+
+/// Runs until the processor's side of the channel is gone.
+pub async fn run(
+    mut rx: UnboundedReceiver<Outbound>,
+    raft: Raft,
+    me: Arc<Identity>,
+    processor: mpsc::Sender<Msg>,
+) {
+    let (sync_tx, sync_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(syncs(sync_rx, raft.clone(), me.clone(), processor.clone()));
+    let mut link = LeaderLink {
+        me: me.clone(),
+        client: None,
+    };
+    let mut batch = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut proposals = Vec::new();
+        let mut touches = Vec::new();
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        for o in batch.drain(..) {
+            match o {
+                Outbound::Propose(p) => proposals.push(p),
+                Outbound::Touch(t) => touches = t,
+                Outbound::Sync(origin) => {
+                    let _ = sync_tx.send(origin);
+                }
+            }
+        }
+        let origins = |ps: &[Proposal]| ps.iter().filter_map(|p| p.origin).collect::<Vec<_>>();
+        match leader(&raft) {
+            None => reject(&processor, origins(&proposals), "no leader"),
+            Some((id, _)) if id == me.id => submit(&raft, &processor, proposals).await,
+            Some((id, addr)) => {
+                if proposals.is_empty() && touches.is_empty() {
+                    continue;
+                }
+                let lost = origins(&proposals);
+                let req = PeerRequest::Forward { proposals, touches };
+                match link.to(id, &addr).call(&req, TIMEOUT).await {
+                    Ok(PeerResponse::Forwarded(Ok(()))) => {}
+                    Ok(PeerResponse::Forwarded(Err(e))) => reject(&processor, lost, &e),
+                    Ok(_) => reject(&processor, lost, "unexpected answer from the leader"),
+                    Err(e) => {
+                        tracing::info!(leader = id, error = %e, "cannot forward to the leader");
+                        reject(&processor, lost, &e.to_string())
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn reject(processor: &mpsc::Sender<Msg>, origins: Vec<Origin>, reason: &str) {
+    for origin in origins {
+        let _ = processor.send(Msg::Rejected {
+            origin,
+            reason: reason.to_owned(),
+        });
+    }
+}
+
+/// Hands proposals to Raft on the leader, in order. One whose fate turns out not to be
+/// "committed" is reported back so that its connection is closed.
+async fn submit(raft: &Raft, processor: &mpsc::Sender<Msg>, proposals: Vec<Proposal>) {
+    for p in proposals {
+        let origin = p.origin;
+        // This only queues the entry with Raft; the outcome arrives on `done`.
+        match raft.client_write_ff(p).await {
+            Ok(done) => {
+                if let Some(origin) = origin {
+                    let processor = processor.clone();
+                    tokio::spawn(async move {
+                        let reason = match done.await {
+                            Ok(Ok(_)) => return,
+                            Ok(Err(e)) => e.to_string(),
+                            Err(_) => "Raft stopped".to_owned(),
+                        };
+                        reject(&processor, vec![origin], &reason);
+                    });
+                }
+            }
+            Err(e) => reject(processor, origin.into_iter().collect(), &e.to_string()),
+        }
+    }
+}
+
+/// Answers syncs: one read index per batch of waiting syncs.
+async fn syncs(
+    mut rx: UnboundedReceiver<Origin>,
+    raft: Raft,
+    me: Arc<Identity>,
+    processor: mpsc::Sender<Msg>,
+) {
+    let mut link = LeaderLink {
+        me: me.clone(),
+        client: None,
+    };
+    while let Some(first) = rx.recv().await {
+        let mut origins = vec![first];
+        while let Ok(o) = rx.try_recv() {
+            origins.push(o);
+        }
+        let index = match leader(&raft) {
+            None => Err("no leader".to_owned()),
+            Some((id, _)) if id == me.id => read_index(&raft).await,
+            Some((id, addr)) => match link
+                .to(id, &addr)
+                .call(&PeerRequest::ReadIndex, TIMEOUT)
+                .await
+            {
+                Ok(PeerResponse::ReadIndex(r)) => r,
+                Ok(_) => Err("unexpected answer from the leader".to_owned()),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        let _ = processor.send(match index {
+            Ok(index) => Msg::SyncReady { origins, index },
+            Err(reason) => Msg::SyncFailed { origins, reason },
+        });
+    }
+}
+
+/// On the leader: the commit index, once a quorum has confirmed this member still leads
+/// (no leases: a paused leader must not answer from its own clock).
+pub async fn read_index(raft: &Raft) -> Result<u64, String> {
+    match tokio::time::timeout(TIMEOUT, raft.get_read_log_id()).await {
+        Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index).unwrap_or(0)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no quorum confirmed the leader in time".to_owned()),
+    }
+}
+
+/// On the leader: proposals forwarded by a follower, and its keep-alives.
+pub async fn accept(
+    raft: &Raft,
+    me: u64,
+    processor: &mpsc::Sender<Msg>,
+    proposals: Vec<Proposal>,
+    touches: Vec<i64>,
+) -> Result<(), String> {
+    if leader(raft).map(|(id, _)| id) != Some(me) {
+        return Err(format!("member {me} is not the leader"));
+    }
+    if !touches.is_empty() {
+        let _ = processor.send(Msg::Touch { sessions: touches });
+    }
+    // Failures after this point are the follower's to notice (the leader changes).
+    for p in proposals {
+        if let Err(e) = raft.client_write_ff(p).await {
+            return Err(e.to_string());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,636 @@
+//! The durable Raft log: one append-only stream of records, group-committed by one thread.
+//!
+//! Everything openraft asks to persist is a record in the same stream: entries, a
+//! truncation point, the purge point, the vote and the committed log id. One stream keeps
+//! every write in the order it was asked for (openraft requires vote and log writes to be
+//! serialized), and a record is durable only if every record before it is.
+//!
+//! On disk: `raftlog.<sequence, 16 hex digits>` files in the data directory, each starting
+//! with the magic `FJRAFT01` and then frames `[u32 length][u32 crc32c][msgpack Record]`.
+//! Files are preallocated (a zero length marks the end of what was written). A new file
+//! starts with the current vote, purge point and committed id, so older files can be
+//! deleted once every entry they hold is purged.
+//!
+//! Entries are also kept in memory from the purge point on, for replication and apply;
+//! snapshots bound how many that is.
+//!
+//! The I/O thread takes everything queued, writes it with one `write`, calls `fdatasync`
+//! once, and only then reports the entries flushed; so many proposals share each fsync.
+//! If a write or fsync fails the thread stops and reports the failure, and openraft stops
+//! this member: it never acknowledges a write it may have lost.
+
+use super::{storage_error, Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::persist::PersistError;
+use fjord_shared::fs::{read_frame, sync_dir, Frame, FRAME_HEADER};
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{RaftLogReader, StorageIOError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use tokio::sync::oneshot;
+
+pub const MAGIC: &[u8; 8] = b"FJRAFT01";
+/// Preallocation step, and the size after which a new file is started.
+const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest record accepted when reading.
+const MAX_RECORD: usize = 256 * 1024 * 1024;
+/// Upper bound on bytes written per group commit.
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// One record of the stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Record {
+    Entry(Entry),
+    /// Entries from this index on are gone.
+    Truncate(u64),
+    /// Entries up to this log id are gone (covered by a snapshot).
+    Purge(LogId),
+    Vote(Vote),
+    Committed(Option<LogId>),
+}
+
+/// What the in-memory side knows.
+#[derive(Debug, Default)]
+struct Mem {
+    entries: BTreeMap<u64, Entry>,
+    purged: Option<LogId>,
+    vote: Option<Vote>,
+    committed: Option<LogId>,
+}
+
+impl Mem {
+    fn apply(&mut self, rec: Record) {
+        match rec {
+            Record::Entry(e) => {
+                let index = e.log_id.index;
+                // An entry replaces whatever was at its index and after it.
+                let _ = self.entries.split_off(&index);
+                self.entries.insert(index, e);
+            }
+            Record::Truncate(index) => {
+                let _ = self.entries.split_off(&index);
+            }
+            Record::Purge(id) => {
+                self.entries = self.entries.split_off(&(id.index + 1));
+                if self.purged.is_none_or(|p| p.index < id.index) {
+                    self.purged = Some(id);
+                }
+            }
+            Record::Vote(v) => self.vote = Some(v),
+            Record::Committed(c) => self.committed = c,
+        }
+    }
+}
+
+/// When a batch is on disk, who to tell.
+enum Done {
+    Flushed(LogFlushed<TypeConfig>),
+    Synced(oneshot::Sender<std::io::Result<()>>),
+}
+
+enum IoCmd {
+    Write {
+        recs: Vec<Record>,
+        done: Option<Done>,
+    },
+    /// Delete files whose entries are all at or below this index.
+    DropFiles(u64),
+}
+
+/// The log store openraft writes through. Cheap to clone: readers share the memory side.
+#[derive(Clone)]
+pub struct LogStore {
+    mem: Arc<Mutex<Mem>>,
+    io: mpsc::Sender<IoCmd>,
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore").finish_non_exhaustive()
+    }
+}
+
+/// One file of the stream.
+struct Segment {
+    seq: u64,
+    path: PathBuf,
+    /// Highest entry index written to it.
+    max_index: Option<u64>,
+}
+
+struct Writer {
+    dir: PathBuf,
+    file: File,
+    pos: u64,
+    allocated: u64,
+    segments: Vec<Segment>,
+    /// What a new file starts with.
+    vote: Option<Vote>,
+    purged: Option<LogId>,
+    committed: Option<LogId>,
+}
+
+fn segment_name(seq: u64) -> String {
+    format!("raftlog.{seq:016x}")
+}
+
+/// Whether `dir` holds a Raft log.
+pub fn exists(dir: &Path) -> Result<bool, PersistError> {
+    Ok(!crate::persist::list(dir, "raftlog")?.is_empty())
+}
+
+impl LogStore {
+    /// Reads the log in `dir` (cutting a torn tail off the newest file) and starts the I/O
+    /// thread.
+    pub fn open(dir: &Path) -> Result<LogStore, PersistError> {
+        let files = crate::persist::list(dir, "raftlog")?;
+        let mut mem = Mem::default();
+        let mut segments = Vec::new();
+        let n = files.len();
+        for (i, (seq, path)) in files.into_iter().enumerate() {
+            let last = i + 1 == n;
+            let bytes = std::fs::read(&path).map_err(|e| PersistError::io(&path, e))?;
+            if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+                if last {
+                    tracing::warn!(path = %path.display(), "Raft log file has no header (torn at creation); removing it");
+                    std::fs::remove_file(&path).map_err(|e| PersistError::io(&path, e))?;
+                    continue;
+                }
+                return Err(PersistError::Corrupt { path, offset: 0 });
+            }
+            let mut pos = MAGIC.len();
+            let mut max_index = None;
+            loop {
+                match read_frame(&bytes, pos, MAX_RECORD) {
+                    Frame::Ok { payload, next } => {
+                        let rec: Record = rmp_serde::from_slice(payload).map_err(|e| {
+                            PersistError::Undecodable {
+                                path: path.clone(),
+                                offset: pos,
+                                reason: e.to_string(),
+                            }
+                        })?;
+                        if let Record::Entry(e) = &rec {
+                            max_index = Some(e.log_id.index);
+                        }
+                        mem.apply(rec);
+                        pos = next;
+                    }
+                    Frame::End => break,
+                    Frame::Torn | Frame::Corrupt if last => {
+                        let f = OpenOptions::new()
+                            .write(true)
+                            .open(&path)
+                            .map_err(|e| PersistError::io(&path, e))?;
+                        // Zero the tail rather than shrinking: the file stays preallocated
+                        // and the next record goes where the torn one was.
+                        f.set_len(pos as u64)
+                            .and_then(|_| f.set_len(bytes.len().max(pos) as u64))
+                            .and_then(|_| f.sync_all())
+                            .map_err(|e| PersistError::io(&path, e))?;
+                        tracing::warn!(path = %path.display(), offset = pos, bytes = bytes.len() - pos, "cut a torn or corrupt tail off the Raft log");
+                        break;
+                    }
+                    Frame::Torn | Frame::Corrupt => {
+                        return Err(PersistError::Corrupt { path, offset: pos })
+                    }
+                }
+            }
+            segments.push(Segment {
+                seq: seq as u64,
+                path,
+                max_index,
+            });
+        }
+        let next_seq = segments.last().map(|s| s.seq + 1).unwrap_or(1);
+        let mut writer = Writer {
+            dir: dir.to_owned(),
+            file: File::open(dir).map_err(|e| PersistError::io(dir, e))?,
+            pos: 0,
+            allocated: 0,
+            segments,
+            vote: mem.vote,
+            purged: mem.purged,
+            committed: mem.committed,
+        };
+        // Always start a fresh file: the tail of the old one may have been cut.
+        writer
+            .start_segment(next_seq)
+            .map_err(|e| PersistError::io(dir, e))?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("raft-log".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| PersistError::io(Path::new("raft-log thread"), e))?;
+        Ok(LogStore {
+            mem: Arc::new(Mutex::new(mem)),
+            io: tx,
+        })
+    }
+
+    fn mem(&self) -> MutexGuard<'_, Mem> {
+        // A panic while holding the lock cannot leave `Mem` half-changed in a way that
+        // matters more than losing the member, so a poisoned lock is still used.
+        self.mem.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn send(&self, recs: Vec<Record>, done: Option<Done>) -> Result<(), StorageError> {
+        self.io
+            .send(IoCmd::Write { recs, done })
+            .map_err(|_| storage_error(StorageIOError::write_logs, "the Raft log thread stopped"))
+    }
+
+    /// Sends records and waits until they are on disk.
+    async fn write_synced(
+        &self,
+        recs: Vec<Record>,
+        make: fn(openraft::AnyError) -> StorageIOError<u64>,
+    ) -> Result<(), StorageError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(recs, Some(Done::Synced(tx)))?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(storage_error(make, e)),
+            Err(_) => Err(storage_error(make, "the Raft log thread stopped")),
+        }
+    }
+}
+
+impl Writer {
+    fn start_segment(&mut self, seq: u64) -> std::io::Result<()> {
+        let path = self.dir.join(segment_name(seq));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        file.write_all(MAGIC)?;
+        file.set_len(SEGMENT_BYTES)?;
+        self.file = file;
+        self.pos = MAGIC.len() as u64;
+        self.allocated = SEGMENT_BYTES;
+        self.segments.push(Segment {
+            seq,
+            path,
+            max_index: None,
+        });
+        let mut head = Vec::new();
+        if let Some(v) = self.vote {
+            encode(&Record::Vote(v), &mut head);
+        }
+        if let Some(p) = self.purged {
+            encode(&Record::Purge(p), &mut head);
+        }
+        encode(&Record::Committed(self.committed), &mut head);
+        self.file.seek(SeekFrom::Start(self.pos))?;
+        self.file.write_all(&head)?;
+        self.pos += head.len() as u64;
+        self.file.sync_all()?;
+        sync_dir(&self.dir)
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<IoCmd>) {
+        let mut buf = Vec::new();
+        let mut dones: Vec<Done> = Vec::new();
+        let mut drops: Vec<u64> = Vec::new();
+        while let Ok(first) = rx.recv() {
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    IoCmd::Write { recs, done } => {
+                        for r in &recs {
+                            self.note(r);
+                            encode(r, &mut buf);
+                        }
+                        dones.extend(done);
+                    }
+                    IoCmd::DropFiles(upto) => drops.push(upto),
+                }
+                if buf.len() < MAX_BATCH_BYTES {
+                    next = rx.try_recv().ok();
+                }
+            }
+            let result = self.flush(&buf);
+            buf.clear();
+            let failed = result.as_ref().err().map(|e| e.to_string());
+            for d in dones.drain(..) {
+                let r = match &failed {
+                    None => Ok(()),
+                    Some(msg) => Err(std::io::Error::other(msg.clone())),
+                };
+                match d {
+                    Done::Flushed(cb) => cb.log_io_completed(r),
+                    Done::Synced(tx) => {
+                        let _ = tx.send(r);
+                    }
+                }
+            }
+            if let Some(msg) = failed {
+                tracing::error!(error = %msg, "Raft log write or fsync failed; this member stops and acknowledges nothing more");
+                // Fail everything still queued too, then stop.
+                while let Ok(cmd) = rx.recv() {
+                    if let IoCmd::Write { done: Some(d), .. } = cmd {
+                        let e = std::io::Error::other("the Raft log failed earlier");
+                        match d {
+                            Done::Flushed(cb) => cb.log_io_completed(Err(e)),
+                            Done::Synced(tx) => {
+                                let _ = tx.send(Err(e));
+                            }
+                        }
+                    }
+                }
+                return;
+            }
+            for upto in drops.drain(..) {
+                self.drop_files(upto);
+            }
+        }
+    }
+
+    /// Tracks what a new file must start with, and which file holds which entries.
+    fn note(&mut self, r: &Record) {
+        match r {
+            Record::Entry(e) => {
+                if let Some(s) = self.segments.last_mut() {
+                    s.max_index = Some(e.log_id.index);
+                }
+            }
+            Record::Vote(v) => self.vote = Some(*v),
+            Record::Purge(p) => self.purged = Some(*p),
+            Record::Committed(c) => self.committed = *c,
+            Record::Truncate(_) => {}
+        }
+    }
+
+    fn flush(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let end = self.pos + buf.len() as u64;
+        let grew = end > self.allocated;
+        if grew {
+            self.allocated = end.div_ceil(SEGMENT_BYTES) * SEGMENT_BYTES;
+            self.file.set_len(self.allocated)?;
+        }
+        self.file.seek(SeekFrom::Start(self.pos))?;
+        self.file.write_all(buf)?;
+        self.pos = end;
+        if grew {
+            self.file.sync_all()?;
+        } else {
+            self.file.sync_data()?;
+        }
+        if self.pos >= SEGMENT_BYTES {
+            let seq = self.segments.last().map(|s| s.seq + 1).unwrap_or(1);
+            self.start_segment(seq)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every file but the current one whose entries are all at or below `upto`.
+    /// The purge record that makes them unneeded is already on disk.
+    fn drop_files(&mut self, upto: u64) {
+        let current = self.segments.len().saturating_sub(1);
+        let mut keep = Vec::new();
+        for (i, s) in std::mem::take(&mut self.segments).into_iter().enumerate() {
+            if i < current && s.max_index.is_none_or(|m| m <= upto) {
+                if let Err(e) = std::fs::remove_file(&s.path) {
+                    tracing::warn!(path = %s.path.display(), error = %e, "cannot remove a purged Raft log file");
+                    keep.push(s);
+                }
+            } else {
+                keep.push(s);
+            }
+        }
+        self.segments = keep;
+    }
+}
+
+fn encode(r: &Record, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_HEADER]);
+    if let Err(e) = rmp_serde::encode::write(out, r) {
+        // Our records always encode; if one did not, its entry would never be reported
+        // flushed and openraft would wait for it, which is the safe failure.
+        tracing::error!(error = %e, "cannot encode a Raft log record");
+        out.truncate(start);
+        return;
+    }
+    let payload = &out[start + FRAME_HEADER..];
+    let len = payload.len() as u32;
+    let crc = crc32c::crc32c(payload);
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    out[start + 4..start + FRAME_HEADER].copy_from_slice(&crc.to_be_bytes());
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        Ok(self
+            .mem()
+            .entries
+            .range(range)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let mem = self.mem();
+        let last = mem.entries.values().next_back().map(|e| e.log_id);
+        Ok(LogState {
+            last_purged_log_id: mem.purged,
+            last_log_id: last.or(mem.purged),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.mem().vote = Some(*vote);
+        self.write_synced(vec![Record::Vote(*vote)], StorageIOError::write_vote)
+            .await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(self.mem().vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not waited for: it only lets a restarted member apply what it already knows was
+        // committed without waiting for the leader, and it follows the entries it covers.
+        self.mem().committed = committed;
+        self.send(vec![Record::Committed(committed)], None)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.mem().committed)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let recs: Vec<Record> = {
+            let mut mem = self.mem();
+            entries
+                .into_iter()
+                .map(|e| {
+                    mem.apply(Record::Entry(e.clone()));
+                    Record::Entry(e)
+                })
+                .collect()
+        };
+        self.send(recs, Some(Done::Flushed(callback)))
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        tracing::info!(from = log_id.index, "truncating the Raft log");
+        self.mem().apply(Record::Truncate(log_id.index));
+        self.send(vec![Record::Truncate(log_id.index)], None)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.mem().apply(Record::Purge(log_id));
+        self.send(vec![Record::Purge(log_id)], None)?;
+        self.io
+            .send(IoCmd::DropFiles(log_id.index))
+            .map_err(|_| storage_error(StorageIOError::write_logs, "the Raft log thread stopped"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ensemble::{Op, Proposal};
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Normal(Proposal {
+                origin: None,
+                session: 7,
+                time: 1,
+                op: Op::DeleteContainer {
+                    path: format!("/c{index}"),
+                },
+            }),
+        }
+    }
+
+    async fn flushed(store: &mut LogStore, entries: Vec<Entry>) {
+        let (tx, rx) = oneshot::channel();
+        store
+            .send(
+                entries.into_iter().map(Record::Entry).collect(),
+                Some(Done::Synced(tx)),
+            )
+            .unwrap();
+        rx.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn entries_vote_truncation_and_purge_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = LogStore::open(dir.path()).unwrap();
+            for e in (1..=10).map(|i| entry(1, i)) {
+                s.mem().apply(Record::Entry(e));
+            }
+            flushed(&mut s, (1..=10).map(|i| entry(1, i)).collect()).await;
+            s.save_vote(&Vote::new(2, 3)).await.unwrap();
+            s.truncate(LogId::new(CommittedLeaderId::new(1, 1), 8))
+                .await
+                .unwrap();
+            s.purge(LogId::new(CommittedLeaderId::new(1, 1), 3))
+                .await
+                .unwrap();
+            // A synced write after them makes them durable too.
+            s.save_vote(&Vote::new(2, 3)).await.unwrap();
+        }
+        let mut s = LogStore::open(dir.path()).unwrap();
+        assert_eq!(s.read_vote().await.unwrap(), Some(Vote::new(2, 3)));
+        let st = s.get_log_state().await.unwrap();
+        assert_eq!(st.last_purged_log_id.map(|l| l.index), Some(3));
+        assert_eq!(st.last_log_id.map(|l| l.index), Some(7));
+        let got = s.try_get_log_entries(0..100).await.unwrap();
+        assert_eq!(
+            got.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+            vec![4, 5, 6, 7]
+        );
+        assert_eq!(got[0], entry(1, 4));
+    }
+
+    #[tokio::test]
+    async fn a_torn_tail_is_cut_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = LogStore::open(dir.path()).unwrap();
+            flushed(&mut s, (1..=3).map(|i| entry(1, i)).collect()).await;
+        }
+        let files = crate::persist::list(dir.path(), "raftlog").unwrap();
+        let (_, path) = files.last().unwrap();
+        // Tear the last record: clear its final bytes.
+        let mut bytes = std::fs::read(path).unwrap();
+        let end = {
+            let mut pos = MAGIC.len();
+            let mut last_start = pos;
+            while let Frame::Ok { next, .. } = read_frame(&bytes, pos, MAX_RECORD) {
+                last_start = pos;
+                pos = next;
+            }
+            (last_start, pos)
+        };
+        for b in &mut bytes[end.1 - 3..end.1] {
+            *b = 0;
+        }
+        std::fs::write(path, &bytes).unwrap();
+        let mut s = LogStore::open(dir.path()).unwrap();
+        let st = s.get_log_state().await.unwrap();
+        assert_eq!(st.last_log_id.map(|l| l.index), Some(2));
+        // And the log carries on after the cut.
+        flushed(&mut s, vec![entry(2, 3)]).await;
+        drop(s);
+        let mut s = LogStore::open(dir.path()).unwrap();
+        let got = s.try_get_log_entries(0..100).await.unwrap();
+        assert_eq!(got.last(), Some(&entry(2, 3)));
+    }
+
+    #[tokio::test]
+    async fn garbage_in_an_older_file_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = LogStore::open(dir.path()).unwrap();
+            flushed(&mut s, (1..=3).map(|i| entry(1, i)).collect()).await;
+        }
+        drop(LogStore::open(dir.path()).unwrap());
+        let files = crate::persist::list(dir.path(), "raftlog").unwrap();
+        assert!(files.len() >= 2);
+        let (_, path) = &files[0];
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[MAGIC.len() + FRAME_HEADER + 2] ^= 0xff;
+        std::fs::write(path, &bytes).unwrap();
+        assert!(matches!(
+            LogStore::open(dir.path()),
+            Err(PersistError::Corrupt { .. })
+        ));
+    }
+}

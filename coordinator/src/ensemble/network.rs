@@ -1,0 +1,516 @@
+//! The peer transport: members talk over TCP on their `--peer-listen` port.
+//!
+//! Every message is a frame `[u32 length][msgpack]`. A connection starts with a
+//! [`Hello`] carrying the protocol version, the cluster id and both member ids; the
+//! listener closes a connection whose hello does not match (another ensemble, another
+//! version, or not meant for this member) with a log line, and closes a connection on any
+//! frame it cannot read. After the hello, the connecting side sends requests and waits for
+//! each response: openraft drives one connection per target and kind of traffic, one call
+//! at a time.
+//!
+//! Outgoing connections bind to the host of this member's own peer address, so that
+//! firewall rules on per-member addresses can cut one member off.
+
+use super::{Raft, SnapshotFile, SnapshotMeta, TypeConfig, Vote};
+use crate::processor::Msg;
+use openraft::error::{
+    Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Snapshot};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// Version of the peer protocol.
+pub const VERSION: u32 = 1;
+/// Largest peer frame accepted: a batch of entries or a snapshot chunk.
+const MAX_FRAME: usize = 64 * 1024 * 1024;
+/// Snapshot files travel in chunks of this size.
+const CHUNK: usize = 1024 * 1024;
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The first frame on a peer connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u32,
+    pub cluster: String,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// A request from one member to another.
+#[derive(Debug, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)]
+pub enum PeerRequest {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<u64>),
+    /// Part of a snapshot file, from `offset`; the last part has `done` set.
+    SnapshotChunk {
+        vote: Vote,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: bytes::Bytes,
+        done: bool,
+    },
+    /// A follower's proposals for the leader to put in the log, in order, and the sessions
+    /// connected to that follower.
+    Forward {
+        proposals: Vec<super::Proposal>,
+        touches: Vec<i64>,
+    },
+    /// A follower asks for the leader's commit index, confirmed by a quorum (for sync).
+    ReadIndex,
+}
+
+/// The answer to a [`PeerRequest`], or why it failed on the remote side.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerResponse {
+    AppendEntries(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
+    Vote(Result<VoteResponse<u64>, RaftError<u64>>),
+    /// `None` while chunks are still coming.
+    Snapshot(Result<Option<SnapshotResponse<u64>>, String>),
+    /// The proposals were handed to Raft (an error: this member does not lead).
+    Forwarded(Result<(), String>),
+    ReadIndex(Result<u64, String>),
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    msg: &impl Serialize,
+) -> std::io::Result<()> {
+    let body = rmp_serde::to_vec(msg).map_err(std::io::Error::other)?;
+    let len = u32::try_from(body.len()).map_err(std::io::Error::other)?;
+    w.write_all(&len.to_be_bytes()).await?;
+    w.write_all(&body).await?;
+    w.flush().await
+}
+
+async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+) -> std::io::Result<T> {
+    let len = r.read_u32().await? as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("peer frame of {len} bytes is over the {MAX_FRAME}-byte limit"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    rmp_serde::from_slice(&body)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Who this member is on the peer network.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub id: u64,
+    pub cluster: String,
+    /// This member's peer address; outgoing connections bind to its host.
+    pub peer_addr: SocketAddr,
+}
+
+/// Makes one [`PeerClient`] per target for openraft.
+#[derive(Debug, Clone)]
+pub struct PeerNetwork {
+    pub me: Arc<Identity>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+        PeerClient::new(self.me.clone(), target, node.addr.clone())
+    }
+}
+
+type Conn = (
+    BufReader<tokio::net::tcp::OwnedReadHalf>,
+    BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+);
+
+/// A connection to one member, opened on first use and again after any failure.
+pub struct PeerClient {
+    me: Arc<Identity>,
+    target: u64,
+    addr: String,
+    conn: Option<Conn>,
+}
+
+impl std::fmt::Debug for PeerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerClient")
+            .field("target", &self.target)
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+/// Connects to `addr` from this member's own peer host.
+pub async fn connect_from(me: &Identity, addr: &str) -> std::io::Result<TcpStream> {
+    let target: SocketAddr = match addr.parse() {
+        Ok(a) => a,
+        Err(_) => tokio::net::lookup_host(addr)
+            .await?
+            .next()
+            .ok_or_else(|| std::io::Error::other(format!("cannot resolve {addr}")))?,
+    };
+    let socket = if target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if me.peer_addr.is_ipv4() == target.is_ipv4() {
+        socket.bind(SocketAddr::new(me.peer_addr.ip(), 0))?;
+    }
+    let stream = socket.connect(target).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+impl PeerClient {
+    async fn open(&mut self) -> std::io::Result<&mut Conn> {
+        if self.conn.is_none() {
+            let stream = connect_from(&self.me, &self.addr).await?;
+            let (r, w) = stream.into_split();
+            let mut conn = (BufReader::new(r), BufWriter::new(w));
+            let hello = Hello {
+                version: VERSION,
+                cluster: self.me.cluster.clone(),
+                from: self.me.id,
+                to: self.target,
+            };
+            write_frame(&mut conn.1, &hello).await?;
+            tracing::debug!(peer = self.target, addr = %self.addr, "peer connection opened");
+            self.conn = Some(conn);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no connection"))
+    }
+
+    /// A client for member `target` at `addr`.
+    pub fn new(me: Arc<Identity>, target: u64, addr: String) -> PeerClient {
+        PeerClient {
+            me,
+            target,
+            addr,
+            conn: None,
+        }
+    }
+
+    pub fn target(&self) -> u64 {
+        self.target
+    }
+
+    /// Sends one request and reads its response within `ttl`. Any failure drops the
+    /// connection, so the next call starts clean.
+    pub async fn call(
+        &mut self,
+        req: &PeerRequest,
+        ttl: Duration,
+    ) -> std::io::Result<PeerResponse> {
+        let result = tokio::time::timeout(ttl, async {
+            let conn = self.open().await?;
+            write_frame(&mut conn.1, req).await?;
+            read_frame::<_, PeerResponse>(&mut conn.0).await
+        })
+        .await;
+        let result = match result {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer from member {} within {ttl:?}", self.target),
+            )),
+        };
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+
+    fn rpc_error<E: std::error::Error>(&self, e: std::io::Error) -> RPCError<u64, BasicNode, E> {
+        match e.kind() {
+            std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::HostUnreachable
+            | std::io::ErrorKind::NetworkUnreachable
+            | std::io::ErrorKind::TimedOut => RPCError::Unreachable(Unreachable::new(&e)),
+            _ => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+}
+
+fn unexpected(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("unexpected peer response to {what}"),
+    )
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        match self
+            .call(&PeerRequest::AppendEntries(rpc), option.hard_ttl())
+            .await
+        {
+            Ok(PeerResponse::AppendEntries(Ok(r))) => Ok(r),
+            Ok(PeerResponse::AppendEntries(Err(e))) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Ok(_) => Err(self.rpc_error(unexpected("append_entries"))),
+            Err(e) => Err(self.rpc_error(e)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        match self.call(&PeerRequest::Vote(rpc), option.hard_ttl()).await {
+            Ok(PeerResponse::Vote(Ok(r))) => Ok(r),
+            Ok(PeerResponse::Vote(Err(e))) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Ok(_) => Err(self.rpc_error(unexpected("vote"))),
+            Err(e) => Err(self.rpc_error(e)),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot<TypeConfig>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<u64>, StreamingError<TypeConfig, Fatal<u64>>> {
+        let path = snapshot.snapshot.path.clone();
+        let meta = snapshot.meta.clone();
+        let send = async {
+            let mut file = tokio::fs::File::open(&path).await?;
+            let size = file.metadata().await?.len();
+            tracing::info!(peer = self.target, bytes = size, log_id = %super::show(&meta.last_log_id), "sending a snapshot");
+            let mut offset = 0u64;
+            loop {
+                let mut buf = vec![0u8; CHUNK];
+                let mut filled = 0;
+                while filled < CHUNK {
+                    let n = file.read(&mut buf[filled..]).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                buf.truncate(filled);
+                let done = offset + filled as u64 >= size;
+                let req = PeerRequest::SnapshotChunk {
+                    vote,
+                    meta: meta.clone(),
+                    offset,
+                    data: buf.into(),
+                    done,
+                };
+                match self.call(&req, option.hard_ttl()).await? {
+                    PeerResponse::Snapshot(Ok(Some(r))) if done => return Ok(r),
+                    PeerResponse::Snapshot(Ok(None)) if !done => {}
+                    PeerResponse::Snapshot(Err(e)) => return Err(std::io::Error::other(e)),
+                    _ => return Err(unexpected("a snapshot chunk")),
+                }
+                offset += filled as u64;
+            }
+        };
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            r = send => r.map_err(|e| match e.kind() {
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::ConnectionRefused => {
+                    StreamingError::Unreachable(Unreachable::new(&e))
+                }
+                _ => StreamingError::Network(NetworkError::new(&e)),
+            }),
+        }
+    }
+}
+
+/// Serves the peer port until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    me: Arc<Identity>,
+    raft: Raft,
+    processor: std::sync::mpsc::Sender<Msg>,
+    dir: PathBuf,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "peer accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (me, raft, dir, shutdown) = (me.clone(), raft.clone(), dir.clone(), shutdown.clone());
+        let processor = processor.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                r = serve_conn(stream, &me, &raft, &processor, &dir) => {
+                    if let Err(e) = r {
+                        tracing::info!(%peer, reason = %e, "peer connection closed");
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve_conn(
+    stream: TcpStream,
+    me: &Identity,
+    raft: &Raft,
+    processor: &std::sync::mpsc::Sender<Msg>,
+    dir: &std::path::Path,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut w = BufWriter::new(w);
+    let hello: Hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut r))
+        .await
+        .map_err(|_| std::io::Error::other("no hello in time"))??;
+    if hello.version != VERSION {
+        return Err(std::io::Error::other(format!(
+            "peer protocol version {} (ours is {VERSION})",
+            hello.version
+        )));
+    }
+    if hello.cluster != me.cluster {
+        return Err(std::io::Error::other(format!(
+            "member {} belongs to cluster {:?}, not ours ({:?})",
+            hello.from, hello.cluster, me.cluster
+        )));
+    }
+    if hello.to != me.id {
+        return Err(std::io::Error::other(format!(
+            "member {} wants member {}, but this is member {}",
+            hello.from, hello.to, me.id
+        )));
+    }
+    let from = hello.from;
+    // A snapshot being received on this connection: (file, path, bytes so far).
+    let mut incoming: Option<(tokio::fs::File, PathBuf, u64)> = None;
+    loop {
+        let req: PeerRequest = match read_frame(&mut r).await {
+            Ok(req) => req,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let resp = match req {
+            PeerRequest::AppendEntries(rpc) => {
+                PeerResponse::AppendEntries(raft.append_entries(rpc).await)
+            }
+            PeerRequest::Vote(rpc) => PeerResponse::Vote(raft.vote(rpc).await),
+            PeerRequest::SnapshotChunk {
+                vote,
+                meta,
+                offset,
+                data,
+                done,
+            } => PeerResponse::Snapshot(
+                receive_chunk(
+                    raft,
+                    dir,
+                    from,
+                    &mut incoming,
+                    vote,
+                    meta,
+                    offset,
+                    &data,
+                    done,
+                )
+                .await,
+            ),
+            PeerRequest::Forward { proposals, touches } => PeerResponse::Forwarded(
+                super::forward::accept(raft, me.id, processor, proposals, touches).await,
+            ),
+            PeerRequest::ReadIndex => {
+                PeerResponse::ReadIndex(super::forward::read_index(raft).await)
+            }
+        };
+        write_frame(&mut w, &resp).await?;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn receive_chunk(
+    raft: &Raft,
+    dir: &std::path::Path,
+    from: u64,
+    incoming: &mut Option<(tokio::fs::File, PathBuf, u64)>,
+    vote: Vote,
+    meta: SnapshotMeta,
+    offset: u64,
+    data: &[u8],
+    done: bool,
+) -> Result<Option<SnapshotResponse<u64>>, String> {
+    if offset == 0 {
+        let path = dir.join(format!("snapshot.from-{from}.tmp"));
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        *incoming = Some((file, path, 0));
+    }
+    let Some((file, path, written)) = incoming.as_mut() else {
+        return Err("a snapshot chunk out of order".into());
+    };
+    if *written != offset {
+        let msg = format!("snapshot chunk at {offset}, expected {written}");
+        *incoming = None;
+        return Err(msg);
+    }
+    file.write_all(data)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    *written += data.len() as u64;
+    if !done {
+        return Ok(None);
+    }
+    let Some((file, path, _)) = incoming.take() else {
+        return Err("no snapshot in progress".into());
+    };
+    file.sync_all()
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    drop(file);
+    let snapshot = Snapshot {
+        meta,
+        snapshot: Box::new(SnapshotFile { path: path.clone() }),
+    };
+    match raft.install_full_snapshot(vote, snapshot).await {
+        Ok(r) => {
+            // Installed snapshots are renamed; one refused for an old vote is left behind.
+            let _ = tokio::fs::remove_file(&path).await;
+            Ok(Some(r))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
