@@ -37,8 +37,9 @@ pub struct Config {
     pub cluster_id: Option<String>,
 
     /// A follower that hears nothing from the leader for this long (up to twice this)
-    /// starts an election.
-    #[arg(long, env = "FJORD_ELECTION_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    /// starts an election; the leader sends heartbeats five times as often. A follower
+    /// whose leader's process is gone (its peer port refuses connections) does not wait.
+    #[arg(long, env = "FJORD_ELECTION_TIMEOUT_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub election_timeout_ms: u64,
 
     /// Directory for the transaction log and snapshots. Created if missing. Only one

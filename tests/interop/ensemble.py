@@ -12,6 +12,7 @@ restarted on the same data. Every wait has a deadline.
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import socket
 import subprocess
@@ -98,6 +99,18 @@ class Member:
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
         (data / "myid").write_text(f"{self.sid}\n")
+        # Each ZooKeeper server runs as a user of its own: its outgoing quorum
+        # connections are not bound to its address, so the firewall tells its
+        # traffic apart by owner (see Firewall).
+        for root, dirs, files in os.walk(self.workdir):
+            for name in [*dirs, *files]:
+                os.chown(os.path.join(root, name), self.uid, self.uid)
+        os.chown(self.workdir, self.uid, self.uid)
+        # ... and must be able to get there (pytest's temp dirs are private).
+        for parent in self.workdir.parents:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                parent.chmod(mode | 0o001)
         config = self.workdir / "zoo.cfg"
         config.write_text(
             "\n".join(
@@ -120,12 +133,18 @@ class Member:
             log.flush()
             self.process = subprocess.Popen(
                 [
+                    "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
                     "java", *JVM_FLAGS, "-cp", ZK_CLASSPATH,
                     "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(config),
                 ],
                 cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                env={**os.environ, "HOME": str(self.workdir)},
             )
         self.paused = False
+
+    @property
+    def uid(self) -> int:
+        return 20_000 + self.sid
 
     def _start_fjord(self, peers: str) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -141,6 +160,7 @@ class Member:
                     "--peers", peers,
                     "--data-dir", str(self.workdir / "data"),
                     "--tick-ms", str(TICK_MS),
+                    "--snapshot-txns", "1000",
                 ],
                 cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             )
@@ -211,9 +231,10 @@ class ZooKeeperEnsemble:
         leaders = [sid for sid, mode in self.modes().items() if mode == "leader"]
         return leaders[0] if len(leaders) == 1 else None
 
-    def wait_for_quorum(self, timeout: float = STARTUP_TIMEOUT) -> int:
+    def wait_for_quorum(self, timeout: float = STARTUP_TIMEOUT, without: set[int] = frozenset()) -> int:
         """Wait until one running member leads and every other running,
-        unpaused member follows; returns the leader's id."""
+        unpaused member (but those in `without`) follows; returns the
+        leader's id."""
         deadline = time.monotonic() + timeout
         modes: dict[int, str | None] = {}
         while time.monotonic() < deadline:
@@ -221,7 +242,11 @@ class ZooKeeperEnsemble:
                 if m.process is not None and not m.running and m.process.returncode != -signal.SIGKILL:
                     raise RuntimeError(f"{m.kind} exited with {m.process.returncode}:\n{m.log_tail()}")
             modes = self.modes()
-            up = {sid: mode for sid, mode in modes.items() if self.members[sid].running and not self.members[sid].paused}
+            up = {
+                sid: mode
+                for sid, mode in modes.items()
+                if self.members[sid].running and not self.members[sid].paused and sid not in without
+            }
             if list(up.values()).count("leader") == 1 and all(v in ("leader", "follower") for v in up.values()):
                 return next(sid for sid, v in up.items() if v == "leader")
             time.sleep(0.2)
@@ -254,6 +279,55 @@ class FjordEnsemble(ZooKeeperEnsemble):
 
 
 ENSEMBLES = {"zookeeper": ZooKeeperEnsemble, "fjord": FjordEnsemble}
+
+
+class Firewall:
+    """Cuts members off from each other with iptables, in a chain of its own
+    that `close` removes. Fjord members bind their outgoing peer connections
+    to their own address, so address rules do; ZooKeeper's do not (they
+    leave from 127.0.0.1), so for it the rules match the sending process's
+    user, one per member. Clients (on 127.0.0.1) can still reach every
+    member."""
+
+    CHAIN = "FJORD_TEST"
+
+    def __init__(self, ensemble: ZooKeeperEnsemble):
+        self.ensemble = ensemble
+        self._iptables("-N", self.CHAIN, check=False)
+        self._iptables("-F", self.CHAIN)
+        # Loopback traffic passes OUTPUT first, the only hook where the owner
+        # of a packet is known.
+        if self._iptables("-C", "OUTPUT", "-j", self.CHAIN, check=False) != 0:
+            self._iptables("-I", "OUTPUT", "-j", self.CHAIN)
+
+    @staticmethod
+    def _iptables(*args: str, check: bool = True) -> int:
+        r = subprocess.run(["iptables", "-w", *args], capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"iptables {' '.join(args)}: {r.stderr.strip()}")
+        return r.returncode
+
+    def cut(self, sid: int) -> None:
+        """Member `sid` can no longer reach the other members, nor they it."""
+        me = self.ensemble.members[sid]
+        for other in self.ensemble.members.values():
+            if other.sid == sid:
+                continue
+            if self.ensemble.fjord:
+                self._iptables("-A", self.CHAIN, "-s", me.host, "-d", other.host, "-j", "DROP")
+                self._iptables("-A", self.CHAIN, "-s", other.host, "-d", me.host, "-j", "DROP")
+            else:
+                self._iptables("-A", self.CHAIN, "-m", "owner", "--uid-owner", str(me.uid), "-d", other.host, "-j", "DROP")
+                self._iptables("-A", self.CHAIN, "-m", "owner", "--uid-owner", str(other.uid), "-d", me.host, "-j", "DROP")
+
+    def heal(self) -> None:
+        self._iptables("-F", self.CHAIN)
+
+    def close(self) -> None:
+        self.heal()
+        while self._iptables("-D", "OUTPUT", "-j", self.CHAIN, check=False) == 0:
+            pass
+        self._iptables("-X", self.CHAIN, check=False)
 
 
 def tree_digest(address: str) -> tuple[str, int]:

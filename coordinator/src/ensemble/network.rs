@@ -293,6 +293,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         }
     }
 
+    /// Retry an unreachable member soon: a member that was restarted should hear from the
+    /// leader well within its election timeout, or it starts an election of its own.
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(100)))
+    }
+
     async fn full_snapshot(
         &mut self,
         vote: Vote,
@@ -371,13 +377,17 @@ pub async fn serve(
         let (me, raft, dir, shutdown) = (me.clone(), raft.clone(), dir.clone(), shutdown.clone());
         let processor = processor.clone();
         tokio::spawn(async move {
+            let mut from = None;
             tokio::select! {
-                _ = shutdown.cancelled() => {}
-                r = serve_conn(stream, &me, &raft, &processor, &dir) => {
+                _ = shutdown.cancelled() => return,
+                r = serve_conn(stream, &me, &raft, &processor, &dir, &mut from) => {
                     if let Err(e) = r {
                         tracing::info!(%peer, reason = %e, "peer connection closed");
                     }
                 }
+            }
+            if let Some(from) = from {
+                leader_gone(&me, &raft, from).await;
             }
         });
     }
@@ -389,6 +399,7 @@ async fn serve_conn(
     raft: &Raft,
     processor: &std::sync::mpsc::Sender<Msg>,
     dir: &std::path::Path,
+    peer_id: &mut Option<u64>,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
@@ -416,6 +427,7 @@ async fn serve_conn(
         )));
     }
     let from = hello.from;
+    *peer_id = Some(from);
     // A snapshot being received on this connection: (file, path, bytes so far).
     let mut incoming: Option<(tokio::fs::File, PathBuf, u64)> = None;
     loop {
@@ -457,6 +469,32 @@ async fn serve_conn(
             }
         };
         write_frame(&mut w, &resp).await?;
+    }
+}
+
+/// A connection from member `from` ended. If `from` leads and its peer port now refuses
+/// connections, its process is gone (a crash, kill -9): start an election at once instead
+/// of waiting out the election timeout. A leader that is only slow or frozen keeps its
+/// port, and is left to the timeout.
+async fn leader_gone(me: &Identity, raft: &Raft, from: u64) {
+    let addr = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        if m.current_leader != Some(from) || from == me.id {
+            return;
+        }
+        match m.membership_config.membership().get_node(&from) {
+            Some(n) => n.addr.clone(),
+            None => return,
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let probe = tokio::time::timeout(Duration::from_millis(300), connect_from(me, &addr)).await;
+    if let Ok(Err(e)) = probe {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            tracing::info!(leader = from, %addr, "the leader's peer port refuses connections; starting an election");
+            let _ = raft.trigger().elect().await;
+        }
     }
 }
 
