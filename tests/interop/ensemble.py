@@ -26,7 +26,7 @@ from kazoo.client import KazooClient
 # What Debian's ZooKeeper ensemble was checked with (PROTOCOL-NOTES): a
 # quorum forms in about 2 s and a new leader within 0-2 s of a kill -9.
 TICK_MS = 500
-JVM_FLAGS = ["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
+JVM_FLAGS = ["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Dzookeeper.skipACL=yes"]
 
 
 def free_port(host: str) -> int:
@@ -123,6 +123,10 @@ class Member:
                     f"clientPortAddress={self.host}",
                     "admin.enableServer=false",
                     "4lw.commands.whitelist=*",
+                    # Membership changes through reconfig (its ACL check is skipped with
+                    # -Dzookeeper.skipACL below).
+                    "reconfigEnabled=true",
+                    "standaloneEnabled=false",
                     servers,
                     "",
                 ]
@@ -207,9 +211,27 @@ class ZooKeeperEnsemble:
         self.servers = self.server_list()
 
     def server_list(self) -> str:
-        return "\n".join(
-            f"server.{m.sid}={m.host}:{m.quorum_port}:{m.election_port}" for m in self.members.values()
-        )
+        return "\n".join(f"server.{m.sid}={self.spec(m)}" for m in self.members.values())
+
+    @staticmethod
+    def spec(m: Member) -> str:
+        """A member as reconfig and the config name it."""
+        return f"{m.host}:{m.quorum_port}:{m.election_port}:participant;{m.host}:{m.client_port}"
+
+    def add_member(self, workdir: Path) -> tuple[int, str]:
+        """Starts one more member (not yet voting) and returns its id and the
+        `server.ID=...` string that reconfig takes to add it."""
+        sid = max(self.members) + 1
+        host = f"127.0.0.{1 + sid}"
+        m = Member(sid, host, free_port(host), free_port(host), free_port(host), workdir / f"member-{sid}", fjord=self.fjord)
+        self.members[sid] = m
+        m.start(self.server_list())
+        return sid, f"server.{sid}={self.spec(m)}"
+
+    def forget(self, sid: int) -> None:
+        """Stops a member that was removed from the ensemble."""
+        m = self.members.pop(sid)
+        m.kill()
 
     @property
     def address(self) -> str:
@@ -276,6 +298,10 @@ class FjordEnsemble(ZooKeeperEnsemble):
 
     def server_list(self) -> str:
         return ",".join(f"{m.sid}={m.host}:{m.quorum_port}" for m in self.members.values())
+
+    @staticmethod
+    def spec(m: Member) -> str:
+        return f"{m.host}:{m.quorum_port}"
 
 
 ENSEMBLES = {"zookeeper": ZooKeeperEnsemble, "fjord": FjordEnsemble}

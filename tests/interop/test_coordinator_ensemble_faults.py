@@ -150,3 +150,45 @@ def test_a_member_far_behind_catches_up(ensemble):
     if ensemble.fjord:
         log = ensemble.members[down].log_path.read_text(errors="replace")
         assert "installing a snapshot from the leader" in log, "the member did not catch up through a snapshot"
+
+
+def voters(address: str) -> set[int]:
+    """The voting members, from /zookeeper/config as one member shows it."""
+    zk = KazooClient(hosts=address, timeout=10)
+    zk.start(timeout=30)
+    try:
+        zk.sync("/zookeeper/config")
+        text = zk.get("/zookeeper/config")[0].decode()
+    finally:
+        zk.stop()
+        zk.close()
+    return {int(line.split("=")[0].split(".")[1]) for line in text.splitlines() if line.startswith("server.") and "participant" in line}
+
+
+def test_adding_a_fourth_member_and_removing_one_under_load(ensemble, tmp_path):
+    writers = ZnodeWriters(ensemble.address, clients=2).start()
+    try:
+        writers.wait_acks(0, 100, 30, "at the start")
+        sid, spec = ensemble.add_member(tmp_path / "more")
+        zk = KazooClient(hosts=ensemble.address, timeout=10)
+        zk.start(timeout=30)
+        try:
+            added = time.monotonic()
+            zk.reconfig(joining=spec, leaving=None, new_members=None)
+            assert voters(ensemble.address) == {1, 2, 3, sid}
+            writers.wait_acks(added, 100, 60, "after adding a member")
+            leader = ensemble.leader()
+            gone = next(s for s in (1, 2, 3) if s != leader)
+            removed = time.monotonic()
+            zk.reconfig(joining=None, leaving=str(gone), new_members=None)
+        finally:
+            zk.stop()
+            zk.close()
+        ensemble.forget(gone)
+        assert voters(ensemble.address) == {1, 2, 3, sid} - {gone}
+        writers.wait_acks(removed, 100, 60, "after removing a member")
+        ensemble.wait_for_quorum(timeout=60)
+    finally:
+        writers.stop()
+    same_everywhere(ensemble, writers)
+    assert len(children_on(ensemble.members[sid].address)) >= len(writers.acked)

@@ -109,6 +109,21 @@ pub enum CoordCommand {
         #[arg(long)]
         recursive: bool,
     },
+    /// The coordinator ensemble's voting members: list them, add one, remove one.
+    #[command(subcommand)]
+    Members(MembersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// One `server.ID=HOST:PORT:ROLE` line per member, then the configuration's version.
+    List,
+    /// Adds a voting member, given as ID=HOST:PORT (its peer address). It must already be
+    /// running (`fjord-coordinator --id ID --peer-listen HOST:PORT ...` on an empty data
+    /// directory); it catches up first, then gets a vote.
+    Add { member: String },
+    /// Removes a voting member by id.
+    Remove { id: u64 },
 }
 
 /// Connects to `coordinator`, runs one command, and closes the session.
@@ -211,6 +226,38 @@ async fn execute(
                 .map_err(CliError::at(&path))?;
         }
         CoordCommand::Watch { path, recursive } => watch(client, &path, recursive, out).await?,
+        CoordCommand::Members(m) => {
+            const CONFIG: &str = "/zookeeper/config";
+            let data = match m {
+                MembersCommand::List => {
+                    client.sync(CONFIG).await.map_err(CliError::at(CONFIG))?;
+                    client
+                        .get_data(CONFIG, false)
+                        .await
+                        .map_err(CliError::at(CONFIG))?
+                        .0
+                }
+                MembersCommand::Add { member } => {
+                    let Some((id, addr)) = member.split_once('=') else {
+                        return Err(CliError::Usage(format!("{member:?} is not ID=HOST:PORT")));
+                    };
+                    let spec = format!("server.{}={}", id.trim(), addr.trim());
+                    client
+                        .reconfig(&spec, "", "")
+                        .await
+                        .map_err(CliError::at(CONFIG))?
+                        .0
+                }
+                MembersCommand::Remove { id } => {
+                    client
+                        .reconfig("", &id.to_string(), "")
+                        .await
+                        .map_err(CliError::at(CONFIG))?
+                        .0
+                }
+            };
+            writeln!(out, "{}", data_text(&data))?;
+        }
     }
     Ok(())
 }

@@ -12,9 +12,11 @@
 //! would after ConnectionLoss from ZooKeeper. One that was handed over but is lost with a
 //! leader change is caught by the processor when it sees the leader change.
 
+use super::membership::{self, Change};
 use super::network::{Identity, PeerClient, PeerRequest, PeerResponse};
 use super::{Origin, Outbound, Proposal, Raft};
 use crate::processor::Msg;
+use fjord_shared::jute::ErrorCode;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -23,6 +25,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 const BATCH: usize = 1024;
 /// How long a forwarded batch or a read index may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a membership change may take, including a new member's catching up.
+pub const RECONFIG_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where the leader is, as this member sees it.
 fn leader(raft: &Raft) -> Option<(u64, String)> {
@@ -83,6 +87,33 @@ pub async fn run(
                 Outbound::Touch(t) => touches = t,
                 Outbound::Sync(origin) => {
                     let _ = sync_tx.send(origin);
+                }
+                Outbound::Reconfig { origin, change } => {
+                    // Rare and slow (a new member first catches up): a task of its own.
+                    let (raft, me, processor) = (raft.clone(), me.clone(), processor.clone());
+                    tokio::spawn(async move {
+                        let result = match leader(&raft) {
+                            None => Err((ErrorCode::NewConfigNoQuorum.code(), "no leader".into())),
+                            Some((id, _)) if id == me.id => reconfig(&raft, &change).await,
+                            Some((id, addr)) => {
+                                let mut client = PeerClient::new(me.clone(), id, addr);
+                                match client
+                                    .call(&PeerRequest::Reconfig(change), RECONFIG_TIMEOUT)
+                                    .await
+                                {
+                                    Ok(PeerResponse::Reconfigured(r)) => r,
+                                    Ok(_) => Err((
+                                        ErrorCode::NewConfigNoQuorum.code(),
+                                        "unexpected answer from the leader".into(),
+                                    )),
+                                    Err(e) => {
+                                        Err((ErrorCode::NewConfigNoQuorum.code(), e.to_string()))
+                                    }
+                                }
+                            }
+                        };
+                        let _ = processor.send(Msg::ReconfigDone { origin, result });
+                    });
                 }
             }
         }
@@ -211,4 +242,47 @@ pub async fn accept(
         }
     }
     Ok(())
+}
+
+/// On the leader: changes the voting members. New members join as learners first and
+/// become voters once they have caught up; openraft goes through joint consensus. Returns
+/// the index of the entry with the final membership.
+pub async fn reconfig(raft: &Raft, change: &Change) -> Result<u64, (i32, String)> {
+    let refused = |e: String| (ErrorCode::NewConfigNoQuorum.code(), e);
+    let current = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        membership::voters(m.membership_config.membership())
+    };
+    let next = change
+        .apply(&current)
+        .map_err(|e| (ErrorCode::BadArguments.code(), e))?;
+    let work = async {
+        for (id, addr) in &next {
+            if !current.contains_key(id) {
+                tracing::info!(member = id, %addr, "adding a member: catching it up as a learner");
+                raft.add_learner(*id, openraft::BasicNode::new(addr), true)
+                    .await
+                    .map_err(|e| refused(e.to_string()))?;
+            }
+        }
+        let voters: std::collections::BTreeSet<u64> = next.keys().copied().collect();
+        tracing::info!(voters = ?voters, "changing the voting members");
+        let resp =
+            raft.change_membership(voters, false)
+                .await
+                .map_err(|e| match e.to_string() {
+                    s if s.contains("in progress") || s.contains("InProgress") => {
+                        (ErrorCode::ReconfigInProgress.code(), s)
+                    }
+                    s => refused(s),
+                })?;
+        Ok(resp.log_id.index)
+    };
+    match tokio::time::timeout(RECONFIG_TIMEOUT, work).await {
+        Ok(r) => r,
+        Err(_) => Err(refused(
+            "the membership change did not finish in time".into(),
+        )),
+    }
 }

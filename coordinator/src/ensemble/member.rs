@@ -71,9 +71,11 @@ pub fn parse_peers(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
     Ok(out)
 }
 
-/// The cluster id this data directory belongs to: stored on first start, from
-/// `--cluster-id` or derived from the initial peer list.
-fn cluster_id(dir: &Path, cfg: &MemberConfig) -> anyhow::Result<String> {
+/// The cluster id this data directory belongs to, and whether it is settled. It is stored
+/// in `cluster-id`: from `--cluster-id`, or derived from the peer list by the member that
+/// initializes a new ensemble (or has data already). A new member without either adopts
+/// the id of the first member that contacts it (see [`Identity::admit`]).
+fn cluster_id(dir: &Path, cfg: &MemberConfig, settle: bool) -> anyhow::Result<(String, bool)> {
     let path = dir.join("cluster-id");
     let wanted = cfg.cluster_id.clone().unwrap_or_else(|| {
         let list: Vec<String> = cfg.peers.iter().map(|(i, a)| format!("{i}={a}")).collect();
@@ -90,12 +92,15 @@ fn cluster_id(dir: &Path, cfg: &MemberConfig) -> anyhow::Result<String> {
                     );
                 }
             }
-            Ok(stored)
+            Ok((stored, true))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !settle && cfg.cluster_id.is_none() {
+                return Ok((wanted, false));
+            }
             fjord_shared::fs::write_atomic(&path, format!("{wanted}\n").as_bytes())
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            Ok(wanted)
+            Ok((wanted, true))
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
@@ -258,10 +263,11 @@ pub async fn start(
 ) -> anyhow::Result<Member> {
     // A standalone coordinator has no peers to tell apart, and keeps no cluster id, so that
     // its data directory can later become the first member of any ensemble.
-    let cluster = if cfg.standalone() {
-        "standalone".to_owned()
+    let lowest = cfg.peers.keys().next().copied() == Some(cfg.id);
+    let (cluster, settled) = if cfg.standalone() {
+        ("standalone".to_owned(), true)
     } else {
-        cluster_id(dir, cfg)?
+        cluster_id(dir, cfg, !recovered_fresh || lowest)?
     };
     let peer_addr = match cfg.peer_listen {
         Some(a) => a,
@@ -275,14 +281,17 @@ pub async fn start(
         ),
         None => None,
     };
-    let identity = Arc::new(Identity {
-        id: cfg.id,
-        cluster: cluster.clone(),
-        peer_addr: listener
+    let identity = Arc::new(Identity::new(
+        cfg.id,
+        cluster.clone(),
+        settled
+            .then_some(())
+            .map_or_else(|| Some(dir.join("cluster-id")), |_| None),
+        listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .unwrap_or(peer_addr),
-    });
+    ));
     let log = LogStore::open(dir)?;
     let sm = StateMachine::new(processor.clone(), dir, snapshot);
     let net = PeerNetwork {
@@ -305,7 +314,6 @@ pub async fn start(
     // A new ensemble is initialized by its lowest-numbered member alone, so that members
     // added to an existing ensemble (or started next to a member with data) never form a
     // quorum of their own without that data.
-    let lowest = cfg.peers.keys().next().copied() == Some(cfg.id);
     if recovered_fresh && lowest {
         tracing::info!(members = ?cfg.peers.keys().collect::<Vec<_>>(), "initializing a new ensemble");
         if let Err(e) = raft.initialize(nodes(&cfg.peers)).await {
@@ -319,12 +327,66 @@ pub async fn start(
         processor.clone(),
     ));
     tokio::spawn(watch_role(raft.clone(), processor, cfg.election_timeout_ms));
+    if !cfg.standalone() {
+        tokio::spawn(grow(raft.clone(), cfg.clone()));
+    }
     if cfg.standalone() {
         // One voter: no need to wait out an election timeout.
         let _ = raft.trigger().elect().await;
         wait_ready(&raft, cfg.id).await;
     }
     Ok(Member { raft, identity })
+}
+
+/// A standalone coordinator's data directory started as member 1 of an ensemble: its
+/// membership names only itself. Once it leads, it adds the other members of `--peers`
+/// (each catches up as a learner first).
+async fn grow(raft: Raft, cfg: MemberConfig) {
+    let alone = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+        voters == [cfg.id]
+    };
+    if !alone || cfg.peers.len() < 2 {
+        return;
+    }
+    let led = raft
+        .wait(Some(Duration::from_secs(60)))
+        .current_leader(cfg.id, "leading alone")
+        .await;
+    if led.is_err() {
+        return;
+    }
+    let add = cfg
+        .peers
+        .iter()
+        .filter(|(id, _)| **id != cfg.id)
+        .map(|(id, a)| (*id, a.clone()))
+        .collect();
+    let change = super::membership::Change {
+        add,
+        remove: Vec::new(),
+        replace: None,
+    };
+    tracing::info!(peers = ?cfg.peers, "this member's data names it alone: adding the other members of --peers");
+    // Standalone, it recorded its client address; the others need its peer address.
+    if let Some(addr) = cfg.peers.get(&cfg.id) {
+        let nodes = [(cfg.id, BasicNode::new(addr))].into_iter().collect();
+        if let Err(e) = raft
+            .change_membership(openraft::ChangeMembers::SetNodes(nodes), false)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record this member's peer address");
+            return;
+        }
+    }
+    match super::forward::reconfig(&raft, &change).await {
+        Ok(index) => tracing::info!(zxid = index, "the ensemble has all its members"),
+        Err((_, e)) => {
+            tracing::warn!(error = %e, "could not add the other members; add them with `fjord coord members add`")
+        }
+    }
 }
 
 /// Waits (bounded) until this single member leads and has applied its whole log, so that
@@ -357,7 +419,13 @@ async fn watch_role(raft: Raft, processor: mpsc::Sender<Msg>, election_timeout_m
                 && voters > 1
                 && m.millis_since_quorum_ack
                     .is_none_or(|ms| ms > election_timeout_ms);
-            let leader = if cut_off { None } else { m.current_leader };
+            // A member removed from the ensemble serves no one.
+            let removed = m.membership_config.membership().get_node(&m.id).is_none();
+            let leader = if cut_off || removed {
+                None
+            } else {
+                m.current_leader
+            };
             let (followers, synced) = match &m.replication {
                 Some(r) => {
                     let applied = m.last_applied.map(|l| l.index);

@@ -21,6 +21,7 @@
 pub mod forward;
 pub mod log_store;
 pub mod member;
+pub mod membership;
 pub mod network;
 pub mod state_machine;
 
@@ -111,6 +112,12 @@ pub enum Outbound {
     /// A client's sync: answer once this member has applied what the leader had committed
     /// when it received the sync (read index).
     Sync(Origin),
+    /// A client's reconfig: the leader changes the membership (adding new members as
+    /// learners first, until they have caught up).
+    Reconfig {
+        origin: Origin,
+        change: membership::Change,
+    },
 }
 
 /// A log id as this crate writes it in logs.

@@ -72,6 +72,8 @@ pub enum PeerRequest {
     },
     /// A follower asks for the leader's commit index, confirmed by a quorum (for sync).
     ReadIndex,
+    /// A client's reconfig, passed to the leader.
+    Reconfig(super::membership::Change),
 }
 
 /// The answer to a [`PeerRequest`], or why it failed on the remote side.
@@ -84,6 +86,7 @@ pub enum PeerResponse {
     /// The proposals were handed to Raft (an error: this member does not lead).
     Forwarded(Result<(), String>),
     ReadIndex(Result<u64, String>),
+    Reconfigured(Result<u64, (i32, String)>),
 }
 
 async fn write_frame<W: AsyncWrite + Unpin>(
@@ -114,12 +117,64 @@ async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
 }
 
 /// Who this member is on the peer network.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Identity {
     pub id: u64,
-    pub cluster: String,
+    cluster: std::sync::Mutex<String>,
+    /// Where to store the cluster id once adopted; `None` once it is settled.
+    unsettled: std::sync::Mutex<Option<PathBuf>>,
     /// This member's peer address; outgoing connections bind to its host.
     pub peer_addr: SocketAddr,
+}
+
+impl Identity {
+    /// `unsettled`: the cluster id is a guess (a new member that did not initialize the
+    /// ensemble), to be replaced by the id of the first member that contacts this one and
+    /// stored at this path.
+    pub fn new(
+        id: u64,
+        cluster: String,
+        unsettled: Option<PathBuf>,
+        peer_addr: SocketAddr,
+    ) -> Self {
+        Identity {
+            id,
+            cluster: std::sync::Mutex::new(cluster),
+            unsettled: std::sync::Mutex::new(unsettled),
+            peer_addr,
+        }
+    }
+
+    pub fn cluster(&self) -> String {
+        self.cluster
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether a peer of cluster `theirs` may talk to this member. A new member adopts the
+    /// first cluster id it hears, and keeps it from then on.
+    fn admit(&self, theirs: &str, from: u64) -> Result<(), String> {
+        let mut cluster = self.cluster.lock().unwrap_or_else(|e| e.into_inner());
+        if *cluster == theirs {
+            return Ok(());
+        }
+        let mut unsettled = self.unsettled.lock().unwrap_or_else(|e| e.into_inner());
+        match unsettled.as_ref() {
+            Some(path) => {
+                fjord_shared::fs::write_atomic(path, format!("{theirs}\n").as_bytes())
+                    .map_err(|e| format!("cannot store the cluster id: {e}"))?;
+                tracing::info!(cluster = theirs, from, "joined the ensemble's cluster");
+                *cluster = theirs.to_owned();
+                *unsettled = None;
+                Ok(())
+            }
+            None => Err(format!(
+                "member {from} belongs to cluster {theirs:?}, not ours ({:?})",
+                *cluster
+            )),
+        }
+    }
 }
 
 /// Makes one [`PeerClient`] per target for openraft.
@@ -188,7 +243,7 @@ impl PeerClient {
             let mut conn = (BufReader::new(r), BufWriter::new(w));
             let hello = Hello {
                 version: VERSION,
-                cluster: self.me.cluster.clone(),
+                cluster: self.me.cluster(),
                 from: self.me.id,
                 to: self.target,
             };
@@ -414,18 +469,14 @@ async fn serve_conn(
             hello.version
         )));
     }
-    if hello.cluster != me.cluster {
-        return Err(std::io::Error::other(format!(
-            "member {} belongs to cluster {:?}, not ours ({:?})",
-            hello.from, hello.cluster, me.cluster
-        )));
-    }
     if hello.to != me.id {
         return Err(std::io::Error::other(format!(
             "member {} wants member {}, but this is member {}",
             hello.from, hello.to, me.id
         )));
     }
+    me.admit(&hello.cluster, hello.from)
+        .map_err(std::io::Error::other)?;
     let from = hello.from;
     *peer_id = Some(from);
     // A snapshot being received on this connection: (file, path, bytes so far).
@@ -466,6 +517,9 @@ async fn serve_conn(
             ),
             PeerRequest::ReadIndex => {
                 PeerResponse::ReadIndex(super::forward::read_index(raft).await)
+            }
+            PeerRequest::Reconfig(change) => {
+                PeerResponse::Reconfigured(super::forward::reconfig(raft, &change).await)
             }
         };
         write_frame(&mut w, &resp).await?;

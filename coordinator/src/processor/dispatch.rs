@@ -189,6 +189,14 @@ impl Processor {
                 let res = self
                     .readable(&r.path, perms::READ, &ids)
                     .map(|n| (n.data().map(Bytes::copy_from_slice), n.client_stat()));
+                // `/zookeeper/config` shows the ensemble's current membership.
+                let res = match res {
+                    Ok(_) if r.path == "/zookeeper/config" => {
+                        let (data, stat) = self.config_node();
+                        Ok((Some(data), stat))
+                    }
+                    other => other,
+                };
                 let frame = match res {
                     Ok((data, stat)) => {
                         if r.watch {
@@ -261,7 +269,7 @@ impl Processor {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.sync = Some(PendingSync {
                         xid,
-                        path: r.path,
+                        path: Some(r.path),
                         started: arrived,
                         index: None,
                     });
@@ -423,6 +431,39 @@ impl Processor {
                     );
                 }
             },
+            Request::Reconfig(r) => {
+                let change = ensemble::membership::Change::parse(
+                    &r.joining_servers,
+                    &r.leaving_servers,
+                    &r.new_members,
+                );
+                match change {
+                    Err(e) => {
+                        tracing::info!(conn, error = %e, "bad reconfig request");
+                        let frame = reply_frame(xid, last, ErrorCode::BadArguments.code(), no_body);
+                        self.send(conn, last, frame, started);
+                    }
+                    Ok(change) => {
+                        // Answered with the new configuration once this member has applied
+                        // it; everything after it waits (see `answer_syncs`).
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.sync = Some(PendingSync {
+                                xid,
+                                path: None,
+                                started: arrived,
+                                index: None,
+                            });
+                        }
+                        let origin = Origin {
+                            member: self.member,
+                            run: self.run,
+                            conn,
+                            xid,
+                        };
+                        self.outbound(Outbound::Reconfig { origin, change });
+                    }
+                }
+            }
             Request::Unknown(code) => {
                 // ZooKeeper replies with zxid -1 and then closes the connection; we keep it
                 // open, so a client probing for newer operations can carry on.

@@ -140,6 +140,12 @@ pub enum Msg {
         origins: Vec<Origin>,
         reason: String,
     },
+    /// A reconfig's outcome: the index of the new membership's entry, or an error code and
+    /// why.
+    ReconfigDone {
+        origin: Origin,
+        result: Result<u64, (i32, String)>,
+    },
     /// Shut down (other tasks hold senders, so the channel never disconnects by itself).
     Stop,
 }
@@ -299,7 +305,8 @@ struct Conn {
 
 struct PendingSync {
     xid: i32,
-    path: String,
+    /// The sync's path; `None` for a reconfig, answered with the new configuration.
+    path: Option<String>,
     started: Instant,
     /// The index to reach, once the leader has said.
     index: Option<u64>,
@@ -449,6 +456,30 @@ impl Processor {
                 }
                 self.answer_syncs();
             }
+            Msg::ReconfigDone { origin, result } => {
+                if origin.member != self.member || origin.run != self.run {
+                    return;
+                }
+                let conn = origin.conn;
+                match result {
+                    Ok(index) => {
+                        if let Some(s) = self.conns.get_mut(&conn).and_then(|c| c.sync.as_mut()) {
+                            s.index = Some(index);
+                            self.syncing.insert(conn);
+                        }
+                        self.answer_syncs();
+                    }
+                    Err((code, reason)) => {
+                        tracing::info!(conn, %reason, "reconfig refused");
+                        if let Some(s) = self.conns.get_mut(&conn).and_then(|c| c.sync.take()) {
+                            let last = self.state.last_zxid;
+                            let frame = reply_frame(s.xid, last, code, no_body);
+                            self.send(conn, last, frame, Some(s.started));
+                            self.drain_queue(conn);
+                        }
+                    }
+                }
+            }
             Msg::SyncFailed { origins, reason } => {
                 for o in origins {
                     if o.member == self.member && o.run == self.run {
@@ -506,6 +537,21 @@ impl Processor {
         }
     }
 
+    /// The data and stat of `/zookeeper/config`: the current membership, rendered.
+    fn config_node(&self) -> (Bytes, fjord_shared::jute::Stat) {
+        let zxid = ensemble::zxid_of(self.membership.log_id());
+        let text = ensemble::membership::config_text(self.membership.membership(), zxid);
+        let mut stat = self
+            .state
+            .tree
+            .get("/zookeeper/config")
+            .map(|n| n.client_stat())
+            .unwrap_or_default();
+        stat.mzxid = zxid;
+        stat.data_length = text.len() as i32;
+        (Bytes::from(text), stat)
+    }
+
     fn is_leader(&self) -> bool {
         self.leader == Some(self.member)
     }
@@ -554,7 +600,19 @@ impl Processor {
                 continue;
             };
             let last = self.state.last_zxid;
-            let frame = reply_frame(s.xid, last, 0, |b| PathRequest { path: s.path }.write(b));
+            let frame = match s.path {
+                Some(path) => reply_frame(s.xid, last, 0, |b| PathRequest { path }.write(b)),
+                None => {
+                    let (data, stat) = self.config_node();
+                    reply_frame(s.xid, last, 0, |b| {
+                        GetDataResponse {
+                            data: Some(data),
+                            stat,
+                        }
+                        .write(b)
+                    })
+                }
+            };
             self.send(conn, last, frame, Some(s.started));
             self.drain_queue(conn);
         }

@@ -7,8 +7,8 @@
 use super::prep::WriteOp;
 use fjord_shared::jute::{
     op, AddWatchRequest, AuthPacket, CheckVersionRequest, CreateRequest, CreateTtlRequest,
-    DeleteRequest, JuteError, MultiHeader, PathRequest, PathWatchRequest, Reader, Record,
-    RemoveWatchesRequest, SetAclRequest, SetDataRequest, SetWatches, SetWatches2,
+    DeleteRequest, JuteError, MultiHeader, PathRequest, PathWatchRequest, Reader, ReconfigRequest,
+    Record, RemoveWatchesRequest, SetAclRequest, SetDataRequest, SetWatches, SetWatches2,
 };
 
 /// A read inside a multiRead.
@@ -41,6 +41,7 @@ pub enum Request {
     GetEphemerals(PathRequest),
     GetAllChildrenNumber(PathRequest),
     WhoAmI,
+    Reconfig(ReconfigRequest),
     Auth(AuthPacket),
     CloseSession,
     Unknown(i32),
@@ -179,6 +180,7 @@ pub fn decode(op_code: i32, body: &[u8]) -> Result<Request, JuteError> {
         op::GET_EPHEMERALS => Request::GetEphemerals(PathRequest::read(&mut r)?),
         op::GET_ALL_CHILDREN_NUMBER => Request::GetAllChildrenNumber(PathRequest::read(&mut r)?),
         op::WHO_AM_I => Request::WhoAmI,
+        op::RECONFIG => Request::Reconfig(ReconfigRequest::read(&mut r)?),
         op::AUTH => Request::Auth(AuthPacket::read(&mut r)?),
         op::CLOSE_SESSION => Request::CloseSession,
         other => return Ok(Request::Unknown(other)),

@@ -59,8 +59,8 @@ use crate::jute::{
     op, AddWatchRequest, AuthPacket, Create2Response, CreateRequest, CreateResponse,
     CreateTtlRequest, DeleteRequest, GetAclResponse, GetAllChildrenNumberResponse,
     GetChildren2Response, GetChildrenResponse, GetDataResponse, GetEphemeralsResponse, PathRequest,
-    PathWatchRequest, Record, RemoveWatchesRequest, SetAclRequest, SetDataRequest, StatResponse,
-    WhoAmIResponse,
+    PathWatchRequest, ReconfigRequest, Record, RemoveWatchesRequest, SetAclRequest, SetDataRequest,
+    StatResponse, WhoAmIResponse,
 };
 
 /// How to connect. Build with [`ConnectOptions::new`] and adjust the public fields or the
@@ -356,6 +356,26 @@ impl Client {
             .shared
             .chroot
             .to_client(&decode_ok::<PathRequest>(&reply)?.path))
+    }
+
+    /// Changes the ensemble's voting members (ZooKeeper's `reconfig`): servers joining
+    /// (`server.ID=HOST:PORT,...`) and leaving (`ID,...`), or a whole new list. Returns the
+    /// new configuration, as `/zookeeper/config` shows it.
+    pub async fn reconfig(
+        &self,
+        joining: &str,
+        leaving: &str,
+        new_members: &str,
+    ) -> Result<(Bytes, Stat)> {
+        let req = ReconfigRequest {
+            joining_servers: joining.to_owned(),
+            leaving_servers: leaving.to_owned(),
+            new_members: new_members.to_owned(),
+            cur_config_id: -1,
+        };
+        let reply = self.call(op::RECONFIG, req.to_bytes(), None).await?;
+        let resp: GetDataResponse = decode_ok(&reply)?;
+        Ok((resp.data.unwrap_or_default(), resp.stat))
     }
 
     /// Adds a persistent (or persistent-recursive) watch on `path`; it stays until removed

@@ -331,6 +331,16 @@ record! {
 }
 
 record! {
+    /// `reconfig`: servers joining and leaving (incremental), or a whole new member list.
+    pub struct ReconfigRequest {
+        pub joining_servers: String,
+        pub leaving_servers: String,
+        pub new_members: String,
+        pub cur_config_id: i64,
+    }
+}
+
+record! {
     pub struct CheckVersionRequest { pub path: String, pub version: i32 }
 }
 
