@@ -105,6 +105,13 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
     });
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "coordinator started");
     println!("listening on {addr}");
+    let identity = member.identity.clone();
+    let stop = shutdown.clone();
+    let fatal = tokio::spawn(async move {
+        let reason = identity.fatal().await;
+        stop.cancel();
+        reason
+    });
     server::run(
         listener,
         handle.tx.clone(),
@@ -121,5 +128,12 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
     // Blocking join of the processor, which drains the log and stops the snapshot writer.
     tokio::task::spawn_blocking(move || handle.join()).await?;
     drop(lock);
+    if fatal.is_finished() {
+        if let Ok(reason) = fatal.await {
+            anyhow::bail!("refused by the ensemble: {reason}");
+        }
+        return Ok(());
+    }
+    fatal.abort();
     Ok(())
 }

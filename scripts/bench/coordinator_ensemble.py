@@ -8,9 +8,12 @@ write gap after kill -9 of the leader, and a comparison table.
   and sets go through the leader, gets are served by each member locally.
 - failover: one kazoo client writes (create) back to back through the
   multi-host connect string; the leader is killed with SIGKILL; the gap is
-  the time from the last write acknowledged before the kill to the first
-  acknowledged after it. Repeated --kills times with the killed member
-  restarted in between; the table shows the median and the worst.
+  the longest time without an acknowledged write from the last one before
+  the kill until writes flow again (a write acknowledged just after the
+  kill may have been committed before it, so the first acknowledgement
+  after the kill does not end the gap by itself). Repeated --kills times
+  with the killed member restarted in between; the table shows the median
+  and the worst.
 
 Run with the project's venv Python (scripts/test creates it); the bash
 wrapper does that, and builds the release binaries first.
@@ -90,7 +93,8 @@ def failover_gap(ens, kills: int) -> list[float]:
         killed = time.monotonic()
         ens.members[leader].kill()
         deadline = time.monotonic() + 60
-        while not any(a > killed + 0.001 for a in acks[-50:]) and time.monotonic() < deadline:
+        # Until writes flow again: 50 acknowledged after the kill.
+        while sum(1 for a in acks[-60:] if a > killed) < 50 and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(0.5)
         stop.set()
@@ -98,9 +102,10 @@ def failover_gap(ens, kills: int) -> list[float]:
         zk.stop()
         zk.close()
         before = [a for a in acks if a <= killed]
-        after = [a for a in acks if a > killed]
+        after = [a for a in acks if killed < a <= killed + 10]
         if before and after:
-            gaps.append(after[0] - before[-1])
+            points = [before[-1], *after]
+            gaps.append(max(b - a for a, b in zip(points, points[1:])))
         else:
             gaps.append(float("inf"))
         ens.restart(leader)

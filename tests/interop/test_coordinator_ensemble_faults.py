@@ -18,9 +18,11 @@ fjord-coordinator ensemble and against the reference, Apache ZooKeeper 3.8
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import time
 
-import pytest
+from conftest import FJORD_BIN_DIR
 from ensemble import Firewall, tree_digest
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
@@ -192,3 +194,82 @@ def test_adding_a_fourth_member_and_removing_one_under_load(ensemble, tmp_path):
         writers.stop()
     same_everywhere(ensemble, writers)
     assert len(children_on(ensemble.members[sid].address)) >= len(writers.acked)
+
+
+def test_fjord_peer_port_refuses_garbage_other_clusters_and_lost_data(tmp_path):
+    """Fjord only (ZooKeeper has no such checks): garbage on a member's peer
+    port and a member of another ensemble are turned away with a log line,
+    and a member restarted on a wiped data directory under its old id is
+    refused and stops with a message saying what to do; the ensemble serves
+    on throughout, and the machine rejoins under a new id."""
+    from ensemble import FjordEnsemble, free_port
+
+    ens = FjordEnsemble(tmp_path / "ensemble")
+    try:
+        ens.start()
+        leader = ens.wait_for_quorum()
+        target = ens.members[leader]
+        # Garbage: a frame length far over the limit, then noise.
+        with socket.create_connection((target.host, target.quorum_port), timeout=5) as sock:
+            sock.sendall(b"\xff\xff\xff\xf0" + b"garbage" * 100)
+            sock.settimeout(5)
+            assert sock.recv(100) == b"", "the peer port kept a garbage connection open"
+        # A member of another ensemble: id 1 of a 2-member ensemble whose other member is
+        # one of ours. It initializes its own ensemble and asks ours for votes.
+        other = next(sid for sid in ens.members if sid != 1)
+        host = "127.0.0.9"
+        intruder_dir = tmp_path / "intruder"
+        intruder_dir.mkdir()
+        port = free_port(host)
+        intruder = subprocess.Popen(
+            [
+                str(FJORD_BIN_DIR / "fjord-coordinator"),
+                "--id", "1", "--listen", f"{host}:{free_port(host)}", "--peer-listen", f"{host}:{port}",
+                "--peers", f"1={host}:{port},{other}={ens.members[other].host}:{ens.members[other].quorum_port}",
+                "--cluster-id", "someone-else", "--data-dir", str(intruder_dir / "data"),
+            ],
+            stdout=subprocess.DEVNULL, stderr=open(intruder_dir / "log", "wb"),
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while "someone-else" not in ens.members[other].log_path.read_text(errors="replace"):
+                assert time.monotonic() < deadline, "no log line about the other ensemble's member"
+                time.sleep(0.2)
+            print("a member of another ensemble was turned away")
+        finally:
+            intruder.kill()
+            intruder.wait(10)
+        assert ens.wait_for_quorum(timeout=30) == leader
+
+        # Lost data: a follower restarted on an empty data directory under its old id.
+        writers = ZnodeWriters(ens.address, clients=1).start()
+        try:
+            writers.wait_acks(0, 50, 30, "at the start")
+            victim = next(sid for sid in ens.members if sid != leader)
+            m = ens.members[victim]
+            m.kill()
+            subprocess.run(["rm", "-rf", str(m.workdir / "data")], check=True)
+            ens.restart(victim)
+            m.process.wait(30)
+            assert m.process.returncode not in (0, None), "the member with lost data kept running"
+            log = m.log_path.read_text(errors="replace")
+            assert "new data directory" in log and "new id" in log, log[-2000:]
+            print(f"member {victim} on a wiped data directory exited with {m.process.returncode}")
+            writers.wait_acks(time.monotonic(), 50, 30, "while the wiped member is refused")
+            # The procedure the message gives: remove it, add the machine under a new id.
+            zk = KazooClient(hosts=ens.address, timeout=10)
+            zk.start(timeout=30)
+            try:
+                zk.reconfig(joining=None, leaving=str(victim), new_members=None)
+                ens.forget(victim)
+                sid, spec = ens.add_member(tmp_path / "replacement")
+                zk.reconfig(joining=spec, leaving=None, new_members=None)
+            finally:
+                zk.stop()
+                zk.close()
+            writers.wait_acks(time.monotonic(), 50, 30, "after the replacement")
+        finally:
+            writers.stop()
+        same_everywhere(ens, writers)
+    finally:
+        ens.stop()

@@ -193,6 +193,12 @@ impl Spec {
 
     /// Starts the process in a fresh temp dir, on port 0.
     pub fn start(self) -> anyhow::Result<Process> {
+        self.start_on("127.0.0.1:0")
+    }
+
+    /// Starts the process in a fresh temp dir, listening on `listen` (for members of an
+    /// ensemble, which must know each other's addresses before they start).
+    pub fn start_on(self, listen: &str) -> anyhow::Result<Process> {
         let bin = binary(&self.binary)?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("{}-", self.binary))
@@ -207,7 +213,7 @@ impl Spec {
             starts: 0,
             stopped: false,
         };
-        p.launch("127.0.0.1:0")?;
+        p.launch(listen)?;
         Ok(p)
     }
 }

@@ -281,17 +281,19 @@ pub async fn start(
         ),
         None => None,
     };
-    let identity = Arc::new(Identity::new(
-        cfg.id,
-        cluster.clone(),
-        settled
-            .then_some(())
-            .map_or_else(|| Some(dir.join("cluster-id")), |_| None),
-        listener
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
-            .unwrap_or(peer_addr),
-    ));
+    let identity = Arc::new(
+        Identity::new(
+            cfg.id,
+            cluster.clone(),
+            (!settled).then(|| dir.join("cluster-id")),
+            listener
+                .as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .unwrap_or(peer_addr),
+            dir,
+        )
+        .context("reading this member's identity")?,
+    );
     let log = LogStore::open(dir)?;
     let sm = StateMachine::new(processor.clone(), dir, snapshot);
     let net = PeerNetwork {

@@ -48,6 +48,22 @@ pub struct Hello {
     pub cluster: String,
     pub from: u64,
     pub to: u64,
+    /// Which data directory the sender runs on (random, made when it was first used).
+    pub incarnation: u64,
+}
+
+/// The listener's answer to a [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HelloReply {
+    Welcome {
+        incarnation: u64,
+    },
+    /// `fatal`: the sender must not run as this member at all (its data directory is not
+    /// the one the ensemble knows under its id).
+    Refused {
+        reason: String,
+        fatal: bool,
+    },
 }
 
 /// A request from one member to another.
@@ -74,6 +90,12 @@ pub enum PeerRequest {
     ReadIndex,
     /// A client's reconfig, passed to the leader.
     Reconfig(super::membership::Change),
+    /// The connecting member refuses to talk to this one, and says why; with `fatal`, this
+    /// member must stop.
+    Goodbye {
+        reason: String,
+        fatal: bool,
+    },
 }
 
 /// The answer to a [`PeerRequest`], or why it failed on the remote side.
@@ -117,6 +139,12 @@ async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
 }
 
 /// Who this member is on the peer network.
+///
+/// Besides its id and cluster, a member has an incarnation: a random number made when its
+/// data directory is first used. Members remember each other's incarnations (`peers.json`),
+/// and refuse to talk to a member that comes back under a known id with another one: its
+/// data was lost, and a Raft member that forgot its log and votes can help elect a leader
+/// that lacks acknowledged writes. The refused member is told, and stops.
 #[derive(Debug)]
 pub struct Identity {
     pub id: u64,
@@ -125,23 +153,108 @@ pub struct Identity {
     unsettled: std::sync::Mutex<Option<PathBuf>>,
     /// This member's peer address; outgoing connections bind to its host.
     pub peer_addr: SocketAddr,
+    pub incarnation: u64,
+    /// Member id → the incarnation it had when first seen.
+    seen: std::sync::Mutex<std::collections::BTreeMap<u64, u64>>,
+    seen_path: PathBuf,
+    /// Set when this member must stop (see [`HelloReply::Refused`]).
+    fatal: tokio::sync::watch::Sender<Option<String>>,
+}
+
+fn random_u64() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        b = (t ^ u64::from(std::process::id())).to_be_bytes();
+    }
+    u64::from_be_bytes(b).max(1)
 }
 
 impl Identity {
     /// `unsettled`: the cluster id is a guess (a new member that did not initialize the
     /// ensemble), to be replaced by the id of the first member that contacts this one and
-    /// stored at this path.
+    /// stored at this path. Reads (or makes) the incarnation and the peers seen in `dir`.
     pub fn new(
         id: u64,
         cluster: String,
         unsettled: Option<PathBuf>,
         peer_addr: SocketAddr,
-    ) -> Self {
-        Identity {
+        dir: &std::path::Path,
+    ) -> std::io::Result<Self> {
+        let inc_path = dir.join("incarnation");
+        let incarnation = match std::fs::read_to_string(&inc_path) {
+            Ok(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| std::io::Error::other(format!("{} is damaged", inc_path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let n = random_u64();
+                fjord_shared::fs::write_atomic(&inc_path, format!("{n}\n").as_bytes())?;
+                n
+            }
+            Err(e) => return Err(e),
+        };
+        let seen_path = dir.join("peers.json");
+        let seen = match std::fs::read(&seen_path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", seen_path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(e) => return Err(e),
+        };
+        Ok(Identity {
             id,
             cluster: std::sync::Mutex::new(cluster),
             unsettled: std::sync::Mutex::new(unsettled),
             peer_addr,
+            incarnation,
+            seen: std::sync::Mutex::new(seen),
+            seen_path,
+            fatal: tokio::sync::watch::channel(None).0,
+        })
+    }
+
+    /// Resolves once this member must stop, with why.
+    pub async fn fatal(&self) -> String {
+        let mut rx = self.fatal.subscribe();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                return "the peer network stopped".into();
+            }
+        }
+    }
+
+    fn fail(&self, reason: String) {
+        tracing::error!(%reason, "this member must stop");
+        self.fatal.send_replace(Some(reason));
+    }
+
+    /// Whether member `id` runs on the data it had when this member first saw it.
+    fn check_incarnation(&self, id: u64, incarnation: u64) -> Result<(), String> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        match seen.get(&id) {
+            Some(known) if *known == incarnation => Ok(()),
+            Some(_) => Err(format!(
+                "member {id} came back with a new data directory; a member whose data was \
+                 lost must not rejoin under its old id (it could help elect a leader without \
+                 acknowledged writes): remove it (`fjord coord members remove {id}`) and add \
+                 the machine back under a new id"
+            )),
+            None => {
+                seen.insert(id, incarnation);
+                let json = serde_json::to_vec(&*seen).unwrap_or_default();
+                fjord_shared::fs::write_atomic(&self.seen_path, &json)
+                    .map_err(|e| format!("cannot store {}: {e}", self.seen_path.display()))
+            }
         }
     }
 
@@ -246,8 +359,34 @@ impl PeerClient {
                 cluster: self.me.cluster(),
                 from: self.me.id,
                 to: self.target,
+                incarnation: self.me.incarnation,
             };
             write_frame(&mut conn.1, &hello).await?;
+            match read_frame::<_, HelloReply>(&mut conn.0).await? {
+                HelloReply::Welcome { incarnation } => {
+                    if let Err(reason) = self.me.check_incarnation(self.target, incarnation) {
+                        tracing::error!(peer = self.target, %reason, "refusing a peer");
+                        let bye = PeerRequest::Goodbye {
+                            reason,
+                            fatal: true,
+                        };
+                        let _ = write_frame(&mut conn.1, &bye).await;
+                        return Err(std::io::Error::other(format!(
+                            "member {} runs on lost data",
+                            self.target
+                        )));
+                    }
+                }
+                HelloReply::Refused { reason, fatal } => {
+                    if fatal {
+                        self.me.fail(reason.clone());
+                    }
+                    return Err(std::io::Error::other(format!(
+                        "member {} refused this member: {reason}",
+                        self.target
+                    )));
+                }
+            }
             tracing::debug!(peer = self.target, addr = %self.addr, "peer connection opened");
             self.conn = Some(conn);
         }
@@ -475,8 +614,29 @@ async fn serve_conn(
             hello.from, hello.to, me.id
         )));
     }
-    me.admit(&hello.cluster, hello.from)
-        .map_err(std::io::Error::other)?;
+    if let Err(reason) = me.admit(&hello.cluster, hello.from) {
+        let refused = HelloReply::Refused {
+            reason: reason.clone(),
+            fatal: false,
+        };
+        let _ = write_frame(&mut w, &refused).await;
+        return Err(std::io::Error::other(reason));
+    }
+    if let Err(reason) = me.check_incarnation(hello.from, hello.incarnation) {
+        let refused = HelloReply::Refused {
+            reason: reason.clone(),
+            fatal: true,
+        };
+        let _ = write_frame(&mut w, &refused).await;
+        return Err(std::io::Error::other(reason));
+    }
+    write_frame(
+        &mut w,
+        &HelloReply::Welcome {
+            incarnation: me.incarnation,
+        },
+    )
+    .await?;
     let from = hello.from;
     *peer_id = Some(from);
     // A snapshot being received on this connection: (file, path, bytes so far).
@@ -520,6 +680,14 @@ async fn serve_conn(
             }
             PeerRequest::Reconfig(change) => {
                 PeerResponse::Reconfigured(super::forward::reconfig(raft, &change).await)
+            }
+            PeerRequest::Goodbye { reason, fatal } => {
+                if fatal {
+                    me.fail(reason.clone());
+                }
+                return Err(std::io::Error::other(format!(
+                    "member {from} refuses this member: {reason}"
+                )));
             }
         };
         write_frame(&mut w, &resp).await?;
