@@ -76,7 +76,7 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
             applied: recovered.applied,
             membership: recovered.membership,
             member: member_cfg.id,
-            proposer,
+            proposer: proposer.clone(),
         },
     )
     .context("cannot start the processor")?;
@@ -87,7 +87,7 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
         fresh,
         snapshot,
         handle.tx.clone(),
-        proposals,
+        (proposer, proposals),
         shutdown.clone(),
     )
     .await?;

@@ -14,7 +14,7 @@
 
 use super::membership::{self, Change};
 use super::network::{Identity, PeerClient, PeerRequest, PeerResponse};
-use super::{Origin, Outbound, Proposal, Raft};
+use super::{Batch, Origin, Outbound, Proposal, Raft, MAX_BATCH};
 use crate::processor::Msg;
 use fjord_shared::jute::ErrorCode;
 use std::sync::{mpsc, Arc};
@@ -23,6 +23,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How many queued items go in one forwarded batch.
 const BATCH: usize = 1024;
+/// Entries of this member's proposals that may be in Raft at once, on the leader.
+const IN_FLIGHT: usize = 2;
 /// How long a forwarded batch or a read index may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a membership change may take, including a new member's catching up.
@@ -70,8 +72,15 @@ pub async fn run(
         me: me.clone(),
         client: None,
     };
+    let inflight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut batch = Vec::new();
     while let Some(first) = rx.recv().await {
+        // On the leader, at most IN_FLIGHT entries of ours are on their way through Raft:
+        // while the next one waits for room, proposals queue up and go in one entry.
+        let permit = match leader(&raft) {
+            Some((id, _)) if id == me.id => inflight.clone().acquire_owned().await.ok(),
+            _ => None,
+        };
         let mut proposals = Vec::new();
         let mut touches = Vec::new();
         batch.push(first);
@@ -120,7 +129,7 @@ pub async fn run(
         let origins = |ps: &[Proposal]| ps.iter().filter_map(|p| p.origin).collect::<Vec<_>>();
         match leader(&raft) {
             None => reject(&processor, origins(&proposals), "no leader"),
-            Some((id, _)) if id == me.id => submit(&raft, &processor, proposals).await,
+            Some((id, _)) if id == me.id => submit(&raft, &processor, proposals, permit).await,
             Some((id, addr)) => {
                 if proposals.is_empty() && touches.is_empty() {
                     continue;
@@ -150,29 +159,51 @@ fn reject(processor: &mpsc::Sender<Msg>, origins: Vec<Origin>, reason: &str) {
     }
 }
 
-/// Hands proposals to Raft on the leader, in order. One whose fate turns out not to be
-/// "committed" is reported back so that its connection is closed.
-async fn submit(raft: &Raft, processor: &mpsc::Sender<Msg>, proposals: Vec<Proposal>) {
-    for p in proposals {
-        let origin = p.origin;
-        // This only queues the entry with Raft; the outcome arrives on `done`.
-        match raft.client_write_ff(p).await {
+/// Hands proposals to Raft on the leader, in order, as one entry per [`MAX_BATCH`]. Those
+/// whose entry turns out not to be committed are reported back so that their connections
+/// are closed.
+async fn submit(
+    raft: &Raft,
+    processor: &mpsc::Sender<Msg>,
+    proposals: Vec<Proposal>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let mut permit = permit;
+    for chunk in chunks(proposals) {
+        let origins: Vec<Origin> = chunk.iter().filter_map(|p| p.origin).collect();
+        // This only queues the entry with Raft; the outcome arrives on `done`, and the
+        // permit is given back then.
+        match raft.client_write_ff(Batch(chunk)).await {
             Ok(done) => {
-                if let Some(origin) = origin {
-                    let processor = processor.clone();
-                    tokio::spawn(async move {
-                        let reason = match done.await {
-                            Ok(Ok(_)) => return,
-                            Ok(Err(e)) => e.to_string(),
-                            Err(_) => "Raft stopped".to_owned(),
-                        };
-                        reject(&processor, vec![origin], &reason);
-                    });
-                }
+                let processor = processor.clone();
+                let permit = permit.take();
+                tokio::spawn(async move {
+                    let outcome = done.await;
+                    drop(permit);
+                    let reason = match outcome {
+                        Ok(Ok(_)) => return,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "Raft stopped".to_owned(),
+                    };
+                    reject(&processor, origins, &reason);
+                });
             }
-            Err(e) => reject(processor, origin.into_iter().collect(), &e.to_string()),
+            Err(e) => reject(processor, origins, &e.to_string()),
         }
     }
+}
+
+/// Proposals in entries of at most [`MAX_BATCH`].
+fn chunks(mut proposals: Vec<Proposal>) -> Vec<Vec<Proposal>> {
+    let mut out = Vec::new();
+    while proposals.len() > MAX_BATCH {
+        let rest = proposals.split_off(MAX_BATCH);
+        out.push(std::mem::replace(&mut proposals, rest));
+    }
+    if !proposals.is_empty() {
+        out.push(proposals);
+    }
+    out
 }
 
 /// Answers syncs: one read index per batch of waiting syncs.
@@ -221,11 +252,14 @@ pub async fn read_index(raft: &Raft) -> Result<u64, String> {
     }
 }
 
-/// On the leader: proposals forwarded by a follower, and its keep-alives.
+/// On the leader: proposals forwarded by a follower, and its keep-alives. The proposals
+/// join this member's own queue (`outbound`), so that they share entries with everything
+/// else the leader is proposing.
 pub async fn accept(
     raft: &Raft,
     me: u64,
     processor: &mpsc::Sender<Msg>,
+    outbound: &tokio::sync::mpsc::UnboundedSender<Outbound>,
     proposals: Vec<Proposal>,
     touches: Vec<i64>,
 ) -> Result<(), String> {
@@ -237,8 +271,8 @@ pub async fn accept(
     }
     // Failures after this point are the follower's to notice (the leader changes).
     for p in proposals {
-        if let Err(e) = raft.client_write_ff(p).await {
-            return Err(e.to_string());
+        if outbound.send(Outbound::Propose(p)).is_err() {
+            return Err("the leader is shutting down".into());
         }
     }
     Ok(())

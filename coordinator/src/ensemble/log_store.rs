@@ -519,20 +519,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ensemble::{Op, Proposal};
+    use crate::ensemble::{Batch, Op, Proposal};
     use openraft::{CommittedLeaderId, EntryPayload};
 
     fn entry(term: u64, index: u64) -> Entry {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
-            payload: EntryPayload::Normal(Proposal {
+            payload: EntryPayload::Normal(Batch(vec![Proposal {
                 origin: None,
                 session: 7,
                 time: 1,
                 op: Op::DeleteContainer {
                     path: format!("/c{index}"),
                 },
-            }),
+            }])),
         }
     }
 

@@ -112,8 +112,8 @@ pub struct Recovered {
     pub state: State,
     pub applied: Option<LogId>,
     pub membership: StoredMembership,
-    /// The snapshot it came from, if any.
-    pub snapshot: Option<SnapshotMeta>,
+    /// The snapshot it came from, if any, and its file.
+    pub snapshot: Option<(SnapshotMeta, std::path::PathBuf)>,
     /// Nothing on disk: a new member.
     pub fresh: bool,
 }
@@ -175,7 +175,7 @@ pub fn recover(dir: &Path, tick_ms: u64, cfg: &MemberConfig) -> anyhow::Result<R
                 state,
                 applied: meta.last_log_id,
                 membership: meta.last_membership.clone(),
-                snapshot: Some(meta),
+                snapshot: Some((meta, path)),
                 fresh: false,
             })
         }
@@ -256,11 +256,15 @@ pub async fn start(
     dir: &Path,
     cfg: &MemberConfig,
     recovered_fresh: bool,
-    snapshot: Option<SnapshotMeta>,
+    snapshot: Option<(SnapshotMeta, std::path::PathBuf)>,
     processor: mpsc::Sender<Msg>,
-    proposals: tokio::sync::mpsc::UnboundedReceiver<Outbound>,
+    proposals: (
+        tokio::sync::mpsc::UnboundedSender<Outbound>,
+        tokio::sync::mpsc::UnboundedReceiver<Outbound>,
+    ),
     shutdown: CancellationToken,
 ) -> anyhow::Result<Member> {
+    let (outbound, proposals) = proposals;
     // A standalone coordinator has no peers to tell apart, and keeps no cluster id, so that
     // its data directory can later become the first member of any ensemble.
     let lowest = cfg.peers.keys().next().copied() == Some(cfg.id);
@@ -309,6 +313,7 @@ pub async fn start(
             identity.clone(),
             raft.clone(),
             processor.clone(),
+            outbound,
             dir.to_owned(),
             shutdown.clone(),
         ));

@@ -2,14 +2,19 @@
 //!
 //! A member is the standalone coordinator with its commit point moved from "fsynced to my
 //! log" to "committed by a Raft quorum"; a standalone coordinator is an ensemble of one.
-//! What goes into the log is a [`Proposal`]: a client's write request as it arrived (opcode
-//! and body), plus everything about it that is not deterministic (wall time, the
-//! connection's authenticated ids, a new session's id and password, and where the request
-//! came from). Every member validates and applies each committed proposal with the same
-//! code (`processor::prep` then `txn::apply`), so replicas cannot disagree.
+//! What goes into the log is a [`Batch`] of [`Proposal`]s: each a client's write request as
+//! it arrived (opcode and body), plus everything about it that is not deterministic (wall
+//! time, the connection's authenticated ids, a new session's id and password, and where
+//! the request came from). Every member validates and applies each committed proposal with
+//! the same code (`processor::prep` then `txn::apply`), so replicas cannot disagree.
 //!
-//! zxids are Raft log indexes. They increase across leader changes, and an index that holds
-//! a leader's blank entry or a membership change consumes a zxid like a write does.
+//! Proposals travel in batches because openraft 0.9 waits for each log append to be on
+//! disk before it takes the next: one entry per batch gives group commit back (one fsync
+//! for everything the leader received meanwhile).
+//!
+//! The zxid of the `i`th proposal of the entry at log index `n` is `n << 16 | i` (see
+//! [`zxid`]): zxids increase across leader changes, and an entry that holds a leader's
+//! blank entry or a membership change consumes one too.
 //!
 //! Files: [`member`] configuration, start-up and the tasks between the processor and Raft;
 //! [`log_store`] the durable Raft log (group commit); [`state_machine`] the bridge to the
@@ -31,7 +36,7 @@ use serde::{Deserialize, Serialize};
 openraft::declare_raft_types!(
     /// Types of the coordinator's Raft group.
     pub TypeConfig:
-        D = Proposal,
+        D = Batch,
         R = (),
         NodeId = u64,
         Node = openraft::BasicNode,
@@ -78,6 +83,18 @@ pub struct Proposal {
     /// Wall-clock milliseconds on the proposing member: ctime and mtime.
     pub time: i64,
     pub op: Op,
+}
+
+/// The proposals of one log entry, applied in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch(pub Vec<Proposal>);
+
+/// The most proposals in one entry (they share its index; the position takes 16 bits).
+pub const MAX_BATCH: usize = 4096;
+
+/// The zxid of the proposal at `position` in the entry at log `index`.
+pub fn zxid(index: u64, position: usize) -> i64 {
+    ((index << 16) | (position as u64 & 0xffff)) as i64
 }
 
 /// What a proposal asks for.
@@ -128,9 +145,9 @@ pub fn show(log_id: &Option<LogId>) -> String {
     }
 }
 
-/// The zxid of a log position.
+/// The zxid of a log position's first proposal.
 pub fn zxid_of(log_id: &Option<LogId>) -> i64 {
-    log_id.map(|l| l.index as i64).unwrap_or(0)
+    log_id.map(|l| zxid(l.index, 0)).unwrap_or(0)
 }
 
 /// A storage error from whatever failed, for openraft.

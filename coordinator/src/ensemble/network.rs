@@ -553,6 +553,7 @@ pub async fn serve(
     me: Arc<Identity>,
     raft: Raft,
     processor: std::sync::mpsc::Sender<Msg>,
+    outbound: tokio::sync::mpsc::UnboundedSender<super::Outbound>,
     dir: PathBuf,
     shutdown: CancellationToken,
 ) {
@@ -570,11 +571,12 @@ pub async fn serve(
         };
         let (me, raft, dir, shutdown) = (me.clone(), raft.clone(), dir.clone(), shutdown.clone());
         let processor = processor.clone();
+        let outbound = outbound.clone();
         tokio::spawn(async move {
             let mut from = None;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = serve_conn(stream, &me, &raft, &processor, &dir, &mut from) => {
+                r = serve_conn(stream, &me, &raft, &processor, &outbound, &dir, &mut from) => {
                     if let Err(e) = r {
                         tracing::info!(%peer, reason = %e, "peer connection closed");
                     }
@@ -592,6 +594,7 @@ async fn serve_conn(
     me: &Identity,
     raft: &Raft,
     processor: &std::sync::mpsc::Sender<Msg>,
+    outbound: &tokio::sync::mpsc::UnboundedSender<super::Outbound>,
     dir: &std::path::Path,
     peer_id: &mut Option<u64>,
 ) -> std::io::Result<()> {
@@ -673,7 +676,7 @@ async fn serve_conn(
                 .await,
             ),
             PeerRequest::Forward { proposals, touches } => PeerResponse::Forwarded(
-                super::forward::accept(raft, me.id, processor, proposals, touches).await,
+                super::forward::accept(raft, me.id, processor, outbound, proposals, touches).await,
             ),
             PeerRequest::ReadIndex => {
                 PeerResponse::ReadIndex(super::forward::read_index(raft).await)

@@ -91,8 +91,8 @@ fn purge(dir: &Path) {
 struct Shared {
     processor: mpsc::Sender<Msg>,
     dir: PathBuf,
-    /// The newest snapshot on disk.
-    current: Mutex<Option<SnapshotMeta>>,
+    /// The newest snapshot on disk, and its file.
+    current: Mutex<Option<(SnapshotMeta, PathBuf)>>,
     builds: AtomicU64,
 }
 
@@ -103,7 +103,11 @@ pub struct StateMachine {
 
 impl StateMachine {
     /// `current` is the snapshot the processor started from, if it has Raft metadata.
-    pub fn new(processor: mpsc::Sender<Msg>, dir: &Path, current: Option<SnapshotMeta>) -> Self {
+    pub fn new(
+        processor: mpsc::Sender<Msg>,
+        dir: &Path,
+        current: Option<(SnapshotMeta, PathBuf)>,
+    ) -> Self {
         StateMachine {
             shared: Arc::new(Shared {
                 processor,
@@ -127,7 +131,7 @@ impl StateMachine {
             .map_err(|_| storage_error(StorageIOError::write_state_machine, "processor stopped"))
     }
 
-    fn set_current(&self, meta: SnapshotMeta) {
+    fn set_current(&self, meta: SnapshotMeta, path: PathBuf) {
         let mut cur = self
             .shared
             .current
@@ -135,18 +139,11 @@ impl StateMachine {
             .unwrap_or_else(|e| e.into_inner());
         let newer = cur
             .as_ref()
-            .is_none_or(|c| c.last_log_id <= meta.last_log_id);
+            .is_none_or(|(c, _)| c.last_log_id <= meta.last_log_id);
         if newer {
-            *cur = Some(meta);
+            *cur = Some((meta, path));
         }
     }
-}
-
-fn snapshot_path(dir: &Path, meta: &SnapshotMeta) -> PathBuf {
-    dir.join(crate::persist::file_name(
-        "snapshot",
-        super::zxid_of(&meta.last_log_id),
-    ))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -171,7 +168,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         .map_err(|e| storage_error(|e| StorageIOError::write_snapshot(None, e), e))?
         .map_err(|e| storage_error(|e| StorageIOError::write_snapshot(None, e), e))?;
         tracing::info!(path = %path.display(), log_id = %super::show(&last), nodes, ms = started.elapsed().as_millis() as u64, "snapshot written");
-        self.set_current(meta.clone());
+        self.set_current(meta.clone(), path.clone());
         Ok(Snapshot {
             meta,
             snapshot: Box::new(SnapshotFile { path }),
@@ -215,27 +212,31 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let err = |e: String| storage_error(|e| StorageIOError::read_snapshot(None, e), e);
         let dir = self.shared.dir.clone();
-        let target = snapshot_path(&dir, meta);
         let source = snapshot.path.clone();
         let want = meta.last_log_id;
-        let loaded = tokio::task::spawn_blocking(move || -> Result<Loaded, String> {
-            let loaded = snapshot::read(&source)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("{} is damaged", source.display()))?;
-            let got = loaded.meta.as_deref().and_then(decode_meta);
-            if got.as_ref().map(|m| m.last_log_id) != Some(want) {
-                return Err("the snapshot's metadata does not match what the leader sent".into());
-            }
-            if source != target {
-                std::fs::rename(&source, &target).map_err(|e| e.to_string())?;
-                fjord_shared::fs::sync_dir(&dir).map_err(|e| e.to_string())?;
-            }
-            purge(&dir);
-            Ok(loaded)
-        })
-        .await
-        .map_err(|e| err(e.to_string()))?
-        .map_err(err)?;
+        let installed =
+            tokio::task::spawn_blocking(move || -> Result<(Loaded, PathBuf), String> {
+                let loaded = snapshot::read(&source)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("{} is damaged", source.display()))?;
+                let got = loaded.meta.as_deref().and_then(decode_meta);
+                if got.as_ref().map(|m| m.last_log_id) != Some(want) {
+                    return Err(
+                        "the snapshot's metadata does not match what the leader sent".into(),
+                    );
+                }
+                let target = dir.join(crate::persist::file_name("snapshot", loaded.last_zxid));
+                if source != target {
+                    std::fs::rename(&source, &target).map_err(|e| e.to_string())?;
+                    fjord_shared::fs::sync_dir(&dir).map_err(|e| e.to_string())?;
+                }
+                purge(&dir);
+                Ok((loaded, target))
+            })
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .map_err(err)?;
+        let (loaded, target) = installed;
         tracing::info!(log_id = %super::show(&meta.last_log_id), nodes = loaded.tree.node_count(), "installing a snapshot from the leader");
         let meta2 = meta.clone();
         self.ask(|done| SmRequest::Install {
@@ -244,7 +245,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             done,
         })
         .await?;
-        self.set_current(meta.clone());
+        self.set_current(meta.clone(), target);
         Ok(())
     }
 
@@ -255,10 +256,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        Ok(cur.map(|meta| Snapshot {
-            snapshot: Box::new(SnapshotFile {
-                path: snapshot_path(&self.shared.dir, &meta),
-            }),
+        Ok(cur.map(|(meta, path)| Snapshot {
+            snapshot: Box::new(SnapshotFile { path }),
             meta,
         }))
     }

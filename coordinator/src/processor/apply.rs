@@ -14,7 +14,7 @@ impl Processor {
                 // Everything handed over is committed: frames that depend on these entries
                 // may go out as soon as they are queued.
                 if let Some(last) = entries.last() {
-                    let zxid = last.log_id.index as i64;
+                    let zxid = ensemble::zxid(last.log_id.index, 0xffff);
                     self.durable.send_modify(|d| d.zxid = d.zxid.max(zxid));
                 }
                 for e in entries {
@@ -40,19 +40,31 @@ impl Processor {
     }
 
     fn apply_entry(&mut self, e: ensemble::Entry) {
-        let zxid = e.log_id.index as i64;
+        let index = e.log_id.index;
+        let zxid = ensemble::zxid(index, 0);
         match e.payload {
-            EntryPayload::Blank => {}
+            EntryPayload::Blank => self.advance(zxid),
             EntryPayload::Membership(m) => {
                 tracing::info!(zxid, membership = %m, "membership applied");
                 self.membership = StoredMembership::new(Some(e.log_id), m);
+                self.advance(zxid);
             }
-            EntryPayload::Normal(p) => self.apply_proposal(zxid, p),
+            EntryPayload::Normal(batch) => {
+                for (i, p) in batch.0.into_iter().enumerate() {
+                    let zxid = ensemble::zxid(index, i);
+                    self.apply_proposal(zxid, p);
+                    self.advance(zxid);
+                }
+            }
         }
+        self.applied = Some(e.log_id);
+    }
+
+    /// Every log position consumes a zxid, also one that changes no node.
+    fn advance(&mut self, zxid: i64) {
         if zxid > self.state.last_zxid {
             self.state.last_zxid = zxid;
         }
-        self.applied = Some(e.log_id);
     }
 
     fn apply_proposal(&mut self, zxid: i64, p: Proposal) {
@@ -304,7 +316,7 @@ impl Processor {
         self.state = State {
             tree: loaded.tree,
             sessions,
-            last_zxid: ensemble::zxid_of(&meta.last_log_id),
+            last_zxid: loaded.last_zxid,
         };
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership;
