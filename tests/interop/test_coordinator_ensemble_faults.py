@@ -273,3 +273,56 @@ def test_fjord_peer_port_refuses_garbage_other_clusters_and_lost_data(tmp_path):
         same_everywhere(ens, writers)
     finally:
         ens.stop()
+
+
+def test_fjord_member_with_a_full_disk_stops_and_loses_nothing(tmp_path):
+    """Fjord only: one follower's data directory is a 4 MiB tmpfs that fills
+    up under large writes. That member stops (exits non-zero, saying why);
+    the other two carry on, nothing acknowledged is lost, and once the disk
+    has room again the member restarts and catches up."""
+    from ensemble import FjordEnsemble
+
+    ens = FjordEnsemble(tmp_path / "ensemble")
+    victim = 3
+    data = ens.members[victim].workdir / "data"
+    data.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(data)], check=True)
+    try:
+        ens.start()
+        writers = ZnodeWriters(ens.address, clients=1).start()
+        try:
+            writers.wait_acks(0, 50, 30, "at the start")
+            zk = KazooClient(hosts=ens.address, timeout=10)
+            zk.start(timeout=30)
+            try:
+                zk.create("/big", b"")
+                blob = b"x" * 200_000
+                deadline = time.monotonic() + 60
+                n = 0
+                while ens.members[victim].running:
+                    assert time.monotonic() < deadline, "the member with a full disk did not stop"
+                    n += 1
+                    try:
+                        zk.set("/big", blob)
+                    except (KazooException, KazooTimeoutError):
+                        time.sleep(0.1)
+            finally:
+                zk.stop()
+                zk.close()
+            m = ens.members[victim]
+            assert m.process.returncode not in (0, None)
+            log = m.log_path.read_text(errors="replace")
+            assert "Raft log write or fsync failed" in log, log[-2000:]
+            print(f"member {victim} stopped after {n} large writes: exit {m.process.returncode}")
+            stopped = time.monotonic()
+            writers.wait_acks(stopped, 100, 60, "with one member stopped")
+            subprocess.run(["mount", "-o", "remount,size=512m", str(data)], check=True)
+            ens.restart(victim)
+            ens.wait_for_quorum(timeout=60)
+            writers.wait_acks(time.monotonic(), 50, 60, "after the member came back")
+        finally:
+            writers.stop()
+        same_everywhere(ens, writers)
+    finally:
+        ens.stop()
+        subprocess.run(["umount", "-l", str(data)], check=False)

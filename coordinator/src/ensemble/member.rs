@@ -333,7 +333,12 @@ pub async fn start(
         identity.clone(),
         processor.clone(),
     ));
-    tokio::spawn(watch_role(raft.clone(), processor, cfg.election_timeout_ms));
+    tokio::spawn(watch_role(
+        raft.clone(),
+        processor.clone(),
+        cfg.election_timeout_ms,
+    ));
+    tokio::spawn(watch_fatal(raft.clone(), identity.clone(), processor));
     if !cfg.standalone() {
         tokio::spawn(grow(raft.clone(), cfg.clone()));
     }
@@ -408,6 +413,28 @@ async fn wait_ready(raft: &Raft, id: u64) {
         .await;
     if let Err(e) = r {
         tracing::warn!(error = %e, "not ready in time; serving anyway");
+    }
+}
+
+/// Raft stops for good when this member's log cannot be written (a full disk, a failed
+/// fsync): the member then closes its clients, answers nothing more, and exits with the
+/// reason, so that a supervisor sees it. What it acknowledged is on a quorum's disks; on
+/// restart it recovers its log up to the last good record and catches up.
+async fn watch_fatal(raft: Raft, identity: Arc<Identity>, processor: mpsc::Sender<Msg>) {
+    let mut metrics = raft.metrics();
+    loop {
+        let failed = match &metrics.borrow_and_update().running_state {
+            Ok(()) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(reason) = failed {
+            let _ = processor.send(Msg::Failed);
+            identity.fail(format!("Raft stopped: {reason}"));
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 

@@ -233,7 +233,8 @@ impl Identity {
         }
     }
 
-    fn fail(&self, reason: String) {
+    /// This member must stop: `run` shuts it down and exits with `reason`.
+    pub fn fail(&self, reason: String) {
         tracing::error!(%reason, "this member must stop");
         self.fatal.send_replace(Some(reason));
     }

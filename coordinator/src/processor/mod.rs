@@ -146,6 +146,8 @@ pub enum Msg {
         origin: Origin,
         result: Result<u64, (i32, String)>,
     },
+    /// The replicated log failed on this member: stop serving.
+    Failed,
     /// Shut down (other tasks hold senders, so the channel never disconnects by itself).
     Stop,
 }
@@ -486,6 +488,15 @@ impl Processor {
                         let after = self.state.last_zxid;
                         self.close(o.conn, after, format!("sync failed: {reason}"));
                     }
+                }
+            }
+            Msg::Failed => {
+                self.durable.send_modify(|d| d.failed = true);
+                self.leader = None;
+                let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+                for conn in conns {
+                    let after = self.state.last_zxid;
+                    self.close(conn, after, "this member's log failed".into());
                 }
             }
             Msg::Stop => {}
