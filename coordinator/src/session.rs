@@ -17,6 +17,10 @@ pub struct Session {
     deadline: u64,
     /// Set once a close or expiry is under way, so it is not expired twice.
     pub closing: bool,
+    /// The ensemble member the session's client is connected through (0: unknown, as for
+    /// sessions from before ensembles). Replicated: set by the session's creation and by
+    /// every reconnect.
+    pub owner: u64,
 }
 
 /// The table of sessions and their deadlines.
@@ -53,6 +57,7 @@ impl SessionTracker {
                 passwd,
                 deadline,
                 closing: false,
+                owner: 0,
             },
         );
         self.wheel.entry(deadline).or_default().insert(id);
@@ -115,6 +120,13 @@ impl SessionTracker {
             }
         }
         self.wheel.entry(deadline).or_default().insert(id);
+    }
+
+    /// Records which member the session's client is connected through.
+    pub fn set_owner(&mut self, id: i64, owner: u64) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.owner = owner;
+        }
     }
 
     /// Marks a session as closing; it stays in the table until [`remove`](Self::remove).

@@ -24,7 +24,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 /// How many queued items go in one forwarded batch.
 const BATCH: usize = 1024;
 /// Entries of this member's proposals that may be in Raft at once, on the leader.
-const IN_FLIGHT: usize = 2;
+const IN_FLIGHT: usize = 4;
 /// How long a forwarded batch or a read index may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a membership change may take, including a new member's catching up.

@@ -131,9 +131,11 @@ fn state_from(loaded: snapshot::Loaded, tick_ms: u64) -> State {
         id,
         timeout_ms,
         passwd,
+        owner,
     } in loaded.sessions
     {
         sessions.add(id, timeout_ms, passwd, 0);
+        sessions.set_owner(id, owner);
     }
     State {
         tree: loaded.tree,

@@ -37,9 +37,11 @@ pub fn recover(dir: &Path, tick_ms: u64, now: u64) -> Result<(State, Report), Pe
                     id,
                     timeout_ms,
                     passwd,
+                    owner,
                 } in data.sessions
                 {
                     state.sessions.add(id, timeout_ms, passwd, now);
+                    state.sessions.set_owner(id, owner);
                 }
                 state.last_zxid = data.last_zxid;
                 report.snapshot_zxid = Some(zxid);

@@ -41,6 +41,9 @@ pub struct SnapSession {
     pub id: i64,
     pub timeout_ms: i32,
     pub passwd: [u8; 16],
+    /// The member the session is connected through (absent in older snapshots: 0).
+    #[serde(default)]
+    pub owner: u64,
 }
 
 /// The first frame of a snapshot file.
@@ -123,6 +126,7 @@ impl SnapshotJob {
                     id: s.id,
                     timeout_ms: s.timeout_ms,
                     passwd: s.passwd,
+                    owner: s.owner,
                 })
                 .collect(),
             meta,
@@ -483,6 +487,7 @@ mod tests {
                 id: 77,
                 timeout_ms: 4000,
                 passwd: [9; 16],
+                owner: 2,
             }],
             meta: Some(Bytes::from_static(b"raft")),
         }

@@ -95,6 +95,9 @@ impl Processor {
                     p.session,
                     Txn::CreateSession { timeout_ms, passwd },
                 );
+                if let Some(o) = p.origin {
+                    self.state.sessions.set_owner(p.session, o.member);
+                }
                 if let Some((conn, _)) = local {
                     let read_only = self.conns.get(&conn).and_then(|c| c.read_only);
                     tracing::debug!(
@@ -129,7 +132,8 @@ impl Processor {
                     .into_iter()
                     .map(|(scheme, id)| Id { scheme, id })
                     .collect();
-                let reply = self.apply_request(zxid, p.time, p.session, opcode, &body, &ids);
+                let from = p.origin.map(|o| o.member);
+                let reply = self.apply_request(zxid, p.time, p.session, from, opcode, &body, &ids);
                 if let Some((conn, xid)) = local {
                     let (err, body) = reply;
                     let frame = reply_frame(xid, zxid, err, |b| b.extend_from_slice(&body));
@@ -145,6 +149,9 @@ impl Processor {
                 if valid {
                     let now = self.now();
                     self.state.sessions.set_timeout(p.session, timeout_ms, now);
+                    if let Some(o) = p.origin {
+                        self.state.sessions.set_owner(p.session, o.member);
+                    }
                 }
                 match local {
                     Some((conn, _)) => {
@@ -205,20 +212,34 @@ impl Processor {
     }
 
     /// Validates and applies one client write; returns the reply's error code and body.
+    #[allow(clippy::too_many_arguments)]
     fn apply_request(
         &mut self,
         zxid: i64,
         time: i64,
         session: i64,
+        from: Option<u64>,
         opcode: i32,
         body: &[u8],
         ids: &[Id],
     ) -> (i32, BytesMut) {
         let mut out = BytesMut::new();
-        if !self.state.sessions.contains(session) {
+        let Some(owner) = self.state.sessions.get(session).map(|s| s.owner) else {
             // The session ended between the proposal and now (expired, or closed through
             // another member): ZooKeeper refuses the write the same way.
             let err = ErrorCode::SessionExpired.code();
+            self.commit_txn(zxid, time, session, Txn::Error { err });
+            return (err, out);
+        };
+        if let Some(from) = from.filter(|f| owner != 0 && *f != owner) {
+            // Sent through a member the session has since moved away from.
+            tracing::debug!(
+                session_id = format_args!("{session:#x}"),
+                from,
+                owner,
+                "write from a member the session moved away from"
+            );
+            let err = ErrorCode::SessionMoved.code();
             self.commit_txn(zxid, time, session, Txn::Error { err });
             return (err, out);
         }
@@ -312,6 +333,7 @@ impl Processor {
         let mut sessions = SessionTracker::new(self.cfg.tick_ms);
         for s in loaded.sessions {
             sessions.add(s.id, s.timeout_ms, s.passwd, now);
+            sessions.set_owner(s.id, s.owner);
         }
         self.state = State {
             tree: loaded.tree,
