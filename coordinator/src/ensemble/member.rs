@@ -427,6 +427,8 @@ async fn watch_fatal(raft: Raft, identity: Arc<Identity>, processor: mpsc::Sende
     loop {
         let failed = match &metrics.borrow_and_update().running_state {
             Ok(()) => None,
+            // A clean shutdown.
+            Err(openraft::error::Fatal::Stopped) => return,
             Err(e) => Some(e.to_string()),
         };
         if let Some(reason) = failed {
