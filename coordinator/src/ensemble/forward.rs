@@ -94,6 +94,14 @@ pub async fn run(
             match o {
                 Outbound::Propose(p) => proposals.push(p),
                 Outbound::Touch(t) => touches = t,
+                Outbound::Snapshot => {
+                    let raft = raft.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = raft.trigger().snapshot().await {
+                            tracing::warn!(error = %e, "cannot start a snapshot");
+                        }
+                    });
+                }
                 Outbound::Sync(origin) => {
                     let _ = sync_tx.send(origin);
                 }
@@ -281,7 +289,7 @@ pub async fn accept(
 /// On the leader: changes the voting members. New members join as learners first and
 /// become voters once they have caught up; openraft goes through joint consensus. Returns
 /// the index of the entry with the final membership.
-pub async fn reconfig(raft: &Raft, change: &Change) -> Result<u64, (i32, String)> {
+pub async fn reconfig(raft: &Raft, change: &Change) -> Result<super::Reconfigured, (i32, String)> {
     let refused = |e: String| (ErrorCode::NewConfigNoQuorum.code(), e);
     let current = {
         let m = raft.metrics();
@@ -311,7 +319,16 @@ pub async fn reconfig(raft: &Raft, change: &Change) -> Result<u64, (i32, String)
                     }
                     s => refused(s),
                 })?;
-        Ok(resp.log_id.index)
+        let index = resp.log_id.index;
+        let config = match &resp.membership {
+            Some(m) => membership::config_text(m, super::zxid(index, 0)),
+            None => String::new(),
+        };
+        Ok(super::Reconfigured {
+            index,
+            config,
+            voters: next.keys().copied().collect(),
+        })
     };
     match tokio::time::timeout(RECONFIG_TIMEOUT, work).await {
         Ok(r) => r,

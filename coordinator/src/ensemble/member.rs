@@ -396,7 +396,7 @@ async fn grow(raft: Raft, cfg: MemberConfig) {
         }
     }
     match super::forward::reconfig(&raft, &change).await {
-        Ok(index) => tracing::info!(zxid = index, "the ensemble has all its members"),
+        Ok(done) => tracing::info!(index = done.index, "the ensemble has all its members"),
         Err((_, e)) => {
             tracing::warn!(error = %e, "could not add the other members; add them with `fjord coord members add`")
         }

@@ -120,6 +120,15 @@ pub enum Op {
     Reconnect { timeout_ms: i32, passwd: [u8; 16] },
 }
 
+/// A committed membership change: the index of its entry, the new `/zookeeper/config`
+/// text, and the voters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconfigured {
+    pub index: u64,
+    pub config: String,
+    pub voters: Vec<u64>,
+}
+
 /// What the processor sends towards the leader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
@@ -129,6 +138,9 @@ pub enum Outbound {
     /// A client's sync: answer once this member has applied what the leader had committed
     /// when it received the sync (read index).
     Sync(Origin),
+    /// Enough proposals were applied since the last snapshot (`--snapshot-txns`): take
+    /// one. Raft's own policy counts log entries, and an entry holds a batch.
+    Snapshot,
     /// A client's reconfig: the leader changes the membership (adding new members as
     /// learners first, until they have caught up).
     Reconfig {

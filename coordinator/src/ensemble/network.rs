@@ -108,7 +108,7 @@ pub enum PeerResponse {
     /// The proposals were handed to Raft (an error: this member does not lead).
     Forwarded(Result<(), String>),
     ReadIndex(Result<u64, String>),
-    Reconfigured(Result<u64, (i32, String)>),
+    Reconfigured(Result<super::Reconfigured, (i32, String)>),
 }
 
 async fn write_frame<W: AsyncWrite + Unpin>(
@@ -619,6 +619,24 @@ async fn serve_conn(
         )));
     }
     if let Err(reason) = me.admit(&hello.cluster, hello.from) {
+        let refused = HelloReply::Refused {
+            reason: reason.clone(),
+            fatal: false,
+        };
+        let _ = write_frame(&mut w, &refused).await;
+        return Err(std::io::Error::other(reason));
+    }
+    // A member removed from the ensemble does not know it (it never gets the entry that
+    // removes it) and would keep calling elections: it is turned away. A member with no
+    // membership yet (new, not initialized) accepts whoever contacts it.
+    let outsider = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        membership.nodes().next().is_some() && membership.get_node(&hello.from).is_none()
+    };
+    if outsider {
+        let reason = format!("member {} is not in this ensemble", hello.from);
         let refused = HelloReply::Refused {
             reason: reason.clone(),
             fatal: false,

@@ -50,6 +50,11 @@ impl Processor {
                 self.advance(zxid);
             }
             EntryPayload::Normal(batch) => {
+                self.since_snapshot += batch.0.len() as u64;
+                if self.since_snapshot >= self.cfg.snapshot_txns {
+                    self.since_snapshot = 0;
+                    self.outbound(Outbound::Snapshot);
+                }
                 for (i, p) in batch.0.into_iter().enumerate() {
                     let zxid = ensemble::zxid(index, i);
                     self.apply_proposal(zxid, p);

@@ -144,7 +144,7 @@ pub enum Msg {
     /// why.
     ReconfigDone {
         origin: Origin,
-        result: Result<u64, (i32, String)>,
+        result: Result<ensemble::Reconfigured, (i32, String)>,
     },
     /// The replicated log failed on this member: stop serving.
     Failed,
@@ -239,6 +239,7 @@ pub fn start(cfg: Config, stats: Arc<ServerStats>, start: Start) -> Result<Handl
         durable: durable_tx,
         syncing: Default::default(),
         followers: (0, 0),
+        since_snapshot: 0,
     };
     let thread = std::thread::Builder::new()
         .name("processor".into())
@@ -348,6 +349,8 @@ struct Processor {
     syncing: std::collections::BTreeSet<ConnId>,
     /// On a leader: (followers, synced followers).
     followers: (usize, usize),
+    /// Proposals applied since the last snapshot was asked for.
+    since_snapshot: u64,
 }
 
 /// The processor's input channel has no senders left.
@@ -464,9 +467,28 @@ impl Processor {
                 }
                 let conn = origin.conn;
                 match result {
-                    Ok(index) => {
+                    Ok(done) if !done.voters.contains(&self.member) => {
+                        // This member is no longer in the ensemble and will not apply the
+                        // change: answer with what the leader committed.
+                        if let Some(s) = self.conns.get_mut(&conn).and_then(|c| c.sync.take()) {
+                            let last = self.state.last_zxid;
+                            let mut stat = self.config_node().1;
+                            stat.mzxid = ensemble::zxid(done.index, 0);
+                            stat.data_length = done.config.len() as i32;
+                            let frame = reply_frame(s.xid, last, 0, |b| {
+                                GetDataResponse {
+                                    data: Some(Bytes::from(done.config)),
+                                    stat,
+                                }
+                                .write(b)
+                            });
+                            self.send(conn, last, frame, Some(s.started));
+                            self.drain_queue(conn);
+                        }
+                    }
+                    Ok(done) => {
                         if let Some(s) = self.conns.get_mut(&conn).and_then(|c| c.sync.as_mut()) {
-                            s.index = Some(index);
+                            s.index = Some(done.index);
                             self.syncing.insert(conn);
                         }
                         self.answer_syncs();
