@@ -7,8 +7,9 @@
 //!   frame closes that connection with a logged reason and affects no one else.
 //! - The reader forwards requests to the processor; at most `max_outstanding` may be
 //!   unanswered per connection, after which the reader waits (backpressure, not an error).
-//! - The writer sends queued frames in order, each only once the transaction log is durable
-//!   up to the zxid it depends on, and coalesces ready frames into one write.
+//! - The writer sends queued frames in order, each only once this member has applied the
+//!   replicated log (committed by a quorum) up to the zxid it depends on, and coalesces
+//!   ready frames into one write.
 //! - Connection limits: a total and a per-IP maximum; extra connections are closed at once.
 
 use crate::four_letter::{self, ServerStats};

@@ -28,6 +28,18 @@ SESSION_TIMEOUT = 10.0
 MAX_OPS = 5000
 
 
+def stop_threads(stop: threading.Event, threads, errors: list, timeout: float, what: str) -> None:
+    """Sets `stop`, joins the threads within `timeout` in all, and fails if one still
+    runs or one recorded an error."""
+    stop.set()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.1, deadline - time.monotonic()))
+    alive = [t.name for t in threads if t.is_alive()]
+    assert not alive, f"{what} still running {timeout}s after stop: {alive}"
+    assert not errors, f"{what} failed: {errors!r}"
+
+
 class RegisterWorkload:
     def __init__(self, connect: str, path: str, clients: int = 3, seed: int = 1):
         self.connect = connect
@@ -49,13 +61,7 @@ class RegisterWorkload:
         return self
 
     def stop(self, timeout: float = 60.0) -> list[Op]:
-        self._stop.set()
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.1, deadline - time.monotonic()))
-        alive = [t.name for t in self._threads if t.is_alive()]
-        assert not alive, f"register clients still running {timeout}s after stop: {alive}"
-        assert not self.errors, f"register clients failed: {self.errors!r}"
+        stop_threads(self._stop, self._threads, self.errors, timeout, "register clients")
         with self._lock:
             return list(self.ops)
 

@@ -13,6 +13,7 @@ import time
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NodeExistsError
 from kazoo.handlers.threading import KazooTimeoutError
+from register import stop_threads
 
 SESSION_TIMEOUT = 10.0
 MAX_WRITES = 20_000
@@ -66,13 +67,7 @@ class ZnodeWriters:
         return max(b - a for a, b in zip(points, points[1:]))
 
     def stop(self, timeout: float = 60.0) -> None:
-        self._stop.set()
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.1, deadline - time.monotonic()))
-        alive = [t.name for t in self._threads if t.is_alive()]
-        assert not alive, f"writers still running {timeout}s after stop: {alive}"
-        assert not self.errors, f"writers failed: {self.errors!r}"
+        stop_threads(self._stop, self._threads, self.errors, timeout, "writers")
 
     def _run(self, client: int) -> None:
         zk = KazooClient(

@@ -51,11 +51,10 @@ struct LeaderLink {
 
 impl LeaderLink {
     fn to(&mut self, id: u64, addr: &str) -> &mut PeerClient {
-        if self.client.as_ref().map(|c| c.target()) != Some(id) {
-            self.client = Some(PeerClient::new(self.me.clone(), id, addr.to_owned()));
-        }
-        self.client
-            .get_or_insert_with(|| PeerClient::new(self.me.clone(), id, addr.to_owned()))
+        let current = self.client.take().filter(|c| c.target() == id);
+        self.client.insert(
+            current.unwrap_or_else(|| PeerClient::new(self.me.clone(), id, addr.to_owned())),
+        )
     }
 }
 

@@ -149,6 +149,8 @@ fn state_from(loaded: snapshot::Loaded, tick_ms: u64) -> State {
 /// snapshot at log index = its last zxid, with this member (or the configured peers) as the
 /// membership, and the old files are removed once that snapshot is durable.
 pub fn recover(dir: &Path, tick_ms: u64, cfg: &MemberConfig) -> anyhow::Result<Recovered> {
+    // Nothing is being written yet: leftovers of an interrupted snapshot can go.
+    snapshot::purge(dir)?;
     let has_raft_log = log_store::exists(dir)?;
     let newest = state_machine::newest(dir)?;
     let legacy_logs = list(dir, "log")?;
@@ -337,10 +339,10 @@ pub async fn start(
     ));
     tokio::spawn(watch_role(
         raft.clone(),
-        processor.clone(),
+        processor,
+        identity.clone(),
         cfg.election_timeout_ms,
     ));
-    tokio::spawn(watch_fatal(raft.clone(), identity.clone(), processor));
     if !cfg.standalone() {
         tokio::spawn(grow(raft.clone(), cfg.clone()));
     }
@@ -418,40 +420,36 @@ async fn wait_ready(raft: &Raft, id: u64) {
     }
 }
 
+/// Tells the processor who leads, whenever that changes. A leader that has not heard from
+/// a quorum for an election timeout is reported as no leader: it is probably cut off (or
+/// was paused), and its clients are better served by the majority side.
+///
 /// Raft stops for good when this member's log cannot be written (a full disk, a failed
 /// fsync): the member then closes its clients, answers nothing more, and exits with the
 /// reason, so that a supervisor sees it. What it acknowledged is on a quorum's disks; on
 /// restart it recovers its log up to the last good record and catches up.
-async fn watch_fatal(raft: Raft, identity: Arc<Identity>, processor: mpsc::Sender<Msg>) {
-    let mut metrics = raft.metrics();
-    loop {
-        let failed = match &metrics.borrow_and_update().running_state {
-            Ok(()) => None,
-            // A clean shutdown.
-            Err(openraft::error::Fatal::Stopped) => return,
-            Err(e) => Some(e.to_string()),
-        };
-        if let Some(reason) = failed {
-            let _ = processor.send(Msg::Failed);
-            identity.fail(format!("Raft stopped: {reason}"));
-            return;
-        }
-        if metrics.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Tells the processor who leads, whenever that changes. A leader that has not heard from
-/// a quorum for an election timeout is reported as no leader: it is probably cut off (or
-/// was paused), and its clients are better served by the majority side.
-async fn watch_role(raft: Raft, processor: mpsc::Sender<Msg>, election_timeout_ms: u64) {
+async fn watch_role(
+    raft: Raft,
+    processor: mpsc::Sender<Msg>,
+    identity: Arc<Identity>,
+    election_timeout_ms: u64,
+) {
     let mut metrics = raft.metrics();
     let mut last = None;
     let recheck = Duration::from_millis((election_timeout_ms / 4).max(10));
     loop {
         let now = {
             let m = metrics.borrow_and_update();
+            match &m.running_state {
+                Ok(()) => {}
+                // A clean shutdown.
+                Err(openraft::error::Fatal::Stopped) => return,
+                Err(e) => {
+                    let _ = processor.send(Msg::Failed);
+                    identity.fail(format!("Raft stopped: {e}"));
+                    return;
+                }
+            }
             let voters = m.membership_config.membership().voter_ids().count();
             let cut_off = m.current_leader == Some(m.id)
                 && voters > 1

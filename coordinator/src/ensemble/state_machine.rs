@@ -21,9 +21,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use tokio::sync::oneshot;
 
-/// How many snapshot files are kept.
-const KEEP: usize = 2;
-
 /// What the state machine asks of the processor thread.
 #[derive(Debug)]
 pub enum SmRequest {
@@ -70,20 +67,6 @@ pub fn newest(dir: &Path) -> Result<Option<(Loaded, PathBuf)>, PersistError> {
         }
     }
     Ok(None)
-}
-
-/// Removes snapshots beyond the newest [`KEEP`].
-fn purge(dir: &Path) {
-    let Ok(snaps) = list(dir, "snapshot") else {
-        return;
-    };
-    if snaps.len() > KEEP {
-        for (_, p) in &snaps[..snaps.len() - KEEP] {
-            if let Err(e) = std::fs::remove_file(p) {
-                tracing::warn!(path = %p.display(), error = %e, "cannot remove an old snapshot");
-            }
-        }
-    }
 }
 
 /// Shared between the state machine and its snapshot builders.
@@ -161,7 +144,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let nodes = job.tree.node_count();
         let path = tokio::task::spawn_blocking(move || {
             let r = snapshot::write(&dir, &job);
-            purge(&dir);
+            // Old snapshots beyond the newest two; a failure leaves files, not harm.
+            if let Err(e) = snapshot::purge_old(&dir) {
+                tracing::warn!(error = %e, "cannot remove old snapshots");
+            }
             r
         })
         .await
@@ -230,7 +216,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     std::fs::rename(&source, &target).map_err(|e| e.to_string())?;
                     fjord_shared::fs::sync_dir(&dir).map_err(|e| e.to_string())?;
                 }
-                purge(&dir);
+                // Old snapshots beyond the newest two; a failure leaves files, not harm.
+                if let Err(e) = snapshot::purge_old(&dir) {
+                    tracing::warn!(error = %e, "cannot remove old snapshots");
+                }
                 Ok((loaded, target))
             })
             .await

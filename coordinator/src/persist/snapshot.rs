@@ -394,26 +394,26 @@ fn read_body(r: &mut impl Read, remaining: &mut u64) -> std::io::Result<Option<L
     }))
 }
 
-/// Removes snapshots beyond the newest [`KEEP`], temp files of unfinished snapshots, and
-/// log files wholly covered by the oldest kept snapshot. Runs on the snapshot thread, so
-/// no snapshot is being written meanwhile.
+/// At start-up, when nothing is being written: removes temp files of snapshots that were
+/// being written or received when the process stopped, then what [`purge_old`] removes.
 pub fn purge(dir: &Path) -> Result<(), PersistError> {
     let rd = std::fs::read_dir(dir).map_err(|e| PersistError::io(dir, e))?;
     for entry in rd {
         let entry = entry.map_err(|e| PersistError::io(dir, e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        // Only this writer's own temp files (`snapshot.<16 hex digits>.tmp`): a snapshot
-        // being received from the leader has a temp file of another shape.
-        let own_tmp = name
-            .strip_prefix("snapshot.")
-            .and_then(|r| r.strip_suffix(".tmp"))
-            .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
-        if own_tmp {
+        if name.starts_with("snapshot.") && name.ends_with(".tmp") {
             let p = entry.path();
             std::fs::remove_file(&p).map_err(|e| PersistError::io(&p, e))?;
         }
     }
+    purge_old(dir)
+}
+
+/// Removes snapshots beyond the newest [`KEEP`], and transaction log files (from before the
+/// Raft log) wholly covered by the oldest kept snapshot. Safe while a snapshot is being
+/// written or received: it touches only finished files.
+pub fn purge_old(dir: &Path) -> Result<(), PersistError> {
     let snaps = list(dir, "snapshot")?;
     if snaps.len() > KEEP {
         for (_, p) in &snaps[..snaps.len() - KEEP] {
@@ -645,9 +645,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tmp = dir.path().join("snapshot.0000000000000009.tmp");
         std::fs::write(&tmp, b"half").unwrap();
+        let receiving = dir.path().join("snapshot.from-2.tmp");
+        std::fs::write(&receiving, b"part").unwrap();
         write(dir.path(), &job(&sample_tree(), 5)).unwrap();
+        // While snapshots may be in flight, only finished files go.
+        purge_old(dir.path()).unwrap();
+        assert!(tmp.exists() && receiving.exists());
         purge(dir.path()).unwrap();
-        assert!(!tmp.exists());
+        assert!(!tmp.exists() && !receiving.exists());
         assert_eq!(list(dir.path(), "snapshot").unwrap().len(), 1);
     }
 }

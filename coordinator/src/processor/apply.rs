@@ -76,7 +76,7 @@ impl Processor {
         // The connection this member answers, if the request came through it.
         let local = p
             .origin
-            .filter(|o| o.member == self.member && o.run == self.run)
+            .filter(|o| self.ours(o))
             .filter(|o| {
                 self.conns
                     .get(&o.conn)

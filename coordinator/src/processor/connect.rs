@@ -73,7 +73,7 @@ impl Processor {
             self.session_conn.insert(id, conn);
             tracing::debug!(session_id = format_args!("{id:#x}"), timeout, %peer, "creating a session");
             self.propose(
-                self.origin(conn, 0),
+                Some(self.origin(conn, 0)),
                 id,
                 Op::CreateSession {
                     timeout_ms: timeout,
@@ -98,7 +98,7 @@ impl Processor {
             }
             self.conns.insert(conn, c);
             self.propose(
-                self.origin(conn, 0),
+                Some(self.origin(conn, 0)),
                 id,
                 Op::Reconnect {
                     timeout_ms: timeout,

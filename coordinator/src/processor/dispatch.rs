@@ -78,7 +78,7 @@ impl Processor {
                         .collect(),
                 }
             };
-            self.propose(self.origin(conn, xid), session, op);
+            self.propose(Some(self.origin(conn, xid)), session, op);
             return;
         }
         let req = match request::decode(opcode, &body) {
@@ -266,20 +266,8 @@ impl Processor {
                 }
                 // Everything after the sync waits for it; it is answered once this member
                 // has applied what the leader had committed (see `answer_syncs`).
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.sync = Some(PendingSync {
-                        xid,
-                        path: Some(r.path),
-                        started: arrived,
-                        index: None,
-                    });
-                }
-                self.outbound(Outbound::Sync(Origin {
-                    member: self.member,
-                    run: self.run,
-                    conn,
-                    xid,
-                }));
+                let origin = self.hold(conn, xid, Some(r.path), arrived);
+                self.outbound(Outbound::Sync(origin));
             }
             Request::Ping => {
                 self.send(conn, last, reply_frame(xid, last, 0, no_body), started);
@@ -446,20 +434,7 @@ impl Processor {
                     Ok(change) => {
                         // Answered with the new configuration once this member has applied
                         // it; everything after it waits (see `answer_syncs`).
-                        if let Some(c) = self.conns.get_mut(&conn) {
-                            c.sync = Some(PendingSync {
-                                xid,
-                                path: None,
-                                started: arrived,
-                                index: None,
-                            });
-                        }
-                        let origin = Origin {
-                            member: self.member,
-                            run: self.run,
-                            conn,
-                            xid,
-                        };
+                        let origin = self.hold(conn, xid, None, arrived);
                         self.outbound(Outbound::Reconfig { origin, change });
                     }
                 }

@@ -449,7 +449,7 @@ impl Processor {
             }
             Msg::SyncReady { origins, index } => {
                 for o in origins {
-                    if o.member != self.member || o.run != self.run {
+                    if !self.ours(&o) {
                         continue;
                     }
                     if let Some(s) = self.conns.get_mut(&o.conn).and_then(|c| c.sync.as_mut()) {
@@ -462,7 +462,7 @@ impl Processor {
                 self.answer_syncs();
             }
             Msg::ReconfigDone { origin, result } => {
-                if origin.member != self.member || origin.run != self.run {
+                if !self.ours(&origin) {
                     return;
                 }
                 let conn = origin.conn;
@@ -506,7 +506,7 @@ impl Processor {
             }
             Msg::SyncFailed { origins, reason } => {
                 for o in origins {
-                    if o.member == self.member && o.run == self.run {
+                    if self.ours(&o) {
                         let after = self.state.last_zxid;
                         self.close(o.conn, after, format!("sync failed: {reason}"));
                     }
@@ -532,7 +532,7 @@ impl Processor {
                 self.on_role(leader, term)
             }
             Msg::Rejected { origin, reason } => {
-                if origin.member == self.member && origin.run == self.run {
+                if self.ours(&origin) {
                     let conn = origin.conn;
                     tracing::info!(conn, %reason, "a write could not be proposed; closing its connection");
                     let after = self.state.last_zxid;
@@ -651,13 +651,32 @@ impl Processor {
         }
     }
 
-    fn origin(&self, conn: ConnId, xid: i32) -> Option<Origin> {
-        Some(Origin {
+    fn origin(&self, conn: ConnId, xid: i32) -> Origin {
+        Origin {
             member: self.member,
             run: self.run,
             conn,
             xid,
-        })
+        }
+    }
+
+    /// Whether a request came through this run of this member.
+    fn ours(&self, o: &Origin) -> bool {
+        o.member == self.member && o.run == self.run
+    }
+
+    /// Holds everything after request `xid` of `conn` until a sync (`path`) or a reconfig
+    /// (`None`) is answered (see `answer_syncs`); returns where it came from.
+    fn hold(&mut self, conn: ConnId, xid: i32, path: Option<String>, started: Instant) -> Origin {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.sync = Some(PendingSync {
+                xid,
+                path,
+                started,
+                index: None,
+            });
+        }
+        self.origin(conn, xid)
     }
 
     /// Only the leader expires sessions and sweeps containers; the expiry or deletion is a
