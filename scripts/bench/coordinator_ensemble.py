@@ -126,7 +126,8 @@ def main() -> int:
     os.chmod(work, 0o755)
     results: dict[str, dict] = {}
     for kind in ("fjord", "zookeeper"):
-        ens = ENSEMBLES[kind](work / kind)
+        # Both at their servers' default snapshot interval (ZooKeeper's snapCount).
+        ens = ENSEMBLES[kind](work / kind, snapshot_every=100_000)
         try:
             log(f"{kind}: starting 3 members")
             ens.start()

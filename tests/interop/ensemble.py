@@ -50,6 +50,9 @@ class Member:
     process: subprocess.Popen | None = None
     paused: bool = False
     fjord: bool = False
+    # Transactions between snapshots; None: the server's default for ZooKeeper, and
+    # often (1000) for Fjord, so that tests exercise snapshots and log compaction.
+    snapshot_every: int | None = None
 
     @property
     def kind(self) -> str:
@@ -127,6 +130,7 @@ class Member:
                     # -Dzookeeper.skipACL below).
                     "reconfigEnabled=true",
                     "standaloneEnabled=false",
+                    *([f"snapCount={self.snapshot_every}"] if self.snapshot_every else []),
                     servers,
                     "",
                 ]
@@ -164,7 +168,7 @@ class Member:
                     "--peers", peers,
                     "--data-dir", str(self.workdir / "data"),
                     "--tick-ms", str(TICK_MS),
-                    "--snapshot-txns", "1000",
+                    "--snapshot-txns", str(self.snapshot_every or 1000),
                 ],
                 cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             )
@@ -200,13 +204,13 @@ class ZooKeeperEnsemble:
     kind = "zookeeper"
     fjord = False
 
-    def __init__(self, workdir: Path, size: int = 3):
+    def __init__(self, workdir: Path, size: int = 3, snapshot_every: int | None = None):
         self.members: dict[int, Member] = {}
         for sid in range(1, size + 1):
             host = f"127.0.0.{1 + sid}"
             self.members[sid] = Member(
                 sid, host, free_port(host), free_port(host), free_port(host), workdir / f"member-{sid}",
-                fjord=self.fjord,
+                fjord=self.fjord, snapshot_every=snapshot_every,
             )
         self.servers = self.server_list()
 
@@ -223,7 +227,8 @@ class ZooKeeperEnsemble:
         `server.ID=...` string that reconfig takes to add it."""
         sid = max(self.members) + 1
         host = f"127.0.0.{1 + sid}"
-        m = Member(sid, host, free_port(host), free_port(host), free_port(host), workdir / f"member-{sid}", fjord=self.fjord)
+        m = Member(sid, host, free_port(host), free_port(host), free_port(host), workdir / f"member-{sid}",
+                   fjord=self.fjord, snapshot_every=next(iter(self.members.values())).snapshot_every)
         self.members[sid] = m
         m.start(self.server_list())
         return sid, f"server.{sid}={self.spec(m)}"

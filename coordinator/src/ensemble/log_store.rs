@@ -16,6 +16,8 @@
 //!
 //! The I/O thread takes everything queued, writes it with one `write`, calls `fdatasync`
 //! once, and only then reports the entries flushed; so many proposals share each fsync.
+//! Records that nobody waits for (the committed id, a truncation) are written without an
+//! fsync of their own; the next one covers them.
 //! If a write or fsync fails the thread stops and reports the failure, and openraft stops
 //! this member: it never acknowledges a write it may have lost.
 
@@ -32,7 +34,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 pub const MAGIC: &[u8; 8] = b"FJRAFT01";
 /// Preallocation step, and the size after which a new file is started.
@@ -91,6 +93,18 @@ impl Mem {
 enum Done {
     Flushed(LogFlushed<TypeConfig>),
     Synced(oneshot::Sender<std::io::Result<()>>),
+    /// The leader's own entries, already reported flushed (see [`super::durable`]): fsync
+    /// them and advance the durable index; nobody else to tell.
+    Leader,
+}
+
+/// How far this member's log is on disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Durable {
+    /// Every entry at or below this index is fsynced.
+    pub index: u64,
+    /// A write or fsync failed: nothing more becomes durable.
+    pub failed: bool,
 }
 
 enum IoCmd {
@@ -105,8 +119,11 @@ enum IoCmd {
 /// The log store openraft writes through. Cheap to clone: readers share the memory side.
 #[derive(Clone)]
 pub struct LogStore {
+    /// This member's id: it tells the leader's own appends apart.
+    me: u64,
     mem: Arc<Mutex<Mem>>,
     io: mpsc::Sender<IoCmd>,
+    durable: watch::Receiver<Durable>,
 }
 
 impl Debug for LogStore {
@@ -133,6 +150,9 @@ struct Writer {
     vote: Option<Vote>,
     purged: Option<LogId>,
     committed: Option<LogId>,
+    /// Index of the last entry written to the stream (lowered by a truncation).
+    written: u64,
+    durable: watch::Sender<Durable>,
 }
 
 fn segment_name(seq: u64) -> String {
@@ -147,7 +167,7 @@ pub fn exists(dir: &Path) -> Result<bool, PersistError> {
 impl LogStore {
     /// Reads the log in `dir` (cutting a torn tail off the newest file) and starts the I/O
     /// thread.
-    pub fn open(dir: &Path) -> Result<LogStore, PersistError> {
+    pub fn open(dir: &Path, me: u64) -> Result<LogStore, PersistError> {
         let files = crate::persist::list(dir, "raftlog")?;
         let mut mem = Mem::default();
         let mut segments = Vec::new();
@@ -208,6 +228,17 @@ impl LogStore {
             });
         }
         let next_seq = segments.last().map(|s| s.seq + 1).unwrap_or(1);
+        let written = mem
+            .entries
+            .keys()
+            .next_back()
+            .copied()
+            .or(mem.purged.map(|p| p.index))
+            .unwrap_or(0);
+        let (durable_tx, durable_rx) = watch::channel(Durable {
+            index: written,
+            failed: false,
+        });
         let mut writer = Writer {
             dir: dir.to_owned(),
             file: File::open(dir).map_err(|e| PersistError::io(dir, e))?,
@@ -217,6 +248,8 @@ impl LogStore {
             vote: mem.vote,
             purged: mem.purged,
             committed: mem.committed,
+            written,
+            durable: durable_tx,
         };
         // Always start a fresh file: the tail of the old one may have been cut.
         writer
@@ -228,9 +261,25 @@ impl LogStore {
             .spawn(move || writer.run(rx))
             .map_err(|e| PersistError::io(Path::new("raft-log thread"), e))?;
         Ok(LogStore {
+            me,
             mem: Arc::new(Mutex::new(mem)),
             io: tx,
+            durable: durable_rx,
         })
+    }
+
+    /// How far the log is on disk, as the I/O thread reports it.
+    pub fn durable(&self) -> watch::Receiver<Durable> {
+        self.durable.clone()
+    }
+
+    /// The id of the entry at `index`, if this member still has it (or it is the purge point).
+    pub fn log_id_at(&self, index: u64) -> Option<LogId> {
+        let mem = self.mem();
+        match mem.entries.get(&index) {
+            Some(e) => Some(e.log_id),
+            None => mem.purged.filter(|p| p.index == index),
+        }
     }
 
     fn mem(&self) -> MutexGuard<'_, Mem> {
@@ -315,9 +364,25 @@ impl Writer {
                     next = rx.try_recv().ok();
                 }
             }
-            let result = self.flush(&buf);
+            // Records nobody waits for (the committed id, a truncation) are written but not
+            // fsynced on their own: the next fsync covers them, since the stream is ordered.
+            // Files are only deleted once the purge record saying so is on disk.
+            let sync = !dones.is_empty() || !drops.is_empty();
+            let result = self.flush(&buf, sync);
             buf.clear();
             let failed = result.as_ref().err().map(|e| e.to_string());
+            let written = self.written;
+            self.durable.send_if_modified(|d| {
+                let index = match (&failed, sync) {
+                    (None, true) => written,
+                    _ => d.index.min(written),
+                };
+                let next = Durable {
+                    index,
+                    failed: d.failed || failed.is_some(),
+                };
+                std::mem::replace(d, next) != next
+            });
             for d in dones.drain(..) {
                 let r = match &failed {
                     None => Ok(()),
@@ -328,6 +393,7 @@ impl Writer {
                     Done::Synced(tx) => {
                         let _ = tx.send(r);
                     }
+                    Done::Leader => {}
                 }
             }
             if let Some(msg) = failed {
@@ -341,6 +407,7 @@ impl Writer {
                             Done::Synced(tx) => {
                                 let _ = tx.send(Err(e));
                             }
+                            Done::Leader => {}
                         }
                     }
                 }
@@ -359,15 +426,16 @@ impl Writer {
                 if let Some(s) = self.segments.last_mut() {
                     s.max_index = Some(e.log_id.index);
                 }
+                self.written = e.log_id.index;
             }
             Record::Vote(v) => self.vote = Some(*v),
             Record::Purge(p) => self.purged = Some(*p),
             Record::Committed(c) => self.committed = *c,
-            Record::Truncate(_) => {}
+            Record::Truncate(from) => self.written = self.written.min(from.saturating_sub(1)),
         }
     }
 
-    fn flush(&mut self, buf: &[u8]) -> std::io::Result<()> {
+    fn flush(&mut self, buf: &[u8], sync: bool) -> std::io::Result<()> {
         if buf.is_empty() {
             return Ok(());
         }
@@ -382,7 +450,7 @@ impl Writer {
         self.pos = end;
         if grew {
             self.file.sync_all()?;
-        } else {
+        } else if sync {
             self.file.sync_data()?;
         }
         if self.pos >= SEGMENT_BYTES {
@@ -488,17 +556,37 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let recs: Vec<Record> = {
+        let (recs, leading) = {
             let mut mem = self.mem();
-            entries
+            let entries: Vec<Entry> = entries.into_iter().collect();
+            // The leader's own new entries: the current vote is this member's, committed,
+            // and they carry its term.
+            let leading = mem.vote.is_some_and(|v| {
+                v.is_committed()
+                    && v.leader_id().voted_for() == Some(self.me)
+                    && entries
+                        .iter()
+                        .all(|e| e.log_id.leader_id.term == v.leader_id().get_term())
+            });
+            let recs = entries
                 .into_iter()
                 .map(|e| {
                     mem.apply(Record::Entry(e.clone()));
                     Record::Entry(e)
                 })
-                .collect()
+                .collect::<Vec<_>>();
+            (recs, leading)
         };
-        self.send(recs, Some(Done::Flushed(callback)))
+        if leading {
+            // Reported flushed now, so that openraft replicates them while they are being
+            // fsynced here; nothing they carry is applied or acknowledged until they are on
+            // disk (see `super::durable`).
+            self.send(recs, Some(Done::Leader))?;
+            callback.log_io_completed(Ok(()));
+            Ok(())
+        } else {
+            self.send(recs, Some(Done::Flushed(callback)))
+        }
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -548,10 +636,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_durable_index_follows_fsyncs_and_truncations() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LogStore::open(dir.path(), 1).unwrap();
+        assert_eq!(*s.durable().borrow(), Durable::default());
+        flushed(&mut s, (1..=5).map(|i| entry(1, i)).collect()).await;
+        assert_eq!(s.durable().borrow().index, 5);
+        s.truncate(LogId::new(CommittedLeaderId::new(1, 1), 4))
+            .await
+            .unwrap();
+        let mut rx = s.durable();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            rx.wait_for(|d| d.index == 3),
+        )
+        .await
+        .expect("the truncation lowers the durable index")
+        .unwrap();
+        flushed(&mut s, vec![entry(2, 4)]).await;
+        assert_eq!(s.durable().borrow().index, 4);
+        assert!(!s.durable().borrow().failed);
+        drop(s);
+        let s = LogStore::open(dir.path(), 1).unwrap();
+        assert_eq!(s.durable().borrow().index, 4);
+        assert_eq!(
+            s.log_id_at(4),
+            Some(LogId::new(CommittedLeaderId::new(2, 1), 4))
+        );
+        assert_eq!(s.log_id_at(5), None);
+    }
+
+    #[tokio::test]
     async fn entries_vote_truncation_and_purge_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut s = LogStore::open(dir.path()).unwrap();
+            let mut s = LogStore::open(dir.path(), 1).unwrap();
             for e in (1..=10).map(|i| entry(1, i)) {
                 s.mem().apply(Record::Entry(e));
             }
@@ -566,7 +685,7 @@ mod tests {
             // A synced write after them makes them durable too.
             s.save_vote(&Vote::new(2, 3)).await.unwrap();
         }
-        let mut s = LogStore::open(dir.path()).unwrap();
+        let mut s = LogStore::open(dir.path(), 1).unwrap();
         assert_eq!(s.read_vote().await.unwrap(), Some(Vote::new(2, 3)));
         let st = s.get_log_state().await.unwrap();
         assert_eq!(st.last_purged_log_id.map(|l| l.index), Some(3));
@@ -583,7 +702,7 @@ mod tests {
     async fn a_torn_tail_is_cut_and_the_rest_kept() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut s = LogStore::open(dir.path()).unwrap();
+            let mut s = LogStore::open(dir.path(), 1).unwrap();
             flushed(&mut s, (1..=3).map(|i| entry(1, i)).collect()).await;
         }
         let files = crate::persist::list(dir.path(), "raftlog").unwrap();
@@ -603,13 +722,13 @@ mod tests {
             *b = 0;
         }
         std::fs::write(path, &bytes).unwrap();
-        let mut s = LogStore::open(dir.path()).unwrap();
+        let mut s = LogStore::open(dir.path(), 1).unwrap();
         let st = s.get_log_state().await.unwrap();
         assert_eq!(st.last_log_id.map(|l| l.index), Some(2));
         // And the log carries on after the cut.
         flushed(&mut s, vec![entry(2, 3)]).await;
         drop(s);
-        let mut s = LogStore::open(dir.path()).unwrap();
+        let mut s = LogStore::open(dir.path(), 1).unwrap();
         let got = s.try_get_log_entries(0..100).await.unwrap();
         assert_eq!(got.last(), Some(&entry(2, 3)));
     }
@@ -618,10 +737,10 @@ mod tests {
     async fn garbage_in_an_older_file_refuses_to_open() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut s = LogStore::open(dir.path()).unwrap();
+            let mut s = LogStore::open(dir.path(), 1).unwrap();
             flushed(&mut s, (1..=3).map(|i| entry(1, i)).collect()).await;
         }
-        drop(LogStore::open(dir.path()).unwrap());
+        drop(LogStore::open(dir.path(), 1).unwrap());
         let files = crate::persist::list(dir.path(), "raftlog").unwrap();
         assert!(files.len() >= 2);
         let (_, path) = &files[0];
@@ -629,7 +748,7 @@ mod tests {
         bytes[MAGIC.len() + FRAME_HEADER + 2] ^= 0xff;
         std::fs::write(path, &bytes).unwrap();
         assert!(matches!(
-            LogStore::open(dir.path()),
+            LogStore::open(dir.path(), 1),
             Err(PersistError::Corrupt { .. })
         ));
     }

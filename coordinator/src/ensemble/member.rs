@@ -1,6 +1,7 @@
 //! Starting a member: what it is (id, peers, cluster id), what it recovers from disk, and
 //! the tasks that connect the processor to Raft.
 
+use super::durable::DurableGate;
 use super::log_store::{self, LogStore};
 use super::network::{self, Identity, PeerNetwork};
 use super::state_machine::{self, decode_meta, encode_meta, StateMachine};
@@ -302,14 +303,17 @@ pub async fn start(
         )
         .context("reading this member's identity")?,
     );
-    let log = LogStore::open(dir)?;
-    let sm = StateMachine::new(processor.clone(), dir, snapshot);
+    let log = LogStore::open(dir, cfg.id)?;
+    let gate = DurableGate::new(&log);
+    let sm = StateMachine::new(processor.clone(), dir, snapshot, gate.clone());
     let net = PeerNetwork {
         me: identity.clone(),
+        durable: gate.clone(),
     };
     let raft = Raft::new(cfg.id, Arc::new(raft_config(cfg, &cluster)?), net, log, sm)
         .await
         .context("starting Raft")?;
+    tokio::spawn(gate.announce(raft.clone()));
     if let Some(l) = listener {
         tracing::info!(addr = %identity.peer_addr, member = cfg.id, cluster = %cluster, "listening for peers");
         tokio::spawn(network::serve(

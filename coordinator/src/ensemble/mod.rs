@@ -23,6 +23,7 @@
 // openraft's `StorageError` is large, and its traits return it by value.
 #![allow(clippy::result_large_err)]
 
+pub mod durable;
 pub mod forward;
 pub mod log_store;
 pub mod member;

@@ -11,6 +11,7 @@
 //! Outgoing connections bind to the host of this member's own peer address, so that
 //! firewall rules on per-member addresses can cut one member off.
 
+use super::durable::DurableGate;
 use super::{Raft, SnapshotFile, SnapshotMeta, TypeConfig, Vote};
 use crate::processor::Msg;
 use openraft::error::{
@@ -295,13 +296,17 @@ impl Identity {
 #[derive(Debug, Clone)]
 pub struct PeerNetwork {
     pub me: Arc<Identity>,
+    /// Holds back the commit index followers are told (see `super::durable`).
+    pub durable: DurableGate,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        PeerClient::new(self.me.clone(), target, node.addr.clone())
+        let mut c = PeerClient::new(self.me.clone(), target, node.addr.clone());
+        c.durable = Some(self.durable.clone());
+        c
     }
 }
 
@@ -316,6 +321,8 @@ pub struct PeerClient {
     target: u64,
     addr: String,
     conn: Option<Conn>,
+    /// Set on the clients openraft replicates through.
+    durable: Option<DurableGate>,
 }
 
 impl std::fmt::Debug for PeerClient {
@@ -403,6 +410,7 @@ impl PeerClient {
             target,
             addr,
             conn: None,
+            durable: None,
         }
     }
 
@@ -457,9 +465,12 @@ fn unexpected(what: &str) -> std::io::Error {
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        if let Some(gate) = &self.durable {
+            rpc.leader_commit = gate.clamp(rpc.leader_commit);
+        }
         match self
             .call(&PeerRequest::AppendEntries(rpc), option.hard_ttl())
             .await

@@ -1,12 +1,14 @@
 //! The state machine openraft drives: a bridge to the processor thread, which owns the tree,
 //! the sessions and the connections; plus the snapshot files.
 //!
-//! `apply` hands committed entries to the processor and waits until it has applied them
-//! (and queued the replies of the requests that came through this member). A snapshot is
+//! `apply` hands committed entries to the processor, once this member's log has them on
+//! disk (see `super::durable`), and waits until it has applied them (and queued the
+//! replies of the requests that came through this member). A snapshot is
 //! built from the processor's copy-on-write view of the tree, written by a blocking task
 //! while the processor carries on. A snapshot received from the leader is read into a tree
 //! off the processor thread, then swapped in.
 
+use super::durable::DurableGate;
 use super::{
     storage_error, LogId, SnapshotFile, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -73,6 +75,8 @@ pub fn newest(dir: &Path) -> Result<Option<(Loaded, PathBuf)>, PersistError> {
 #[derive(Debug)]
 struct Shared {
     processor: mpsc::Sender<Msg>,
+    /// Entries are applied only once this member's log has them on disk.
+    durable: DurableGate,
     dir: PathBuf,
     /// The newest snapshot on disk, and its file.
     current: Mutex<Option<(SnapshotMeta, PathBuf)>>,
@@ -90,10 +94,12 @@ impl StateMachine {
         processor: mpsc::Sender<Msg>,
         dir: &Path,
         current: Option<(SnapshotMeta, PathBuf)>,
+        durable: DurableGate,
     ) -> Self {
         StateMachine {
             shared: Arc::new(Shared {
                 processor,
+                durable,
                 dir: dir.to_owned(),
                 current: Mutex::new(current),
                 builds: AtomicU64::new(0),
@@ -176,6 +182,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<_> = entries.into_iter().collect();
         let n = entries.len();
+        let last = entries.last().map(|e| e.log_id.index).unwrap_or(0);
+        self.shared
+            .durable
+            .wait(last)
+            .await
+            .map_err(|e| storage_error(StorageIOError::write_state_machine, e))?;
         self.ask(|done| SmRequest::Apply { entries, done }).await?;
         Ok(vec![(); n])
     }
