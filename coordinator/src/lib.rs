@@ -81,16 +81,30 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
     )
     .context("cannot start the processor")?;
     let shutdown = CancellationToken::new();
-    let member = ensemble::member::start(
-        &cfg.data_dir,
-        &member_cfg,
-        fresh,
-        snapshot,
-        handle.tx.clone(),
-        (proposer, proposals),
-        shutdown.clone(),
-    )
-    .await?;
+    let raft_thread =
+        ensemble::thread::RaftThread::start().context("cannot start the Raft thread")?;
+    let member = {
+        let (dir, member_cfg, tx, stop) = (
+            cfg.data_dir.clone(),
+            member_cfg.clone(),
+            handle.tx.clone(),
+            shutdown.clone(),
+        );
+        raft_thread
+            .run(async move {
+                ensemble::member::start(
+                    &dir,
+                    &member_cfg,
+                    fresh,
+                    snapshot,
+                    tx,
+                    (proposer, proposals),
+                    stop,
+                )
+                .await
+            })
+            .await??
+    };
     let limits = server::Limits {
         max_frame: cfg.max_frame_bytes,
         max_connections: cfg.max_connections,
@@ -125,6 +139,7 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
     if let Err(e) = member.raft.shutdown().await {
         tracing::warn!(error = %e, "Raft did not stop cleanly");
     }
+    tokio::task::spawn_blocking(move || raft_thread.stop()).await?;
     // Blocking join of the processor, which drains the log and stops the snapshot writer.
     tokio::task::spawn_blocking(move || handle.join()).await?;
     drop(lock);

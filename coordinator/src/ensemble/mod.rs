@@ -30,6 +30,7 @@ pub mod member;
 pub mod membership;
 pub mod network;
 pub mod state_machine;
+pub mod thread;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

@@ -292,6 +292,33 @@ impl Identity {
     }
 }
 
+/// A follower applies what an AppendEntries says is committed before it appends the new
+/// entries the request carries. openraft 0.9 handles both in one step, and its core waits
+/// for the new entries' fsync before it moves on to applying; under load, that put a
+/// whole fsync between the leader's commit and the followers' answers to their clients.
+/// The split is an AppendEntries from the same leader with the same `prev_log_id` and no
+/// entries: it commits `min(leader_commit, prev_log_id)`, exactly what this member may.
+async fn commit_first(raft: &Raft, rpc: &AppendEntriesRequest<TypeConfig>) {
+    let Some(commit) = rpc.leader_commit else {
+        return;
+    };
+    if rpc.entries.is_empty() || rpc.prev_log_id.is_none() {
+        return;
+    }
+    let applied = raft.metrics().borrow().last_applied;
+    if applied.is_some_and(|a| a.index >= commit.index) {
+        return;
+    }
+    let early = AppendEntriesRequest {
+        vote: rpc.vote,
+        prev_log_id: rpc.prev_log_id,
+        entries: Vec::new(),
+        leader_commit: rpc.leader_commit,
+    };
+    // A failure here is the same as the full request's, which reports it.
+    let _ = raft.append_entries(early).await;
+}
+
 /// Makes one [`PeerClient`] per target for openraft.
 #[derive(Debug, Clone)]
 pub struct PeerNetwork {
@@ -682,6 +709,7 @@ async fn serve_conn(
         };
         let resp = match req {
             PeerRequest::AppendEntries(rpc) => {
+                commit_first(raft, &rpc).await;
                 PeerResponse::AppendEntries(raft.append_entries(rpc).await)
             }
             PeerRequest::Vote(rpc) => PeerResponse::Vote(raft.vote(rpc).await),
