@@ -38,7 +38,8 @@ pub struct Config {
 
     /// A follower that hears nothing from the leader for this long (up to twice this)
     /// starts an election; the leader sends heartbeats five times as often. A follower
-    /// whose leader's process is gone (its peer port refuses connections) does not wait.
+    /// whose leader's process is gone (its peer port refuses connections) starts one as
+    /// soon as the others will vote (twice this after the leader's last word).
     #[arg(long, env = "FJORD_ELECTION_TIMEOUT_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub election_timeout_ms: u64,
 

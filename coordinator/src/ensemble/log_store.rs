@@ -30,8 +30,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::ops::RangeBounds;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use tokio::sync::{oneshot, watch};
@@ -336,8 +337,7 @@ impl Writer {
             encode(&Record::Purge(p), &mut head);
         }
         encode(&Record::Committed(self.committed), &mut head);
-        self.file.seek(SeekFrom::Start(self.pos))?;
-        self.file.write_all(&head)?;
+        self.file.write_all_at(&head, self.pos)?;
         self.pos += head.len() as u64;
         self.file.sync_all()?;
         sync_dir(&self.dir)
@@ -445,8 +445,7 @@ impl Writer {
             self.allocated = end.div_ceil(SEGMENT_BYTES) * SEGMENT_BYTES;
             self.file.set_len(self.allocated)?;
         }
-        self.file.seek(SeekFrom::Start(self.pos))?;
-        self.file.write_all(buf)?;
+        self.file.write_all_at(buf, self.pos)?;
         self.pos = end;
         if grew {
             self.file.sync_all()?;

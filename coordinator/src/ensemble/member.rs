@@ -244,6 +244,11 @@ fn raft_config(cfg: &MemberConfig, cluster: &str) -> anyhow::Result<openraft::Co
     let c = openraft::Config {
         cluster_name: cluster.to_owned(),
         election_timeout_min: election,
+        // Also openraft's leader lease: how long a follower refuses to vote after it last
+        // heard from the leader. Each member draws its timeout once, and checks it on a
+        // tick of 1.5 heartbeats; a range narrower than a few ticks puts every member on
+        // the same period, and candidates that time out together split the vote again and
+        // again.
         election_timeout_max: election * 2,
         heartbeat_interval: (election / 5).max(5),
         install_snapshot_timeout: 30_000,

@@ -755,27 +755,62 @@ async fn serve_conn(
     }
 }
 
+/// How far apart the surviving voters start their elections after the leader's process
+/// is gone: longer than an election takes on a healthy network, so that they do not
+/// split the vote.
+const ELECTION_STAGGER: Duration = Duration::from_millis(150);
+
 /// A connection from member `from` ended. If `from` leads and its peer port now refuses
-/// connections, its process is gone (a crash, kill -9): start an election at once instead
-/// of waiting out the election timeout. A leader that is only slow or frozen keeps its
-/// port, and is left to the timeout.
+/// connections, its process is gone (a crash, kill -9): start an election without
+/// waiting out a randomized election timeout.
+///
+/// Not at once, though. openraft's voters refuse to vote while their leader lease runs
+/// (the longest election timeout after they last heard from the leader), and every
+/// surviving voter notices the death at the same moment. So each waits until the leases
+/// have run out (the leader was talking to all of them until it died), and they go in
+/// turn, lowest id first, each only if no leader has come up meanwhile. Going at once, the
+/// first votes were refused, the candidates split the next term's votes, and the ensemble
+/// waited out another timeout. A leader that is only slow or frozen keeps its port, and
+/// is left to the timeout.
 async fn leader_gone(me: &Identity, raft: &Raft, from: u64) {
-    let addr = {
+    let gone = tokio::time::Instant::now();
+    let (addr, rank) = {
         let m = raft.metrics();
         let m = m.borrow();
         if m.current_leader != Some(from) || from == me.id {
             return;
         }
-        match m.membership_config.membership().get_node(&from) {
-            Some(n) => n.addr.clone(),
-            None => return,
-        }
+        let membership = m.membership_config.membership();
+        let Some(addr) = membership.get_node(&from).map(|n| n.addr.clone()) else {
+            return;
+        };
+        let Some(rank) = membership
+            .voter_ids()
+            .filter(|id| *id != from)
+            .position(|id| id == me.id)
+        else {
+            return; // not a voter
+        };
+        (addr, rank as u32)
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
     let probe = tokio::time::timeout(Duration::from_millis(300), connect_from(me, &addr)).await;
     if let Ok(Err(e)) = probe {
         if e.kind() == std::io::ErrorKind::ConnectionRefused {
-            tracing::info!(leader = from, %addr, "the leader's peer port refuses connections; starting an election");
+            let lease = Duration::from_millis(raft.config().election_timeout_max);
+            tokio::time::sleep_until(
+                gone + lease + Duration::from_millis(10) + ELECTION_STAGGER * rank,
+            )
+            .await;
+            let led = raft
+                .metrics()
+                .borrow()
+                .current_leader
+                .is_some_and(|l| l != from);
+            if led {
+                return;
+            }
+            tracing::info!(leader = from, %addr, rank, "the leader's peer port refuses connections; starting an election");
             let _ = raft.trigger().elect().await;
         }
     }
