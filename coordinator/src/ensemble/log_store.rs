@@ -57,10 +57,27 @@ enum Record {
     Committed(Option<LogId>),
 }
 
+/// Entries kept in memory: the newest this many. Older ones are read back from their file
+/// when a lagging follower needs them.
+const KEEP_IN_MEMORY: usize = 1024;
+
+/// Where an entry's frame is on disk.
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    seq: u64,
+    offset: u64,
+    len: u32,
+    log_id: LogId,
+}
+
 /// What the in-memory side knows.
 #[derive(Debug, Default)]
 struct Mem {
+    /// The newest entries (all of them until they are written).
     entries: BTreeMap<u64, Entry>,
+    /// Where every written entry is; those not in `entries` are only on disk, and always
+    /// older than every entry in `entries`.
+    locs: BTreeMap<u64, Loc>,
     purged: Option<LogId>,
     vote: Option<Vote>,
     committed: Option<LogId>,
@@ -73,13 +90,16 @@ impl Mem {
                 let index = e.log_id.index;
                 // An entry replaces whatever was at its index and after it.
                 let _ = self.entries.split_off(&index);
+                let _ = self.locs.split_off(&index);
                 self.entries.insert(index, e);
             }
             Record::Truncate(index) => {
                 let _ = self.entries.split_off(&index);
+                let _ = self.locs.split_off(&index);
             }
             Record::Purge(id) => {
                 self.entries = self.entries.split_off(&(id.index + 1));
+                self.locs = self.locs.split_off(&(id.index + 1));
                 if self.purged.is_none_or(|p| p.index < id.index) {
                     self.purged = Some(id);
                 }
@@ -87,6 +107,34 @@ impl Mem {
             Record::Vote(v) => self.vote = Some(v),
             Record::Committed(c) => self.committed = c,
         }
+    }
+
+    /// Records where entries were written (unless they were replaced meanwhile), then
+    /// drops the oldest written entries from memory beyond [`KEEP_IN_MEMORY`].
+    fn written(&mut self, locs: impl IntoIterator<Item = Loc>) {
+        for loc in locs {
+            let index = loc.log_id.index;
+            if self.entries.get(&index).map(|e| e.log_id) == Some(loc.log_id) {
+                self.locs.insert(index, loc);
+            }
+        }
+        while self.entries.len() > KEEP_IN_MEMORY {
+            let Some((&index, e)) = self.entries.first_key_value() else {
+                break;
+            };
+            if self.locs.get(&index).map(|l| l.log_id) != Some(e.log_id) {
+                break;
+            }
+            self.entries.pop_first();
+        }
+    }
+
+    fn last(&self) -> Option<LogId> {
+        self.entries.values().next_back().map(|e| e.log_id).or(self
+            .locs
+            .values()
+            .next_back()
+            .map(|l| l.log_id))
     }
 }
 
@@ -122,6 +170,7 @@ enum IoCmd {
 pub struct LogStore {
     /// This member's id: it tells the leader's own appends apart.
     me: u64,
+    dir: Arc<Path>,
     mem: Arc<Mutex<Mem>>,
     io: mpsc::Sender<IoCmd>,
     durable: watch::Receiver<Durable>,
@@ -154,6 +203,9 @@ struct Writer {
     /// Index of the last entry written to the stream (lowered by a truncation).
     written: u64,
     durable: watch::Sender<Durable>,
+    mem: Arc<Mutex<Mem>>,
+    /// Entries in the batch being written: their offset in it, length and id.
+    placed: Vec<(u64, u32, LogId)>,
 }
 
 fn segment_name(seq: u64) -> String {
@@ -196,10 +248,20 @@ impl LogStore {
                                 reason: e.to_string(),
                             }
                         })?;
-                        if let Record::Entry(e) = &rec {
-                            max_index = Some(e.log_id.index);
-                        }
+                        let loc = match &rec {
+                            Record::Entry(e) => {
+                                max_index = Some(e.log_id.index);
+                                Some(Loc {
+                                    seq: seq as u64,
+                                    offset: pos as u64,
+                                    len: (next - pos) as u32,
+                                    log_id: e.log_id,
+                                })
+                            }
+                            _ => None,
+                        };
                         mem.apply(rec);
+                        mem.written(loc);
                         pos = next;
                     }
                     Frame::End => break,
@@ -229,13 +291,10 @@ impl LogStore {
             });
         }
         let next_seq = segments.last().map(|s| s.seq + 1).unwrap_or(1);
-        let written = mem
-            .entries
-            .keys()
-            .next_back()
-            .copied()
-            .or(mem.purged.map(|p| p.index))
-            .unwrap_or(0);
+        let written = mem.last().or(mem.purged).map(|l| l.index).unwrap_or(0);
+        let m = &mem;
+        let (vote, purged, committed) = (m.vote, m.purged, m.committed);
+        let mem = Arc::new(Mutex::new(mem));
         let (durable_tx, durable_rx) = watch::channel(Durable {
             index: written,
             failed: false,
@@ -246,11 +305,13 @@ impl LogStore {
             pos: 0,
             allocated: 0,
             segments,
-            vote: mem.vote,
-            purged: mem.purged,
-            committed: mem.committed,
+            vote,
+            purged,
+            committed,
             written,
             durable: durable_tx,
+            mem: mem.clone(),
+            placed: Vec::new(),
         };
         // Always start a fresh file: the tail of the old one may have been cut.
         writer
@@ -263,7 +324,8 @@ impl LogStore {
             .map_err(|e| PersistError::io(Path::new("raft-log thread"), e))?;
         Ok(LogStore {
             me,
-            mem: Arc::new(Mutex::new(mem)),
+            dir: dir.into(),
+            mem,
             io: tx,
             durable: durable_rx,
         })
@@ -279,7 +341,11 @@ impl LogStore {
         let mem = self.mem();
         match mem.entries.get(&index) {
             Some(e) => Some(e.log_id),
-            None => mem.purged.filter(|p| p.index == index),
+            None => mem
+                .locs
+                .get(&index)
+                .map(|l| l.log_id)
+                .or(mem.purged.filter(|p| p.index == index)),
         }
     }
 
@@ -354,7 +420,15 @@ impl Writer {
                     IoCmd::Write { recs, done } => {
                         for r in &recs {
                             self.note(r);
+                            let start = buf.len();
                             encode(r, &mut buf);
+                            match r {
+                                Record::Entry(e) if buf.len() > start => {
+                                    let len = (buf.len() - start) as u32;
+                                    self.placed.push((start as u64, len, e.log_id));
+                                }
+                                _ => {}
+                            }
                         }
                         dones.extend(done);
                     }
@@ -368,7 +442,22 @@ impl Writer {
             // fsynced on their own: the next fsync covers them, since the stream is ordered.
             // Files are only deleted once the purge record saying so is on disk.
             let sync = !dones.is_empty() || !drops.is_empty();
+            // The whole batch goes to the current file (a new one is started after it).
+            let (seq, base) = (self.segments.last().map_or(0, |s| s.seq), self.pos);
             let result = self.flush(&buf, sync);
+            if result.is_ok() {
+                let placed = self.placed.drain(..).map(|(offset, len, log_id)| Loc {
+                    seq,
+                    offset: base + offset,
+                    len,
+                    log_id,
+                });
+                self.mem
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .written(placed);
+            }
+            self.placed.clear();
             buf.clear();
             let failed = result.as_ref().err().map(|e| e.to_string());
             let written = self.written;
@@ -478,6 +567,29 @@ impl Writer {
     }
 }
 
+/// Reads back an entry that is no longer kept in memory.
+fn read_entry(dir: &Path, loc: Loc) -> Result<Entry, StorageError> {
+    let path = dir.join(segment_name(loc.seq));
+    let err = |e: String| {
+        StorageError::from(StorageIOError::read_log_at_index(
+            loc.log_id.index,
+            openraft::AnyError::error(format!("{}: {e}", path.display())),
+        ))
+    };
+    let file = File::open(&path).map_err(|e| err(e.to_string()))?;
+    let mut bytes = vec![0u8; loc.len as usize];
+    file.read_exact_at(&mut bytes, loc.offset)
+        .map_err(|e| err(e.to_string()))?;
+    let Frame::Ok { payload, .. } = read_frame(&bytes, 0, MAX_RECORD) else {
+        return Err(err(format!("no whole entry at offset {}", loc.offset)));
+    };
+    match rmp_serde::from_slice::<Record>(payload) {
+        Ok(Record::Entry(e)) if e.log_id == loc.log_id => Ok(e),
+        Ok(_) => Err(err(format!("another record at offset {}", loc.offset))),
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
 fn encode(r: &Record, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEADER]);
@@ -500,12 +612,26 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        Ok(self
-            .mem()
-            .entries
-            .range(range)
-            .map(|(_, e)| e.clone())
-            .collect())
+        let (cold, hot): (Vec<Loc>, Vec<Entry>) = {
+            let mem = self.mem();
+            let first_hot = mem.entries.keys().next().copied().unwrap_or(u64::MAX);
+            let cold = mem
+                .locs
+                .range(range.clone())
+                .filter(|(i, _)| **i < first_hot)
+                .map(|(_, l)| *l)
+                .collect();
+            (
+                cold,
+                mem.entries.range(range).map(|(_, e)| e.clone()).collect(),
+            )
+        };
+        let mut out = Vec::with_capacity(cold.len() + hot.len());
+        for loc in cold {
+            out.push(read_entry(&self.dir, loc)?);
+        }
+        out.extend(hot);
+        Ok(out)
     }
 }
 
@@ -514,7 +640,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let mem = self.mem();
-        let last = mem.entries.values().next_back().map(|e| e.log_id);
+        let last = mem.last();
         Ok(LogState {
             last_purged_log_id: mem.purged,
             last_log_id: last.or(mem.purged),
@@ -632,6 +758,45 @@ mod tests {
             )
             .unwrap();
         rx.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn old_entries_are_read_back_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = KEEP_IN_MEMORY as u64 + 100;
+        let all: Vec<Entry> = (1..=n).map(|i| entry(1, i)).collect();
+        let ids = |es: &[Entry]| es.iter().map(|e| e.log_id).collect::<Vec<_>>();
+        {
+            let mut s = LogStore::open(dir.path(), 1).unwrap();
+            for chunk in all.chunks(50) {
+                {
+                    let mut mem = s.mem();
+                    for e in chunk {
+                        mem.apply(Record::Entry(e.clone()));
+                    }
+                }
+                flushed(&mut s, chunk.to_vec()).await;
+            }
+            assert_eq!(s.mem().entries.len(), KEEP_IN_MEMORY);
+            let got = s.try_get_log_entries(1..=n).await.unwrap();
+            assert_eq!(ids(&got), ids(&all));
+            let got = s.try_get_log_entries(3..7).await.unwrap();
+            assert_eq!(ids(&got), ids(&all[2..6]));
+            assert_eq!(s.log_id_at(5), Some(all[4].log_id));
+            let state = s.get_log_state().await.unwrap();
+            assert_eq!(state.last_log_id, Some(all[all.len() - 1].log_id));
+            // A truncation reaches into what is only on disk: those entries are gone.
+            s.truncate(LogId::new(CommittedLeaderId::new(1, 1), 10))
+                .await
+                .unwrap();
+            let got = s.try_get_log_entries(1..=n).await.unwrap();
+            assert_eq!(ids(&got), ids(&all[..9]));
+            // Nothing waits for a truncation: a synced write after it makes it durable.
+            flushed(&mut s, Vec::new()).await;
+        }
+        let mut s = LogStore::open(dir.path(), 1).unwrap();
+        let got = s.try_get_log_entries(1..=n).await.unwrap();
+        assert_eq!(ids(&got), ids(&all[..9]));
     }
 
     #[tokio::test]
