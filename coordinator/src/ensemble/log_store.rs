@@ -414,6 +414,10 @@ impl Writer {
         let mut dones: Vec<Done> = Vec::new();
         let mut drops: Vec<u64> = Vec::new();
         while let Ok(first) = rx.recv() {
+            // Read before this batch is taken from the queue: every entry it covers was
+            // queued before it was set, so it is in this batch or an earlier one (or, if
+            // the batch stops at its size limit, a later one: then it waits).
+            let committed = self.mem.lock().unwrap_or_else(|e| e.into_inner()).committed;
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
                 match cmd {
@@ -437,6 +441,11 @@ impl Writer {
                 if buf.len() < MAX_BATCH_BYTES {
                     next = rx.try_recv().ok();
                 }
+            }
+            if committed != self.committed && committed.is_some_and(|c| c.index <= self.written) {
+                let r = Record::Committed(committed);
+                self.note(&r);
+                encode(&r, &mut buf);
             }
             // Records nobody waits for (the committed id, a truncation) are written but not
             // fsynced on their own: the next fsync covers them, since the stream is ordered.
@@ -662,10 +671,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not waited for: it only lets a restarted member apply what it already knows was
-        // committed without waiting for the leader, and it follows the entries it covers.
+        // Not waited for, nor even written at once: it only lets a restarted member apply
+        // what it already knows was committed without waiting for the leader. The I/O
+        // thread adds it to the next batch it writes (see `Writer::run`).
         self.mem().committed = committed;
-        self.send(vec![Record::Committed(committed)], None)
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -797,6 +807,27 @@ mod tests {
         let mut s = LogStore::open(dir.path(), 1).unwrap();
         let got = s.try_get_log_entries(1..=n).await.unwrap();
         assert_eq!(ids(&got), ids(&all[..9]));
+    }
+
+    #[tokio::test]
+    async fn the_committed_id_goes_out_with_the_next_batch_and_never_ahead_of_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = |i| LogId::new(CommittedLeaderId::new(1, 1), i);
+        {
+            let mut s = LogStore::open(dir.path(), 1).unwrap();
+            flushed(&mut s, (1..=5).map(|i| entry(1, i)).collect()).await;
+            s.save_committed(Some(id(3))).await.unwrap();
+            flushed(&mut s, Vec::new()).await;
+        }
+        {
+            let mut s = LogStore::open(dir.path(), 1).unwrap();
+            assert_eq!(s.read_committed().await.unwrap(), Some(id(3)));
+            // Beyond the last entry written: not recorded.
+            s.save_committed(Some(id(9))).await.unwrap();
+            flushed(&mut s, Vec::new()).await;
+        }
+        let mut s = LogStore::open(dir.path(), 1).unwrap();
+        assert_eq!(s.read_committed().await.unwrap(), Some(id(3)));
     }
 
     #[tokio::test]
