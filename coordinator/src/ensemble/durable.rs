@@ -75,9 +75,15 @@ impl DurableGate {
         if c.index <= d.index && !d.failed {
             return Some(c);
         }
+        // Recorded before looking again: an fsync that lands after the second look finds
+        // it in `announce`; one that landed before is seen here.
         self.clamped.fetch_max(c.index, Ordering::AcqRel);
+        let d = *self.durable.borrow();
         if d.failed {
             return None;
+        }
+        if c.index <= d.index {
+            return Some(c);
         }
         // Below `c`, so an entry this member has (or its purge point); if not, tell nothing.
         self.log.log_id_at(d.index)
@@ -93,7 +99,11 @@ impl DurableGate {
             if held == 0 || d.index < held || d.failed {
                 continue;
             }
-            self.clamped.store(0, Ordering::Release);
+            // Clears only what was seen: a larger commit held back meanwhile stays for the
+            // next fsync.
+            let _ = self
+                .clamped
+                .compare_exchange(held, 0, Ordering::AcqRel, Ordering::Acquire);
             if raft.trigger().heartbeat().await.is_err() {
                 return;
             }

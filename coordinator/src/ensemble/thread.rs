@@ -50,22 +50,18 @@ impl RaftThread {
     }
 
     /// Stops the runtime and waits for the thread (blocking).
-    pub fn stop(mut self) {
-        self.shutdown();
+    pub fn stop(self) {
+        drop(self);
     }
+}
 
-    fn shutdown(&mut self) {
+impl Drop for RaftThread {
+    fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-impl Drop for RaftThread {
-    fn drop(&mut self) {
-        self.shutdown();
     }
 }
