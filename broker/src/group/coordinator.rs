@@ -543,6 +543,56 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    /// OffsetDelete: removes committed offsets of topics the group does not subscribe to
+    /// (tombstones first). Partitions of subscribed topics get GROUP_SUBSCRIBED_TO_TOPIC;
+    /// a group with members that is not a consumer group gets NON_EMPTY_GROUP, as Kafka.
+    pub async fn delete_offsets(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        partitions: Vec<TopicPartition>,
+    ) -> Result<Vec<(TopicPartition, Option<ResponseError>)>, ResponseError> {
+        let (shard, part) = self.shard(broker, group_id).await?;
+        let mut groups = shard.groups.lock().await;
+        let Some(e) = groups.get_mut(group_id) else {
+            return Err(ResponseError::GroupIdNotFound);
+        };
+        match e.group.state() {
+            GroupState::Dead => return Err(ResponseError::GroupIdNotFound),
+            GroupState::Empty => {}
+            _ if e.group.protocol_type() != Some("consumer") => {
+                return Err(ResponseError::NonEmptyGroup)
+            }
+            _ => {}
+        }
+        let subscribed = e.group.subscribed_topics();
+        let is_subscribed = |topic: &str| subscribed.as_ref().is_none_or(|s| s.contains(topic));
+        let doomed: Vec<TopicPartition> = partitions
+            .iter()
+            .filter(|tp| !is_subscribed(&tp.topic) && e.offsets.get(tp).is_some())
+            .cloned()
+            .collect();
+        if !doomed.is_empty() {
+            write(&part, tombstones(group_id, doomed.iter(), false)).await?;
+            for tp in &doomed {
+                e.offsets.remove(tp);
+            }
+            tracing::info!(
+                group = group_id,
+                partitions = doomed.len(),
+                "offsets deleted"
+            );
+        }
+        Ok(partitions
+            .into_iter()
+            .map(|tp| {
+                let error =
+                    is_subscribed(&tp.topic).then_some(ResponseError::GroupSubscribedToTopic);
+                (tp, error)
+            })
+            .collect())
+    }
+
     /// Fires timers, unloads shards whose partition moved away, expires offsets.
     async fn maintain(&self, broker: &Broker, expire: bool) {
         // Start loading the partitions this broker has come to lead, before any client

@@ -143,6 +143,27 @@ pub fn select_protocol(members: &[Member]) -> Option<String> {
     best.map(|(name, _)| name.to_owned())
 }
 
+/// The topics of a consumer's subscription (the `consumer` protocol type's member
+/// metadata: a version, then ConsumerProtocolSubscription). `None` if it does not parse.
+pub fn subscribed_topics(metadata: &Bytes) -> Option<Vec<String>> {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Decodable;
+    let mut buf = metadata.clone();
+    if buf.len() < 2 {
+        return None;
+    }
+    let version = i16::from_be_bytes([buf[0], buf[1]]);
+    let _ = bytes::Buf::get_i16(&mut buf);
+    // Newer versions only add fields at the end: read them as the newest we know.
+    let sub = ConsumerProtocolSubscription::decode(&mut buf, version.clamp(0, 3)).ok()?;
+    Some(
+        sub.topics
+            .into_iter()
+            .map(|t| t.as_str().to_owned())
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

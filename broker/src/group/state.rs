@@ -317,6 +317,24 @@ impl Group {
         self.pending_members.contains_key(member_id)
     }
 
+    /// The topics the members subscribe to, as Kafka's `ClassicGroup.subscribedTopics`:
+    /// none for an empty group, `None` (unknown: every topic counts as subscribed) when
+    /// the group is not a consumer group or a subscription does not parse.
+    pub fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
+        if self.members.is_empty() {
+            return Some(BTreeSet::new());
+        }
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return None;
+        }
+        let protocol = self.protocol_name.as_deref()?;
+        let mut topics = BTreeSet::new();
+        for m in &self.members {
+            topics.extend(super::member::subscribed_topics(m.metadata_for(protocol)?)?);
+        }
+        Some(topics)
+    }
+
     /// The group record as it stands (assignments of the current generation).
     pub fn metadata(&self) -> GroupMetadata {
         self.metadata_with(None)

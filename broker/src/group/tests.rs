@@ -748,3 +748,72 @@ fn a_sync_naming_another_protocol_is_inconsistent() {
         vec![("c1-s".to_owned(), "A-c1".to_owned())]
     );
 }
+
+/// A consumer's subscription as the Java client writes it: version, then
+/// ConsumerProtocolSubscription at that version.
+fn subscription(version: i16, topics: &[&str]) -> Bytes {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let sub = ConsumerProtocolSubscription::default().with_topics(
+        topics
+            .iter()
+            .map(|t| StrBytes::from_string((*t).to_owned()))
+            .collect(),
+    );
+    let mut buf = bytes::BytesMut::new();
+    buf.extend_from_slice(&version.to_be_bytes());
+    sub.encode(&mut buf, version).unwrap();
+    buf.freeze()
+}
+
+#[test]
+fn subscribed_topics_come_from_the_members_consumer_subscriptions() {
+    let mut g = Group::new("g", config(), 0);
+    assert_eq!(
+        g.subscribed_topics(),
+        Some(Default::default()),
+        "empty group"
+    );
+    for (client, version, topics) in [("c1", 1, &["a", "b"][..]), ("c2", 3, &["c"][..])] {
+        g.join(
+            0,
+            JoinRequest {
+                protocols: vec![Protocol::new("range", subscription(version, topics))],
+                ..join_req(client, "")
+            },
+        );
+    }
+    assert_eq!(g.subscribed_topics(), None, "no protocol chosen yet");
+    while g.state() == GroupState::PreparingRebalance {
+        let now = g.next_deadline().expect("a join timer");
+        g.tick(now);
+    }
+    let topics: Vec<String> = g.subscribed_topics().unwrap().into_iter().collect();
+    assert_eq!(topics, ["a", "b", "c"]);
+
+    // Metadata that is not a subscription (five topics announced, none there): unknown,
+    // so every topic counts as subscribed.
+    let mut garbled = Group::new("x", config(), 0);
+    garbled.join(
+        0,
+        JoinRequest {
+            protocols: vec![Protocol::new("range", vec![0, 1, 0, 0, 0, 5])],
+            ..join_req("c3", "")
+        },
+    );
+    while garbled.state() == GroupState::PreparingRebalance {
+        let now = garbled.next_deadline().expect("a join timer");
+        garbled.tick(now);
+    }
+    assert_eq!(garbled.subscribed_topics(), None);
+    let mut other = Group::new("o", config(), 0);
+    other.join(
+        0,
+        JoinRequest {
+            protocol_type: "connect".to_owned(),
+            protocols: vec![Protocol::new("range", subscription(1, &["a"]))],
+            ..join_req("c4", "")
+        },
+    );
+    assert_eq!(other.subscribed_topics(), None, "not a consumer group");
+}

@@ -137,16 +137,23 @@ async fn change_topic(
                     config.remove(k);
                 }
                 (2 | 3, Some(v)) if k == "cleanup.policy" => {
+                    // Kafka starts from the key's default when the topic does not set
+                    // it, and takes a comma-separated list of values to add or remove.
                     let mut items: Vec<String> = config
                         .get(k)
-                        .map(|c| c.split(',').map(str::to_owned).collect())
-                        .unwrap_or_default();
-                    if *op == 2 {
-                        if !items.contains(v) {
-                            items.push(v.clone());
+                        .map_or("delete", String::as_str)
+                        .split(',')
+                        .filter(|i| !i.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                    for value in v.split(',').filter(|i| !i.is_empty()) {
+                        if *op == 2 {
+                            if !items.iter().any(|i| i == value) {
+                                items.push(value.to_owned());
+                            }
+                        } else {
+                            items.retain(|i| i != value);
                         }
-                    } else {
-                        items.retain(|i| i != v);
                     }
                     config.insert(k.clone(), items.join(","));
                 }

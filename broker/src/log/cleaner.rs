@@ -994,7 +994,7 @@ fn records_section<'b>(h: &BatchHeader<'_>, batch: &'b [u8]) -> Result<Cow<'b, [
     let section = batch.get(HEADER_LEN..).unwrap_or(&[]);
     match h.compression() {
         0 => Ok(Cow::Borrowed(section)),
-        codec => decompress(codec, section).map(Cow::Owned),
+        codec => batch::decompress(codec, section).map(Cow::Owned),
     }
 }
 
@@ -1059,21 +1059,6 @@ fn parse_records(section: &[u8], count: i32) -> Result<Vec<RawRecord<'_>>, &'sta
     Ok(records)
 }
 
-/// Decompresses a records section with Kafka codec `codec` (1 gzip, 2 snappy, 3 lz4,
-/// 4 zstd).
-fn decompress(codec: u8, data: &[u8]) -> Result<Vec<u8>, String> {
-    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
-    let mut input = data;
-    let result = match codec {
-        1 => Gzip::decompress(&mut input, |b| Ok(b.to_vec())),
-        2 => Snappy::decompress(&mut input, |b| Ok(b.to_vec())),
-        3 => Lz4::decompress(&mut input, |b| Ok(b.to_vec())),
-        4 => Zstd::decompress(&mut input, |b| Ok(b.to_vec())),
-        other => return Err(format!("unknown compression codec {other}")),
-    };
-    result.map_err(|e| format!("{e:#}"))
-}
-
 /// Compresses a records section with Kafka codec `codec`.
 fn compress(codec: u8, raw: &[u8]) -> Result<Vec<u8>, String> {
     use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
@@ -1097,13 +1082,12 @@ fn compress(codec: u8, raw: &[u8]) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
     use crate::log::batch::{split_batches, validate};
-    use crate::log::test_util::{encode_batch, kv_batch, simple_batch, TestBatch, TestRecord};
+    use crate::log::test_util::{
+        codec_batch, encode_batch, kv_batch, simple_batch, TestBatch, TestRecord,
+    };
     use crate::log::{CleanupPolicy, LogConfig, PartitionLog};
     use bytes::Bytes;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-        TimestampType,
-    };
+    use kafka_protocol::records::{Compression, RecordBatchDecoder};
     use std::collections::BTreeMap;
 
     const NOW: i64 = 1_700_000_000_000;
@@ -1655,21 +1639,6 @@ mod tests {
     fn compressed_batches_are_recompressed_with_their_codec() {
         let tmp = tempfile::tempdir().unwrap();
         let mut log = open(&tmp.path().join("c-0"));
-        let record = |offset: i64, key: &str, value: &str| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: 5,
-            producer_epoch: 1,
-            timestamp_type: TimestampType::Creation,
-            offset,
-            sequence: offset as i32,
-            timestamp: NOW + offset,
-            key: Some(Bytes::from(key.to_owned())),
-            value: Some(Bytes::from(value.to_owned())),
-            headers: Default::default(),
-        };
         for (i, compression) in [
             Compression::Gzip,
             Compression::Snappy,
@@ -1680,22 +1649,15 @@ mod tests {
         .enumerate()
         {
             let key = format!("x{i}");
-            let records = vec![
-                record(0, &key, "old"),
-                record(1, "y", "kept-if-last"),
-                record(2, &key, "new"),
-            ];
-            let mut buf = bytes::BytesMut::new();
-            RecordBatchEncoder::encode(
-                &mut buf,
-                &records,
-                &RecordEncodeOptions {
-                    version: 2,
-                    compression,
-                },
-            )
-            .unwrap();
-            let info = log.append_as_leader(buf.freeze(), 0, NOW).unwrap();
+            let batch = codec_batch(
+                &[
+                    (0, NOW, &key, "old"),
+                    (1, NOW + 1, "y", "kept-if-last"),
+                    (2, NOW + 2, &key, "new"),
+                ],
+                compression,
+            );
+            let info = log.append_as_leader(batch, 0, NOW).unwrap();
             assert_eq!(info.record_count, 3);
         }
         log.roll().unwrap();
@@ -1821,9 +1783,13 @@ mod tests {
         let raw: Vec<u8> = (0..5000u32).flat_map(|i| (i % 251).to_be_bytes()).collect();
         for codec in 1..=4 {
             let packed = compress(codec, &raw).unwrap();
-            assert_eq!(decompress(codec, &packed).unwrap(), raw, "codec {codec}");
+            assert_eq!(
+                batch::decompress(codec, &packed).unwrap(),
+                raw,
+                "codec {codec}"
+            );
         }
         assert!(compress(7, &raw).is_err());
-        assert!(decompress(1, b"not gzip").is_err());
+        assert!(batch::decompress(1, b"not gzip").is_err());
     }
 }

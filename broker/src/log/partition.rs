@@ -781,11 +781,14 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// ListOffsets "max timestamp" (-3, KIP-734): the batch holding the largest
-    /// timestamp, as its timestamp and base offset.
-    pub fn offset_of_max_timestamp(&self) -> Option<TimestampOffset> {
+    /// ListOffsets "max timestamp" (-3, KIP-734): the record holding the largest
+    /// timestamp at or after the log start (the first such record, as Kafka).
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<TimestampOffset>, LogError> {
         let mut best: Option<&Segment> = None;
         for seg in &self.segments {
+            if seg.next_offset() <= self.log_start_offset {
+                continue;
+            }
             let better = match best {
                 None => seg.max_timestamp() >= 0,
                 Some(b) => seg.max_timestamp() > b.max_timestamp(),
@@ -794,13 +797,17 @@ impl PartitionLog {
                 best = Some(seg);
             }
         }
-        let seg = best?;
-        let offset = seg.offset_of_max_timestamp().max(self.log_start_offset);
-        Some(TimestampOffset {
-            timestamp: seg.max_timestamp(),
-            offset,
-            leader_epoch: self.epochs.epoch_for_offset(offset),
-        })
+        let Some(seg) = best else {
+            return Ok(None);
+        };
+        Ok(seg
+            .find_offset_of_max_timestamp(self.log_start_offset)?
+            .map(|mut t| {
+                if t.leader_epoch.is_none() {
+                    t.leader_epoch = self.epochs.epoch_for_offset(t.offset);
+                }
+                t
+            }))
     }
 
     /// OffsetForLeaderEpoch: the largest epoch at or below `epoch` and its end offset.
@@ -1726,8 +1733,9 @@ mod tests {
         // Only offsets at or after the log start count.
         log.delete_records_before(7).unwrap();
         assert_eq!(at(&log, 0), Some((7, 10_102)));
-        let max = log.offset_of_max_timestamp().unwrap();
-        assert_eq!((max.timestamp, max.offset), (11_904, 95));
+        // The record carrying the largest timestamp, not its batch (Kafka since 3.8).
+        let max = log.offset_of_max_timestamp().unwrap().unwrap();
+        assert_eq!((max.timestamp, max.offset), (11_904, 99));
         // Each segment's time index ends with its largest timestamp.
         for seg in &log.segments[..log.segments.len() - 1] {
             assert_eq!(

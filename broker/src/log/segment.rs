@@ -311,10 +311,6 @@ impl Segment {
     }
 
     /// Base offset of the batch holding the largest timestamp.
-    pub(crate) fn offset_of_max_timestamp(&self) -> i64 {
-        self.state.offset_of_max_timestamp
-    }
-
     /// When the time-based roll clock started (None while empty).
     pub(crate) fn roll_start_ms(&self) -> Option<i64> {
         self.roll_start_ms
@@ -494,9 +490,9 @@ impl Segment {
     }
 
     /// The first record at or after `start_offset` whose timestamp is at least
-    /// `timestamp`, if this segment has one. Uncompressed batches are searched record by
-    /// record; for a compressed batch the answer is the batch (its first offset at or
-    /// after `start_offset`, and its max timestamp), since the broker does not decompress.
+    /// `timestamp`, if this segment has one, searched record by record (compressed batches
+    /// are decompressed, as Kafka does; one that does not decode answers with its first
+    /// offset at or after `start_offset` and its max timestamp).
     pub(crate) fn find_offset_by_timestamp(
         &self,
         timestamp: i64,
@@ -512,9 +508,59 @@ impl Segment {
                 self.base_offset + i64::from(e.relative_offset)
             })
             .max(start_offset);
+        self.search_batches(
+            hint,
+            |info| info.last_offset >= start_offset && info.max_timestamp >= timestamp,
+            |info, records| {
+                if records.is_empty() {
+                    // Not decodable: the batch's own first offset and largest timestamp.
+                    return Some((info.base_offset.max(start_offset), info.max_timestamp));
+                }
+                records
+                    .iter()
+                    .find(|r| r.offset >= start_offset && r.timestamp >= timestamp)
+                    .map(|r| (r.offset, r.timestamp))
+            },
+        )
+    }
+
+    /// ListOffsets "max timestamp" (KIP-734): the first record at or after `start_offset`
+    /// that carries the segment's largest timestamp, as Kafka finds it (the batch that
+    /// first reached it, then the record inside). `None` if the segment has no timestamp.
+    pub(crate) fn find_offset_of_max_timestamp(
+        &self,
+        start_offset: i64,
+    ) -> Result<Option<TimestampOffset>, LogError> {
+        let max = self.state.max_timestamp;
+        if max < 0 || start_offset >= self.next_offset {
+            return Ok(None);
+        }
+        self.search_batches(
+            self.state.offset_of_max_timestamp.max(start_offset),
+            |info| info.last_offset >= start_offset && info.max_timestamp == max,
+            |info, records| {
+                let offset = records
+                    .iter()
+                    .find(|r| r.offset >= start_offset && r.timestamp == max)
+                    .map_or(info.base_offset.max(start_offset), |r| r.offset);
+                Some((offset, max))
+            },
+        )
+    }
+
+    /// Walks the batches from the index entry at or below `from`; for each batch that
+    /// `wanted` accepts by its header, `pick` sees its records' offsets and timestamps
+    /// (decompressed if need be; empty if they do not decode) and may answer
+    /// `(offset, timestamp)`. The first answer wins.
+    fn search_batches(
+        &self,
+        from: i64,
+        wanted: impl Fn(&BatchInfo) -> bool,
+        pick: impl Fn(&BatchInfo, &[batch::RecordPosition]) -> Option<(i64, i64)>,
+    ) -> Result<Option<TimestampOffset>, LogError> {
         let start = self
             .index
-            .lookup(relative(self.base_offset, hint))
+            .lookup(relative(self.base_offset, from))
             .map_or(0, |e| u64::from(e.position));
         let mut scan = FileScanner::new(&self.file, start, self.size, HEADER_SCAN_CHUNK);
         loop {
@@ -529,25 +575,15 @@ impl Segment {
                     })
                 }
             };
-            if info.last_offset < start_offset || info.max_timestamp < timestamp {
+            if !wanted(&info) {
                 continue;
             }
-            let leader_epoch = (info.leader_epoch >= 0).then_some(info.leader_epoch);
             let bytes = scan.batch_bytes(&info).map_err(|e| self.read_error(e))?;
-            if BatchHeader::parse(bytes).is_ok_and(|h| h.is_compressed()) {
+            if let Some((offset, timestamp)) = pick(&info, &batch::record_times(bytes)) {
                 return Ok(Some(TimestampOffset {
-                    timestamp: info.max_timestamp,
-                    offset: info.base_offset.max(start_offset),
-                    leader_epoch,
-                }));
-            }
-            let found = batch::record_positions(bytes)
-                .find(|r| r.offset >= start_offset && r.timestamp >= timestamp);
-            if let Some(r) = found {
-                return Ok(Some(TimestampOffset {
-                    timestamp: r.timestamp,
-                    offset: r.offset,
-                    leader_epoch,
+                    timestamp,
+                    offset,
+                    leader_epoch: (info.leader_epoch >= 0).then_some(info.leader_epoch),
                 }));
             }
         }
@@ -752,7 +788,7 @@ mod tests {
         assert_eq!(loaded.next_offset(), 118);
         assert_eq!(loaded.size(), seg.size());
         assert_eq!(loaded.max_timestamp(), 1115);
-        assert_eq!(loaded.offset_of_max_timestamp(), 115);
+        assert_eq!(loaded.state.offset_of_max_timestamp, 115);
         assert_eq!(loaded.index().entries(), seg.index().entries());
         assert_eq!(
             loaded.roll_start_ms(),

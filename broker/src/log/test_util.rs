@@ -193,3 +193,42 @@ pub(crate) fn kv_batch(records: &[(&str, Option<&str>)], ts: i64) -> Bytes {
         ..TestBatch::default()
     })
 }
+
+/// One batch encoded by the Kafka codec itself (`kafka-protocol`), with `compression`:
+/// `(offset, timestamp, key, value)` per record, producer 5 at epoch 1, each record's
+/// sequence its offset (the encoder starts a new batch where sequences break).
+pub(crate) fn codec_batch(
+    records: &[(i64, i64, &str, &str)],
+    compression: kafka_protocol::records::Compression,
+) -> Bytes {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = records
+        .iter()
+        .map(|&(offset, timestamp, key, value)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: 5,
+            producer_epoch: 1,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: i32::try_from(offset).unwrap_or(i32::MAX),
+            timestamp,
+            key: Some(Bytes::from(key.to_owned())),
+            value: Some(Bytes::from(value.to_owned())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encodable records");
+    buf.freeze()
+}

@@ -634,7 +634,7 @@ impl Partition {
             -1 => Ok((hw, -1, epoch)),
             // -4, earliest local (ListOffsets v8, KIP-405): every segment is local.
             -2 | -4 => Ok((log.log_start_offset(), -1, epoch)),
-            -3 => match log.offset_of_max_timestamp() {
+            -3 => match log.offset_of_max_timestamp()? {
                 Some(t) => visible(t),
                 None if lagging => Err(not_available()),
                 None => Ok((-1, -1, epoch)),
