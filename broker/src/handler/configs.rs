@@ -4,7 +4,7 @@
 use super::Ctx;
 use crate::cluster::admin;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{
     alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
@@ -34,6 +34,57 @@ fn config_type(key: &str) -> i8 {
         "cleanup.policy" => 7,
         _ => 2,
     }
+}
+
+/// The broker setting a topic config falls back to (Kafka's `ServerTopicConfigSynonyms`).
+fn broker_synonym(topic_key: &str) -> Option<&'static str> {
+    Some(match topic_key {
+        "cleanup.policy" => "log.cleanup.policy",
+        "compression.type" => "compression.type",
+        "max.message.bytes" => "message.max.bytes",
+        "message.timestamp.type" => "log.message.timestamp.type",
+        "min.insync.replicas" => "min.insync.replicas",
+        "retention.bytes" => "log.retention.bytes",
+        "retention.ms" => "log.retention.ms",
+        "segment.bytes" => "log.segment.bytes",
+        "segment.ms" => "log.roll.ms",
+        "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
+        "unclean.leader.election.enable" => "unclean.leader.election.enable",
+        _ => return None,
+    })
+}
+
+fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(s(name))
+        .with_value(Some(s(value)))
+        .with_source(source)
+}
+
+/// DescribeConfigs synonyms (v1+, when asked): where a value comes from, most specific
+/// first, as Kafka lists them (`kafka-configs --describe` prints them). A topic's own
+/// setting, then the broker setting behind it with the broker's value.
+fn synonyms(
+    resource_type: i8,
+    key: &str,
+    value: &str,
+    source: i8,
+    defaults: &std::collections::BTreeMap<String, String>,
+) -> Vec<DescribeConfigsSynonym> {
+    let mut out = Vec::new();
+    if resource_type == TOPIC {
+        if source == DYNAMIC_TOPIC_CONFIG {
+            out.push(synonym(key, value, DYNAMIC_TOPIC_CONFIG));
+        }
+        if let (Some(broker_key), Some(default)) = (broker_synonym(key), defaults.get(key)) {
+            out.push(synonym(broker_key, default, DEFAULT_CONFIG));
+        }
+    } else {
+        out.push(synonym(key, value, source));
+    }
+    out
 }
 
 pub async fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
@@ -93,11 +144,16 @@ pub async fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeCon
                 continue;
             }
         };
+        let resource_type = result.resource_type;
         let configs = entries
             .into_iter()
             .filter(|(k, ..)| wanted(k))
             .map(|(k, v, source, read_only)| {
-                let mut c = DescribeConfigsResourceResult::default()
+                let mut c = DescribeConfigsResourceResult::default();
+                if ctx.version >= 1 && req.include_synonyms {
+                    c = c.with_synonyms(synonyms(resource_type, &k, &v, source, &defaults));
+                }
+                let mut c = c
                     .with_name(s(k.clone()))
                     .with_value(Some(s(v)))
                     .with_read_only(read_only)
