@@ -296,4 +296,34 @@ class ConsumerTest extends ClusterTest {
     assertEquals(PARTITIONS * PER_PARTITION, counts.size(), "every record once");
     assertTrue(counts.values().stream().allMatch(n -> n == 1), "no record twice after a commit");
   }
+
+  /**
+   * KIP-848's protocol ({@code group.protocol=consumer}) is not served: like an Apache Kafka
+   * cluster with it turned off, the brokers do not advertise ConsumerGroupHeartbeat, so the
+   * Java consumer fails its first poll with UnsupportedVersionException and the message
+   * that tells the application to fall back to {@code group.protocol=classic}.
+   */
+  @Test
+  void newConsumerProtocolIsRefusedAsKafkaRefusesItWhenOff() throws Exception {
+    try (Consumer<String, String> c =
+        Clients.consumer(cluster, "kip-848", ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer")) {
+      c.subscribe(List.of(TOPIC));
+      org.apache.kafka.common.errors.UnsupportedVersionException e =
+          org.junit.jupiter.api.Assertions.assertThrows(
+              org.apache.kafka.common.errors.UnsupportedVersionException.class,
+              () -> {
+                long deadline = System.currentTimeMillis() + 30_000;
+                while (System.currentTimeMillis() < deadline) {
+                  c.poll(Duration.ofMillis(200));
+                }
+              });
+      assertTrue(e.getMessage().contains("group.protocol=classic"), e.getMessage());
+    }
+    // The fallback the message asks for works.
+    try (Consumer<String, String> c =
+        Clients.consumer(cluster, "kip-848", ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic")) {
+      c.subscribe(List.of(TOPIC));
+      assertEquals(PARTITIONS * PER_PARTITION, Clients.poll(c, PARTITIONS * PER_PARTITION, Duration.ofSeconds(60)).size());
+    }
+  }
 }
