@@ -4,9 +4,7 @@ import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.TestInstance;
-import org.junit.jupiter.api.extension.ExtensionContext;
 import org.junit.jupiter.api.extension.RegisterExtension;
-import org.junit.jupiter.api.extension.TestWatcher;
 
 /**
  * A test class that shares one Fjord cluster between its tests (starting a cluster per
@@ -16,7 +14,6 @@ import org.junit.jupiter.api.extension.TestWatcher;
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 abstract class ClusterTest {
   KafkaCluster cluster;
-  private volatile boolean failed;
 
   int brokers() {
     return 3;
@@ -36,21 +33,14 @@ abstract class ClusterTest {
     if (cluster == null) {
       return;
     }
-    if (failed) {
+    if (failures.any()) {
       System.err.println("cluster files kept in " + cluster.dir + "\n" + cluster.tails());
     }
     cluster.close();
-    if (!failed) {
+    if (!failures.any()) {
       cluster.delete();
     }
   }
 
-  @RegisterExtension
-  final TestWatcher watcher =
-      new TestWatcher() {
-        @Override
-        public void testFailed(ExtensionContext context, Throwable cause) {
-          failed = true;
-        }
-      };
+  @RegisterExtension final Failures failures = new Failures();
 }

@@ -173,8 +173,6 @@ final class KafkaCluster implements AutoCloseable {
 
   /** Removes the temp dir of a cluster that passed (a failed one stays for reading). */
   void delete() throws IOException {
-    try (var walk = Files.walk(dir)) {
-      walk.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-    }
+    Proc.deleteTree(dir);
   }
 }

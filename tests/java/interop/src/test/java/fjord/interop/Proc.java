@@ -131,4 +131,14 @@ final class Proc {
     }
     return out;
   }
+
+  /** Removes a test's temp dir (a failed test keeps its own for reading). */
+  static void deleteTree(Path dir) throws IOException {
+    if (!Files.exists(dir)) {
+      return;
+    }
+    try (var walk = Files.walk(dir)) {
+      walk.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+    }
+  }
 }

@@ -187,9 +187,7 @@ class StreamsTest extends ClusterTest {
       c.cleanUp();
     }
     for (Path dir : stateDirs) {
-      try (var walk = Files.walk(dir)) {
-        walk.sorted(java.util.Comparator.reverseOrder()).forEach(x -> x.toFile().delete());
-      }
+      Proc.deleteTree(dir);
     }
   }
 }

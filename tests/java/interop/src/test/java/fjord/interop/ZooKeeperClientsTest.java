@@ -88,6 +88,7 @@ abstract class ZooKeeperClientsTest {
       }
     }
     server.close();
+    Proc.deleteTree(dir);
   }
 
   private static byte[] b(String s) {
