@@ -567,6 +567,22 @@ def fmt(value: float | None, digits: int = 0) -> str:
     return f"{value:.{digits}f}"
 
 
+def run_main(main, log) -> None:
+    """Exits with `main()`'s code; a BenchError is logged as the reason and exits 1."""
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        log(f"error: {e}")
+        sys.exit(1)
+
+
+def print_rows(header: list[str], rows: list[list], left: int = 1) -> None:
+    """Prints a table: the first `left` columns left-aligned, the rest right-aligned."""
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) if i < left else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+
+
 def parse_producer_config(items: list[str]) -> dict[str, str]:
     config = {}
     for item in items:

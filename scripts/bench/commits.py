@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from broker_bench import (  # noqa: E402
     BenchError,
-    Cluster,
     client_logger,
     commit_line,
     flag_defaults,
@@ -38,11 +37,13 @@ from broker_bench import (  # noqa: E402
     log as _log,
     machine_lines,
     median,
+    print_rows,
+    run_main,
     percentile,
 )
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-from kafka_reference import DEFAULT_VERSION, KafkaReference, ensure_jars  # noqa: E402
+from kafka_reference import DEFAULT_VERSION, add_side_by_side_args, ensure_jars, side_by_side  # noqa: E402
 
 PROG = "commits"
 TOPIC = "bench-latency"
@@ -192,39 +193,18 @@ def run_system(name: str, bootstrap: str, args, logger) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--root", required=True)
-    p.add_argument("--bin-dir", required=True)
-    p.add_argument("--work", required=True)
-    p.add_argument("--load-before", default="?")
-    p.add_argument("--rounds", type=int, default=3)
+    add_side_by_side_args(p)
     p.add_argument("--samples", type=int, default=500)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--async-messages", type=int, default=5000)
     p.add_argument("--kafka-version", default=DEFAULT_VERSION)
-    p.add_argument("--no-kafka", action="store_true")
     args = p.parse_args()
-    root, bin_dir, work = Path(args.root), Path(args.bin_dir), Path(args.work)
-    pids = work / "pids"
+    root, work = Path(args.root), Path(args.work)
     logger = client_logger(work / "clients.log", "librdkafka")
-    systems = ["fjord"] if args.no_kafka else ["fjord", "kafka"]
     lib = None if args.no_kafka else ensure_jars(root, args.kafka_version, log)
-    results: dict[str, list[dict]] = {s: [] for s in systems}
-    for r in range(args.rounds):
-        order = systems if r % 2 == 0 else list(reversed(systems))
-        for system in order:
-            rdir = work / f"round-{r}-{system}"
-            if system == "fjord":
-                cluster = Cluster(PROG, bin_dir, rdir, pids, 3)
-                stop = cluster.kill_all
-            else:
-                cluster = KafkaReference(lib, rdir, pids, 3)
-                stop = cluster.stop
-            try:
-                log(f"round {r + 1}/{args.rounds}: starting {system}")
-                cluster.start()
-                results[system].append(run_system(system, cluster.bootstrap, args, logger))
-            finally:
-                stop()
+    results = side_by_side(
+        PROG, args, lib, log, lambda system, bootstrap, _pids, _rdir: run_system(system, bootstrap, args, logger)
+    )
     print_table(args, root, work, results)
     return 0
 
@@ -265,17 +245,11 @@ def print_table(args, root: Path, work: Path, results: dict[str, list[dict]]) ->
             return fmt(f / k if f and k else None, 2)
         rows.append(["fjord/kafka", ratio("produce_p50"), ratio("produce_p99"), ratio("commit_p50"),
                      ratio("commit_p99"), "", ratio("async_rate"), ""])
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    print_rows(header, rows)
     print()
     print("target: a commit takes about as long as an acks=all produce (commit/produce p50 near 1);")
     print("lower latency and higher msgs/s are better; rejoins is the most in one round (want 0)")
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as e:
-        log(f"error: {e}")
-        sys.exit(1)
+    run_main(main, log)

@@ -3,7 +3,8 @@ broker-and-controller nodes from Maven Central's `org.apache.kafka:kafka_2.13`, 
 on loopback with its own config, data directory and log, so a benchmark can run the same
 workload against Kafka and Fjord in one run.
 
-The jars are fetched once with Maven (`mvn dependency:copy-dependencies`) into
+The jars (the broker, `kafka_2.13`, and its command-line tools, `kafka-tools`) are fetched
+once with Maven (`mvn dependency:copy-dependencies`) into
 `target/kafka-reference/<version>/lib` and reused. Java 17 or later is needed.
 """
 
@@ -16,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from broker_bench import STOP_TIMEOUT, BenchError
+from broker_bench import STOP_TIMEOUT, BenchError, Cluster
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
@@ -37,6 +38,11 @@ POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
       <artifactId>kafka_2.13</artifactId>
       <version>{version}</version>
     </dependency>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka-tools</artifactId>
+      <version>{version}</version>
+    </dependency>
   </dependencies>
 </project>
 """
@@ -46,7 +52,8 @@ def ensure_jars(root: Path, version: str, log) -> Path:
     """The directory of Kafka's runtime jars, fetched with Maven when missing."""
     base = root / "target" / "kafka-reference" / version
     lib = base / "lib"
-    done = base / "complete"
+    # "complete-tools": fetched with kafka-tools (an older fetch had the broker only).
+    done = base / "complete-tools"
     if done.is_file():
         return lib
     if shutil.which("mvn") is None:
@@ -161,3 +168,45 @@ class KafkaReference:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(STOP_TIMEOUT)
+
+
+def add_side_by_side_args(parser, rounds: int = 3) -> None:
+    """The options every Fjord-against-Kafka driver takes from its entry script."""
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--bin-dir", required=True)
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--load-before", default="?")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--no-kafka", action="store_true")
+
+
+def side_by_side(prog: str, args, lib: Path | None, log, run) -> dict[str, list]:
+    """Per round, alternating which goes first, starts a fresh 3-broker Fjord cluster and
+    (unless --no-kafka) a 3-node Kafka in WORK/round-R-SYSTEM, calls
+    `run(system, bootstrap, pids, rdir)` and stops it. Returns each system's results."""
+    work, bin_dir = Path(args.work), Path(args.bin_dir)
+    pids_file = work / "pids"
+    systems = ["fjord"] if args.no_kafka else ["fjord", "kafka"]
+    results: dict[str, list] = {s: [] for s in systems}
+    for r in range(args.rounds):
+        order = systems if r % 2 == 0 else list(reversed(systems))
+        for system in order:
+            rdir = work / f"round-{r}-{system}"
+            if system == "fjord":
+                cluster = Cluster(prog, bin_dir, rdir, pids_file, 3)
+                stop = cluster.kill_all
+            else:
+                cluster = KafkaReference(lib, rdir, pids_file, 3)
+                stop = cluster.stop
+            try:
+                log(f"round {r + 1}/{args.rounds}: starting {system}")
+                cluster.start()
+                if system == "fjord":
+                    pids = [cluster.coordinator.pid, *(b.pid for b in cluster.brokers.values())]
+                else:
+                    pids = cluster.pids()
+                results[system].append(run(system, cluster.bootstrap, pids, rdir))
+            finally:
+                stop()
+    return results
+
