@@ -199,7 +199,13 @@ fn encode(
         version,
         reason: e.to_string(),
     };
-    let mut buf = BytesMut::with_capacity(256);
+    // A fetch response carries up to megabytes of records: size the buffer once, instead
+    // of letting it double (and copy everything again) as the records go in.
+    let body = match response {
+        kafka_protocol::messages::ResponseKind::Fetch(r) => r.compute_size(version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut buf = BytesMut::with_capacity(256 + body);
     buf.put_i32(0);
     // The ApiVersions response header is always v0, whatever the request version.
     let header_version = if api == ApiKey::ApiVersions {

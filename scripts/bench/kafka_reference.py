@@ -183,7 +183,8 @@ def add_side_by_side_args(parser, rounds: int = 3) -> None:
 def side_by_side(prog: str, args, lib: Path | None, log, run) -> dict[str, list]:
     """Per round, alternating which goes first, starts a fresh 3-broker Fjord cluster and
     (unless --no-kafka) a 3-node Kafka in WORK/round-R-SYSTEM, calls
-    `run(system, bootstrap, pids, rdir)` and stops it. Returns each system's results."""
+    `run(system, bootstrap, pids, rdir)` and stops it, then removes its data directories
+    (the logs stay). Returns each system's results."""
     work, bin_dir = Path(args.work), Path(args.bin_dir)
     pids_file = work / "pids"
     systems = ["fjord"] if args.no_kafka else ["fjord", "kafka"]
@@ -208,5 +209,7 @@ def side_by_side(prog: str, args, lib: Path | None, log, run) -> dict[str, list]
                 results[system].append(run(system, cluster.bootstrap, pids, rdir))
             finally:
                 stop()
+                for data in rdir.glob("*/data"):
+                    shutil.rmtree(data, ignore_errors=True)
     return results
 

@@ -153,8 +153,8 @@ def run_case(lib: Path, bootstrap: str, pids: list[int], size: int, replicas: in
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     add_side_by_side_args(p)
-    p.add_argument("--small-records", type=int, default=1_000_000)
-    p.add_argument("--large-records", type=int, default=200_000)
+    p.add_argument("--small-records", type=int, default=2_000_000)
+    p.add_argument("--large-records", type=int, default=1_000_000)
     args = p.parse_args()
     root, work = Path(args.root), Path(args.work)
     lib = ensure_jars(root, KAFKA_VERSION, log)

@@ -300,3 +300,63 @@ pub async fn incremental_alter(
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(s: &[DescribeConfigsSynonym]) -> Vec<(String, String, i8)> {
+        s.iter()
+            .map(|x| {
+                let value = x.value.as_ref().map_or("", |v| v.as_str()).to_owned();
+                (x.name.as_str().to_owned(), value, x.source)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn topic_synonyms_list_the_topic_value_then_the_broker_setting_behind_it() {
+        let defaults: std::collections::BTreeMap<String, String> =
+            [("retention.ms".to_owned(), "604800000".to_owned())].into();
+        let own = synonyms(
+            TOPIC,
+            "retention.ms",
+            "5000",
+            DYNAMIC_TOPIC_CONFIG,
+            &defaults,
+        );
+        assert_eq!(
+            named(&own),
+            [
+                ("retention.ms".into(), "5000".into(), DYNAMIC_TOPIC_CONFIG),
+                (
+                    "log.retention.ms".into(),
+                    "604800000".into(),
+                    DEFAULT_CONFIG
+                ),
+            ]
+        );
+        let inherited = synonyms(
+            TOPIC,
+            "retention.ms",
+            "604800000",
+            DEFAULT_CONFIG,
+            &defaults,
+        );
+        assert_eq!(
+            named(&inherited),
+            [(
+                "log.retention.ms".into(),
+                "604800000".into(),
+                DEFAULT_CONFIG
+            )]
+        );
+        // A key without a broker setting behind it has only its own entry, if any.
+        assert!(synonyms(TOPIC, "x.unknown", "1", DEFAULT_CONFIG, &defaults).is_empty());
+        let broker = synonyms(BROKER, "log.dirs", "/d", STATIC_BROKER_CONFIG, &defaults);
+        assert_eq!(
+            named(&broker),
+            [("log.dirs".into(), "/d".into(), STATIC_BROKER_CONFIG)]
+        );
+    }
+}

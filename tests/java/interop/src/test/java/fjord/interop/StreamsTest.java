@@ -155,8 +155,13 @@ class StreamsTest extends ClusterTest {
           a.metadataForLocalThreads().stream().anyMatch(t -> !t.standbyTasks().isEmpty())
               || b.metadataForLocalThreads().stream().anyMatch(t -> !t.standbyTasks().isEmpty()));
 
-      // A broker dies mid-stream (kill -9) and comes back.
-      Fjord.Broker victim = cluster.broker(2);
+      // A broker dies mid-stream (kill -9) and comes back: one that leads partitions but
+      // is not the group's coordinator, so that the kill moves leaders, not the group
+      // (a lost coordinator may fail a commit and, at least once, reprocess records).
+      int coordinator =
+          cluster.admin().describeConsumerGroups(List.of(APP)).all().get(30, TimeUnit.SECONDS)
+              .get(APP).coordinator().id();
+      Fjord.Broker victim = cluster.broker(coordinator == 2 ? 3 : 2);
       victim.kill();
       send(200);
       awaitCounts();
