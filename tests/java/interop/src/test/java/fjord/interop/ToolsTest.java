@@ -203,6 +203,11 @@ class ToolsTest extends ClusterTest {
     KafkaTool.Result bad =
         tool(CONFIGS, null, "--entity-type", "topics", "--entity-name", "tools-configs", "--alter", "--add-config", "retention.ms=never");
     assertNotEquals(0, bad.exit(), bad.toString());
+    // A deliberate difference (README): broker settings are flags, not changed at run time.
+    KafkaTool.Result broker =
+        tool(CONFIGS, null, "--entity-type", "brokers", "--entity-name", "1", "--alter", "--add-config", "log.cleaner.threads=2");
+    assertNotEquals(0, broker.exit(), broker.toString());
+    assertTrue(broker.stdout().contains("only topic configs can be changed") || broker.stderr().contains("only topic configs can be changed"), broker.toString());
     // Broker configs: --describe --all lists the static ones.
     String all = ok(CONFIGS, "--entity-type", "brokers", "--entity-name", "1", "--describe", "--all");
     assertTrue(all.contains("All configs for broker 1 are:"), all);
