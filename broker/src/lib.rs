@@ -20,4 +20,5 @@ pub mod producer_ids;
 pub mod readiness;
 pub mod replica;
 pub mod run;
+pub mod security;
 pub mod server;

@@ -1,0 +1,3 @@
+//! Authentication: SASL mechanisms the brokers serve and the CLI speaks.
+
+pub mod scram;
