@@ -1,3 +1,6 @@
-//! Authentication: SASL mechanisms the brokers serve and the CLI speaks.
+//! Authentication and authorization: SASL mechanisms the brokers serve and the CLI speaks,
+//! and Kafka's ACL model and authorizer.
 
+pub mod acl;
+pub mod authorizer;
 pub mod scram;
