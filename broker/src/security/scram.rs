@@ -21,7 +21,7 @@ pub const MIN_ITERATIONS: u32 = 4096;
 /// Kafka's maximum.
 pub const MAX_ITERATIONS: u32 = 16384;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Mechanism {
     Sha256,
     Sha512,
