@@ -437,126 +437,6 @@ impl Iterator for Batches {
     }
 }
 
-/// One record's offset and timestamp, as found by [`record_positions`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordPosition {
-    /// Absolute offset of the record.
-    pub offset: i64,
-    /// Its timestamp (the batch's max timestamp under log-append time).
-    pub timestamp: i64,
-}
-
-/// Offsets and timestamps of the records of an uncompressed batch, decoded from the
-/// varints without allocating. Returns an empty iterator for a compressed batch; stops at
-/// the first malformed record. Used by timestamp lookups only, never on the data path.
-pub fn record_positions<'a>(batch: &'a [u8]) -> RecordPositions<'a> {
-    let header = BatchHeader::parse(batch)
-        .ok()
-        .filter(|h| !h.is_compressed());
-    let (base_offset, base_ts, log_append, remaining) = match header {
-        Some(h) => (
-            h.base_offset(),
-            h.base_timestamp(),
-            h.is_log_append_time().then(|| h.max_timestamp()),
-            h.record_count().max(0),
-        ),
-        None => (0, 0, None, 0),
-    };
-    RecordPositions {
-        records: batch.get(HEADER_LEN..).unwrap_or(&[]),
-        pos: 0,
-        remaining,
-        base_offset,
-        base_ts,
-        log_append,
-    }
-}
-
-/// Iterator returned by [`record_positions`].
-#[derive(Debug)]
-pub struct RecordPositions<'a> {
-    records: &'a [u8],
-    pos: usize,
-    remaining: i32,
-    base_offset: i64,
-    base_ts: i64,
-    log_append: Option<i64>,
-}
-
-impl Iterator for RecordPositions<'_> {
-    type Item = RecordPosition;
-
-    fn next(&mut self) -> Option<RecordPosition> {
-        if self.remaining <= 0 {
-            return None;
-        }
-        self.remaining -= 1;
-        let parsed = (|| {
-            let rest = self.records.get(self.pos..)?;
-            let (len, n) = read_varint(rest)?;
-            let body = rest.get(n..n.checked_add(usize::try_from(len).ok()?)?)?;
-            // attributes (1 byte), timestamp delta (varlong), offset delta (varint)
-            let (ts_delta, m) = read_varlong(body.get(1..)?)?;
-            let (offset_delta, _) = read_varint(body.get(1 + m..)?)?;
-            Some((n + body.len(), ts_delta, offset_delta))
-        })();
-        let Some((consumed, ts_delta, offset_delta)) = parsed else {
-            self.remaining = 0;
-            return None;
-        };
-        self.pos += consumed;
-        Some(RecordPosition {
-            offset: self.base_offset.saturating_add(i64::from(offset_delta)),
-            timestamp: self
-                .log_append
-                .unwrap_or_else(|| self.base_ts.saturating_add(ts_delta)),
-        })
-    }
-}
-
-/// Offsets and timestamps of the records of any batch: decoded in place when it is
-/// uncompressed, decompressed first when not (timestamp lookups only). A batch that does
-/// not decode yields what parsed before the fault, often nothing; callers then fall back
-/// to the batch's own fields. Nothing here trusts a length it reads.
-pub fn record_times(batch: &[u8]) -> Vec<RecordPosition> {
-    let Ok(h) = BatchHeader::parse(batch) else {
-        return Vec::new();
-    };
-    if !h.is_compressed() {
-        return record_positions(batch).collect();
-    }
-    let Some(Ok(raw)) = batch
-        .get(HEADER_LEN..)
-        .map(|section| decompress(h.compression(), section))
-    else {
-        return Vec::new();
-    };
-    RecordPositions {
-        records: &raw,
-        pos: 0,
-        remaining: h.record_count().max(0),
-        base_offset: h.base_offset(),
-        base_ts: h.base_timestamp(),
-        log_append: h.is_log_append_time().then(|| h.max_timestamp()),
-    }
-    .collect()
-}
-
-/// Decompresses a records section with Kafka codec `codec` (1 gzip, 2 snappy, 3 lz4,
-/// 4 zstd).
-pub(crate) fn decompress(codec: u8, data: &[u8]) -> Result<Vec<u8>, String> {
-    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
-    let mut input = data;
-    let result = match codec {
-        1 => Gzip::decompress(&mut input, |b| Ok(b.to_vec())),
-        2 => Snappy::decompress(&mut input, |b| Ok(b.to_vec())),
-        3 => Lz4::decompress(&mut input, |b| Ok(b.to_vec())),
-        4 => Zstd::decompress(&mut input, |b| Ok(b.to_vec())),
-        other => return Err(format!("unknown compression codec {other}")),
-    };
-    result.map_err(|e| format!("{e:#}"))
-}
-
 /// The header fields of a batch the broker writes itself (the log cleaner's rewrites).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NewBatch {
@@ -634,6 +514,7 @@ pub(crate) fn read_varint(buf: &[u8]) -> Option<(i32, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::records::RecordPosition;
     use crate::log::test_util::{encode_batch, simple_batch, TestBatch};
 
     #[test]
@@ -663,7 +544,7 @@ mod tests {
         assert_eq!(h.producer_epoch(), 3);
         assert_eq!(h.base_sequence(), 9);
         assert_eq!(h.record_count(), 2);
-        let positions: Vec<_> = record_positions(&b).collect();
+        let positions = crate::log::records::record_times(&b);
         assert_eq!(
             positions,
             vec![
@@ -805,39 +686,7 @@ mod tests {
         let h = validate_producer_batch(&b).unwrap();
         assert!(h.is_compressed());
         assert_eq!(h.record_count(), 4);
-        assert_eq!(record_positions(&b).count(), 0);
-    }
-
-    #[test]
-    fn record_times_decompress_compressed_batches() {
-        use crate::log::test_util::codec_batch;
-        use kafka_protocol::records::Compression;
-        for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
-            let b = codec_batch(
-                &[
-                    (10, 1_000, "a", "v"),
-                    (11, 3_000, "b", "v"),
-                    (12, 2_000, "c", "v"),
-                ],
-                compression,
-            );
-            let times: Vec<(i64, i64)> = record_times(&b)
-                .into_iter()
-                .map(|r| (r.offset, r.timestamp))
-                .collect();
-            assert_eq!(
-                times,
-                [(10, 1_000), (11, 3_000), (12, 2_000)],
-                "{compression:?}"
-            );
-        }
-        // Garbage inside a compressed batch yields nothing (the caller falls back).
-        let b = encode_batch(&TestBatch {
-            attributes: 1,
-            opaque_records: Some((4, vec![0xAB; 30])),
-            ..TestBatch::default()
-        });
-        assert!(record_times(&b).is_empty());
+        assert!(crate::log::records::record_times(&b).is_empty());
     }
 
     #[test]

@@ -78,6 +78,7 @@ mod index_file;
 pub mod manager;
 pub mod partition;
 pub mod read;
+pub(crate) mod records;
 pub(crate) mod recovery;
 mod scan;
 pub(crate) mod segment;

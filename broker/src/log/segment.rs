@@ -10,6 +10,7 @@ use super::batch::{self, BatchHeader, NO_TIMESTAMP};
 use super::error::LogError;
 use super::index::{IndexEntry, OffsetIndex};
 use super::partition::TimestampOffset;
+use super::records;
 use super::scan::{BatchInfo, FileScanner, Step, HEADER_SCAN_CHUNK};
 use super::time_index::{TimeIndex, TimeIndexEntry};
 use std::fs::{File, OpenOptions};
@@ -556,7 +557,7 @@ impl Segment {
         &self,
         from: i64,
         wanted: impl Fn(&BatchInfo) -> bool,
-        pick: impl Fn(&BatchInfo, &[batch::RecordPosition]) -> Option<(i64, i64)>,
+        pick: impl Fn(&BatchInfo, &[records::RecordPosition]) -> Option<(i64, i64)>,
     ) -> Result<Option<TimestampOffset>, LogError> {
         let start = self
             .index
@@ -579,7 +580,7 @@ impl Segment {
                 continue;
             }
             let bytes = scan.batch_bytes(&info).map_err(|e| self.read_error(e))?;
-            if let Some((offset, timestamp)) = pick(&info, &batch::record_times(bytes)) {
+            if let Some((offset, timestamp)) = pick(&info, &records::record_times(bytes)) {
                 return Ok(Some(TimestampOffset {
                     timestamp,
                     offset,
