@@ -38,7 +38,12 @@ class Ack:
     """A delivery report without error: where the broker said the value is."""
 
     partition: int
-    offset: int
+    # None for an implicit acknowledgement: librdkafka reports the messages
+    # of a request whose answer it lost (a timeout, a dropped connection) as
+    # delivered, without an offset, once a later request of the same
+    # idempotent producer succeeds on that partition. Such a message must be
+    # stored exactly once in its partition, at whatever offset.
+    offset: int | None
     value: bytes
     at: float = 0.0  # time.monotonic() when the report arrived
 
@@ -204,7 +209,8 @@ def check(acks, read, sent=None, first_offset: int | None = 0) -> CheckResult:
     # Who says what is at each position.
     claims: dict[tuple[int, int], dict[bytes, set[str]]] = defaultdict(lambda: defaultdict(set))
     for a in acks:
-        claims[(a.partition, a.offset)][a.value].add("ack")
+        if a.offset is not None:
+            claims[(a.partition, a.offset)][a.value].add("ack")
     for p, o, v in read:
         claims[(p, o)][v].add("read")
     result.conflicts = {
@@ -224,6 +230,15 @@ def check(acks, read, sent=None, first_offset: int | None = 0) -> CheckResult:
 
     acked_at: dict[bytes, set[tuple[int, int]]] = defaultdict(set)
     for a in acks:
+        if a.offset is None:
+            # Implicitly acknowledged: anywhere in its own partition will do.
+            if not any(p == a.partition for p, _ in stored_at.get(a.value, ())):
+                if a.value in stored_at:
+                    result.moved[a] = sorted(set(stored_at[a.value]))
+                else:
+                    result.lost.append(a)
+            acked_at.setdefault(a.value, set())
+            continue
         acked_at[a.value].add((a.partition, a.offset))
         if a.value not in read_at.get((a.partition, a.offset), ()):
             if a.value in stored_at:
@@ -296,7 +311,8 @@ def read_everything(cluster, topic: str, partitions: int, acks, timeout: float =
     want = {p: 0 for p in range(partitions)}
     for a in acks:  # Ack or Record objects, or (partition, offset, value)
         p, o = (a.partition, a.offset) if hasattr(a, "partition") else (a[0], a[1])
-        want[p] = max(want[p], o + 1)
+        if o is not None:
+            want[p] = max(want[p], o + 1)
     deadline = time.monotonic() + timeout
     marks: dict[int, int] = {}
     while time.monotonic() < deadline:

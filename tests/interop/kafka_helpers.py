@@ -194,6 +194,19 @@ def by_position(records: list[Record]) -> dict[tuple[int, int], Record]:
     return {(r.partition, r.offset): r for r in records}
 
 
+def assert_reported_offsets(got: list[Record], delivered: list[Record]) -> None:
+    """Every delivery report that names an offset names the record read
+    there. librdkafka reports the messages of a request whose answer it lost
+    (a timeout, a dropped connection) as delivered without an offset once a
+    later request of the same idempotent producer succeeds (an implicit
+    acknowledgement); callers check those by content."""
+    positions = by_position(got)
+    with_offset = [r for r in delivered if r.offset is not None]
+    assert with_offset, "no delivery report carried an offset"
+    wrong = [r for r in with_offset if positions.get((r.partition, r.offset)) != r]
+    assert not wrong, f"{len(wrong)} reported offsets hold something else, e.g. {wrong[:3]}"
+
+
 def assert_contiguous(records: list[Record]) -> dict[int, int]:
     """Per partition, the offsets are exactly 0..n-1 in the order read.
     Returns {partition: n}."""

@@ -198,3 +198,22 @@ def test_history_time_queries():
     assert "kill" in history.timeline()
     assert History().timeline() == "(no events)"
     assert History().longest_ack_gap(1.0, 3.5) == 2.5
+
+
+def test_implicit_acknowledgement_without_an_offset():
+    """librdkafka acknowledges the messages of a timed-out request without
+    an offset once a later request succeeds: stored once anywhere in their
+    partition is right, missing is a loss, elsewhere is a move."""
+    read = clean(0, 6)
+    acked = [Ack(0, None, v(2)), Ack(0, None, v(3))] + [Ack(0, o, v(o)) for o in (0, 1, 4, 5)]
+    result = check(acked, read)
+    assert result.not_read == 0 and not result.conflicts and result.unacked_stored == 0
+
+    result = check(acked, [r for r in read if r[2] != v(3)] + [(1, 0, v(3))])
+    assert list(result.moved.values()) == [[(1, 0)]]
+
+    result = check(acked + [Ack(0, None, v(9))], read)
+    assert [a.value for a in result.lost] == [v(9)]
+
+    result = check(acked, read + [(0, 6, v(2))])
+    assert result.duplicates == {v(2): [(0, 2), (0, 6)]}
