@@ -6,6 +6,7 @@ use crate::config::BrokerConfig;
 use crate::group::coordinator::GroupCoordinator;
 use crate::producer_ids::ProducerIds;
 use crate::replica::ReplicaManager;
+use crate::security::{InterBroker, Security};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -18,6 +19,10 @@ pub struct Broker {
     pub producer_ids: ProducerIds,
     /// The consumer groups this broker coordinates.
     pub groups: GroupCoordinator,
+    /// Authentication: credentials, mechanisms, session lifetime.
+    pub security: Security,
+    /// How this broker reaches the others.
+    pub inter_broker: Arc<InterBroker>,
 }
 
 impl std::fmt::Debug for Broker {

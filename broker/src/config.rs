@@ -14,14 +14,78 @@ pub struct BrokerConfig {
     #[arg(long, env = "FJORD_BROKER_ID", value_parser = clap::value_parser!(i32).range(0..))]
     pub id: i32,
 
-    /// Address to listen on for Kafka clients. Port 0 picks a free port; the chosen address
-    /// is printed as `listening on ADDR`.
-    #[arg(long, env = "FJORD_LISTEN", default_value = "127.0.0.1:9092")]
-    pub listen: SocketAddr,
+    /// Address of a single PLAINTEXT listener for Kafka clients (the default, on
+    /// 127.0.0.1:9092, when --listeners is not given). Port 0 picks a free port; the chosen
+    /// address is printed as `listening on ADDR`.
+    #[arg(long, env = "FJORD_LISTEN", conflicts_with = "listeners")]
+    pub listen: Option<SocketAddr>,
 
-    /// Address clients are told to use (HOST:PORT). Defaults to the bound listen address.
-    #[arg(long, env = "FJORD_ADVERTISED")]
+    /// Address clients are told to use (HOST:PORT) with --listen. Defaults to the bound
+    /// address.
+    #[arg(long, env = "FJORD_ADVERTISED", conflicts_with = "listeners")]
     pub advertised: Option<String>,
+
+    /// Listeners as Kafka names them: NAME://HOST:PORT,... (an empty HOST binds every
+    /// interface; port 0 picks a free port). Each bound listener is printed as `listener
+    /// NAME on ADDR`, then `listening on ADDR` (the first listener) once the broker serves.
+    #[arg(long, env = "FJORD_LISTENERS")]
+    pub listeners: Option<String>,
+
+    /// The security protocol of each listener name: NAME:PROTOCOL,... with PROTOCOL one of
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL. By default each protocol's name maps to
+    /// itself (listener.security.protocol.map).
+    #[arg(long, env = "FJORD_LISTENER_SECURITY_PROTOCOL_MAP")]
+    pub listener_security_protocol_map: Option<String>,
+
+    /// Addresses clients are told for each listener: NAME://HOST:PORT,... Listeners not
+    /// named advertise their bound address.
+    #[arg(long, env = "FJORD_ADVERTISED_LISTENERS", requires = "listeners")]
+    pub advertised_listeners: Option<String>,
+
+    /// The listener brokers use to reach each other (inter.broker.listener.name); the
+    /// first of --listeners by default.
+    #[arg(long, env = "FJORD_INTER_BROKER_LISTENER", requires = "listeners")]
+    pub inter_broker_listener: Option<String>,
+
+    /// How this broker connects to other brokers' inter-broker listener: a Kafka client
+    /// property file (security.protocol, sasl.mechanism, sasl.username, sasl.password,
+    /// ssl.ca.location, ssl.certificate.location, ssl.key.location). Needed when that
+    /// listener uses SASL; its principal needs ClusterAction on the cluster (or to be a
+    /// super user) once an authorizer is on.
+    #[arg(long, env = "FJORD_INTER_BROKER_CLIENT_CONFIG")]
+    pub inter_broker_client_config: Option<PathBuf>,
+
+    /// PEM certificate chain (leaf first) for SSL and SASL_SSL listeners.
+    #[arg(long, env = "FJORD_SSL_CERTIFICATE", requires = "ssl_key")]
+    pub ssl_certificate: Option<PathBuf>,
+
+    /// PEM private key of --ssl-certificate.
+    #[arg(long, env = "FJORD_SSL_KEY", requires = "ssl_certificate")]
+    pub ssl_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s) that sign client certificates (and, for the inter-broker
+    /// client, the other brokers' certificates unless its config names a CA).
+    #[arg(long, env = "FJORD_SSL_CA")]
+    pub ssl_ca: Option<PathBuf>,
+
+    /// Client certificates on TLS listeners: none, requested or required
+    /// (ssl.client.auth). A verified certificate makes the principal `User:<subject DN>`
+    /// unless SASL names one.
+    #[arg(long, env = "FJORD_SSL_CLIENT_AUTH", default_value = "none", value_parser = ["none", "requested", "required"])]
+    pub ssl_client_auth: String,
+
+    /// SASL mechanisms served on SASL listeners (sasl.enabled.mechanisms).
+    #[arg(
+        long,
+        env = "FJORD_SASL_ENABLED_MECHANISMS",
+        default_value = "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN"
+    )]
+    pub sasl_enabled_mechanisms: String,
+
+    /// Longest SASL session (connections.max.reauth.ms, KIP-368): clients re-authenticate
+    /// before it ends, or are disconnected when it does. 0: sessions never end.
+    #[arg(long, env = "FJORD_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0)]
+    pub connections_max_reauth_ms: u64,
 
     /// The coordinator: HOST:PORT[,HOST:PORT..][/chroot].
     #[arg(long, env = "FJORD_COORDINATOR", default_value = "127.0.0.1:2181")]

@@ -59,8 +59,9 @@ pub async fn wait_for_request(
 /// docs), at most `timeout`. Returns the topics that were not.
 async fn wait_everywhere(broker: &Broker, topics: &Wanted, timeout: Duration) -> BTreeSet<String> {
     let deadline = Instant::now() + timeout;
-    let mut opts = ClientOptions::new("");
-    opts.client_id = format!("fjord-broker-{}", broker.id);
+    let mut opts = broker
+        .inter_broker
+        .options(format!("fjord-broker-{}", broker.id));
     opts.connect_timeout = Duration::from_secs(2);
     opts.request_timeout = Duration::from_secs(5);
     let mut conns: HashMap<i32, Connection> = HashMap::new();
@@ -78,7 +79,9 @@ async fn wait_everywhere(broker: &Broker, topics: &Wanted, timeout: Duration) ->
             let missing = if id == broker.id {
                 not_led_here(broker, &led)
             } else {
-                let addr = format!("{}:{}", reg.host, reg.port);
+                let Some(addr) = broker.inter_broker.address(reg) else {
+                    continue;
+                };
                 let checked = tokio::time::timeout_at(
                     deadline,
                     check_remote(&mut conns, id, &addr, &opts, &asked, &led),

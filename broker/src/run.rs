@@ -7,8 +7,14 @@ use crate::group::coordinator::{CoordinatorConfig, GroupCoordinator};
 use crate::group::GroupConfig;
 use crate::producer_ids::ProducerIds;
 use crate::replica::ReplicaManager;
+use crate::security::client_config::ClientSecurity;
+use crate::security::listener::{registered_endpoint, Listeners};
+use crate::security::sasl::SaslMechanism;
+use crate::security::{InterBroker, Security};
+use crate::server::ListenerRuntime;
 use anyhow::Context;
 use fjord_shared::cluster::BrokerRegistration;
+use fjord_shared::tls::{ClientAuth, ClientTls, ServerTls};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -31,29 +37,43 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             config.data_dir.display()
         );
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    let (host, port) = match &config.advertised {
-        Some(a) => {
-            let (h, p) = a
-                .rsplit_once(':')
-                .context("--advertised must be HOST:PORT")?;
-            (
-                h.to_owned(),
-                p.parse::<u16>()
-                    .context("--advertised port is not a number")?,
-            )
-        }
-        None => (addr.ip().to_string(), addr.port()),
+    let listeners = listeners(&config)?;
+    let security = Security {
+        credentials: Default::default(),
+        mechanisms: SaslMechanism::parse_list(&config.sasl_enabled_mechanisms)
+            .map_err(|e| anyhow::anyhow!("--sasl-enabled-mechanisms: {e}"))?,
+        reauth_ms: config.connections_max_reauth_ms,
     };
+    let server_tls = server_tls(&config, &listeners)?;
+    let inter_broker = Arc::new(inter_broker(&config, &listeners)?);
+    let mut bound = Vec::new();
+    let mut endpoints = Vec::new();
+    for l in &listeners.listeners {
+        let listener = tokio::net::TcpListener::bind(&l.bind)
+            .await
+            .with_context(|| format!("cannot listen on {} (listener {})", l.bind, l.name))?;
+        let addr = listener.local_addr()?;
+        endpoints.push((registered_endpoint(l, addr), l.protocol.name().to_owned()));
+        let runtime = ListenerRuntime {
+            name: l.name.clone(),
+            protocol: l.protocol,
+            tls: l
+                .protocol
+                .uses_tls()
+                .then(|| server_tls.clone().map(tokio_rustls::TlsAcceptor::from))
+                .flatten(),
+        };
+        println!("listener {} on {addr}", l.name);
+        bound.push((listener, Arc::new(runtime), addr));
+    }
+    let addr = bound[0].2;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let registration = BrokerRegistration::new(&host, port, config.rack.clone(), now_ms);
-    let replicas = ReplicaManager::open(&config).context("cannot open the partition logs")?;
+    let registration = BrokerRegistration::with_listeners(&endpoints, config.rack.clone(), now_ms);
+    let replicas = ReplicaManager::open(&config, inter_broker.clone())
+        .context("cannot open the partition logs")?;
     let cluster = Cluster::join(
         config.id,
         &config.coordinator,
@@ -63,6 +83,8 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     .await
     .context("cannot join the cluster")?;
     let broker = Arc::new(Broker {
+        security,
+        inter_broker,
         id: config.id,
         config: config.clone(),
         cluster: cluster.clone(),
@@ -133,19 +155,128 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         }
         signal.cancel();
     });
-    tracing::info!(broker_id = config.id, %addr, advertised = %format!("{host}:{port}"), "broker started");
+    let advertised: Vec<String> = endpoints.iter().map(|(e, _)| e.to_string()).collect();
+    tracing::info!(broker_id = config.id, %addr, advertised = ?advertised, "broker started");
+    // Logins are checked against credentials read before the first client is served.
+    crate::security::sync::load_users(&cluster.client(), &broker.security.credentials)
+        .await
+        .context("cannot read the users' SCRAM credentials")?;
+    tasks.spawn(crate::security::sync::follow_users(
+        cluster.clone(),
+        broker.security.credentials.clone(),
+        shutdown.child_token(),
+    ));
     println!("listening on {addr}");
-    crate::server::run(
-        listener,
-        broker.clone(),
-        config.max_connections,
-        shutdown.clone(),
-    )
-    .await;
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+    let mut servers = tokio::task::JoinSet::new();
+    for (listener, runtime, _) in bound {
+        servers.spawn(crate::server::run(
+            listener,
+            runtime,
+            broker.clone(),
+            slots.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while servers.join_next().await.is_some() {}
     tracing::info!(broker_id = config.id, "shutting down");
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     broker.replicas.close();
     drop(lock);
     Ok(())
+}
+
+/// The listeners from `--listeners` (and friends), or one PLAINTEXT listener from `--listen`.
+fn listeners(config: &BrokerConfig) -> anyhow::Result<Listeners> {
+    match &config.listeners {
+        Some(l) => Ok(Listeners::parse(
+            l,
+            config.listener_security_protocol_map.as_deref(),
+            config.advertised_listeners.as_deref(),
+            config.inter_broker_listener.as_deref(),
+        )?),
+        None => {
+            let bind = config
+                .listen
+                .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 9092)));
+            let advertised = match &config.advertised {
+                Some(a) => {
+                    let (h, p) = a
+                        .rsplit_once(':')
+                        .context("--advertised must be HOST:PORT")?;
+                    Some((
+                        h.to_owned(),
+                        p.parse::<u16>()
+                            .context("--advertised port is not a number")?,
+                    ))
+                }
+                None => None,
+            };
+            Ok(Listeners::single(bind.to_string(), advertised))
+        }
+    }
+}
+
+/// The TLS server config, if any listener uses TLS.
+fn server_tls(
+    config: &BrokerConfig,
+    listeners: &Listeners,
+) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    if !listeners.listeners.iter().any(|l| l.protocol.uses_tls()) {
+        return Ok(None);
+    }
+    let (Some(certificate), Some(key)) = (&config.ssl_certificate, &config.ssl_key) else {
+        anyhow::bail!("SSL and SASL_SSL listeners need --ssl-certificate and --ssl-key");
+    };
+    let client_auth = ClientAuth::parse(&config.ssl_client_auth)
+        .context("--ssl-client-auth must be none, requested or required")?;
+    let tls = ServerTls {
+        certificate: certificate.clone(),
+        key: key.clone(),
+        ca: config.ssl_ca.clone(),
+        client_auth,
+    };
+    Ok(Some(tls.config().context("TLS settings")?))
+}
+
+/// How this broker reaches the others' inter-broker listener.
+fn inter_broker(config: &BrokerConfig, listeners: &Listeners) -> anyhow::Result<InterBroker> {
+    let protocol = listeners.inter_broker_protocol();
+    let client = match &config.inter_broker_client_config {
+        Some(path) => {
+            ClientSecurity::from_file(path).map_err(|e| anyhow::anyhow!("--inter-broker-client-config {e}"))?
+        }
+        None if protocol.uses_sasl() => anyhow::bail!(
+            "the inter-broker listener {} uses {protocol}: give the broker's login with --inter-broker-client-config",
+            listeners.inter_broker
+        ),
+        None if protocol.uses_tls() => {
+            // Trust the CA given for client certificates, and present our own certificate.
+            let tls = ClientTls {
+                ca: config.ssl_ca.clone(),
+                certificate: config.ssl_certificate.clone(),
+                key: config.ssl_key.clone(),
+            };
+            ClientSecurity {
+                protocol,
+                sasl: None,
+                tls: Some(tls.config().context(
+                    "the inter-broker listener uses SSL: --ssl-ca must name the CA that signed the brokers' certificates",
+                )?),
+            }
+        }
+        None => ClientSecurity::default(),
+    };
+    if client.protocol != protocol {
+        anyhow::bail!(
+            "--inter-broker-client-config says security.protocol={} but the inter-broker listener {} uses {protocol}",
+            client.protocol,
+            listeners.inter_broker
+        );
+    }
+    Ok(InterBroker {
+        listener: listeners.inter_broker.clone(),
+        client,
+    })
 }

@@ -107,7 +107,8 @@ pub struct ClusterId {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     pub version: i32,
-    pub host: String,
+    /// The PLAINTEXT listener's host (null without one, as in Kafka).
+    pub host: Option<String>,
     pub port: i32,
     pub endpoints: Vec<String>,
     #[serde(default)]
@@ -122,20 +123,91 @@ pub struct BrokerRegistration {
     pub features: BTreeMap<String, serde_json::Value>,
 }
 
+/// One listener of a registered broker: `NAME://HOST:PORT` in `endpoints`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub listener: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// Parses `NAME://HOST:PORT` (HOST may be a bracketed IPv6 address or empty).
+    pub fn parse(text: &str) -> Option<Endpoint> {
+        let (listener, rest) = text.split_once("://")?;
+        let (host, port) = rest.rsplit_once(':')?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Some(Endpoint {
+            listener: listener.to_owned(),
+            host: host.to_owned(),
+            port: port.parse().ok()?,
+        })
+    }
+
+    /// `HOST:PORT`, bracketing an IPv6 host.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.listener, self.address())
+    }
+}
+
 impl BrokerRegistration {
+    /// A registration with one PLAINTEXT listener.
     pub fn new(host: &str, port: u16, rack: Option<String>, now_ms: u64) -> BrokerRegistration {
+        let endpoint = Endpoint {
+            listener: "PLAINTEXT".to_owned(),
+            host: host.to_owned(),
+            port,
+        };
+        BrokerRegistration::with_listeners(&[(endpoint, "PLAINTEXT".to_owned())], rack, now_ms)
+    }
+
+    /// A registration with these (endpoint, security protocol) listeners. As in Kafka,
+    /// `host` and `port` name the PLAINTEXT listener if there is one (null and -1 if not).
+    pub fn with_listeners(
+        listeners: &[(Endpoint, String)],
+        rack: Option<String>,
+        now_ms: u64,
+    ) -> BrokerRegistration {
+        let plain = listeners
+            .iter()
+            .find(|(e, p)| p == "PLAINTEXT" && e.listener == "PLAINTEXT");
         BrokerRegistration {
             version: 5,
-            host: host.to_owned(),
-            port: i32::from(port),
-            endpoints: vec![format!("PLAINTEXT://{host}:{port}")],
-            listener_security_protocol_map: [("PLAINTEXT".to_owned(), "PLAINTEXT".to_owned())]
-                .into(),
+            host: plain.map(|(e, _)| e.host.clone()),
+            port: plain.map_or(-1, |(e, _)| i32::from(e.port)),
+            endpoints: listeners.iter().map(|(e, _)| e.to_string()).collect(),
+            listener_security_protocol_map: listeners
+                .iter()
+                .map(|(e, p)| (e.listener.clone(), p.clone()))
+                .collect(),
             jmx_port: -1,
             timestamp: now_ms.to_string(),
             rack,
             features: BTreeMap::new(),
         }
+    }
+
+    /// The endpoint of `listener`, if this broker has it.
+    pub fn endpoint(&self, listener: &str) -> Option<Endpoint> {
+        self.endpoints
+            .iter()
+            .filter_map(|e| Endpoint::parse(e))
+            .find(|e| e.listener == listener)
+    }
+
+    /// The first endpoint (for displays that show one address per broker).
+    pub fn first_endpoint(&self) -> Option<Endpoint> {
+        self.endpoints.iter().find_map(|e| Endpoint::parse(e))
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`coord_client`]: the async ZooKeeper-protocol client (sessions, watches, multi).
 //! - [`fs`]: durable file helpers (atomic replace, directory fsync, checksummed frames).
 //! - [`telemetry`]: tracing setup, driven by `RUST_LOG`.
+//! - [`tls`]: TLS configs (rustls, ring provider) from PEM files; [`x509`]: certificate subjects.
 
 // Tests may unwrap: a panic there is a failed assertion with its reason.
 
@@ -12,4 +13,7 @@ pub mod coord_client;
 pub mod fs;
 pub mod jute;
 pub mod shutdown;
+pub mod stream;
 pub mod telemetry;
+pub mod tls;
+pub mod x509;

@@ -13,7 +13,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::Args;
-use fjord_shared::cluster::{self as layout, BrokerRegistration, ClusterId, ControllerInfo};
+use fjord_shared::cluster::{
+    self as layout, BrokerRegistration, ClusterId, ControllerInfo, Endpoint,
+};
 use fjord_shared::coord_client::{self, ConnectOptions, ErrorCode};
 
 use super::error::CliError;
@@ -302,12 +304,19 @@ pub(crate) fn differences(regs: &Registrations, md: &ClusterMetadata) -> Vec<Str
     for (id, reg) in &regs.brokers {
         match md.brokers.get(id) {
             None => diffs.push(format!("broker {id} is registered but not in the metadata")),
-            Some(b) if b.host != reg.host || b.port != reg.port => diffs.push(format!(
-                "broker {id} is registered as {}:{} but advertised as {}",
-                reg.host,
-                reg.port,
-                b.addr()
-            )),
+            Some(b)
+                if !reg
+                    .endpoints
+                    .iter()
+                    .filter_map(|e| Endpoint::parse(e))
+                    .any(|e| e.host == b.host && i32::from(e.port) == b.port) =>
+            {
+                diffs.push(format!(
+                    "broker {id} is registered as {} but advertised as {}",
+                    reg.endpoints.join(","),
+                    b.addr()
+                ))
+            }
             Some(_) => {}
         }
     }

@@ -15,9 +15,14 @@
 
 use std::time::Duration;
 
+use crate::security::client_config::SaslLogin;
+use crate::security::sasl::SaslMechanism;
+use crate::security::scram::ScramClient;
 use bytes::{BufMut, Bytes, BytesMut};
+use fjord_shared::stream::Stream;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+    SaslAuthenticateRequest, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,7 +36,7 @@ use super::ClientOptions;
 #[derive(Debug)]
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Stream,
     client_id: StrBytes,
     next_correlation_id: i32,
     max_frame: usize,
@@ -63,6 +68,34 @@ impl Connection {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(addr, error = %e, "cannot set TCP_NODELAY");
         }
+        let stream = match &opts.security.tls {
+            None => Stream::Plain(stream),
+            Some(config) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                let name = fjord_shared::tls::server_name(host).map_err(|e| Error::Tls {
+                    addr: addr.to_owned(),
+                    reason: e.to_string(),
+                })?;
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                match tokio::time::timeout(opts.connect_timeout, connector.connect(name, stream))
+                    .await
+                {
+                    Ok(Ok(s)) => Stream::Client(Box::new(s)),
+                    Ok(Err(e)) => {
+                        return Err(Error::Tls {
+                            addr: addr.to_owned(),
+                            reason: e.to_string(),
+                        })
+                    }
+                    Err(_) => {
+                        return Err(Error::ConnectTimeout {
+                            addr: addr.to_owned(),
+                            timeout: opts.connect_timeout,
+                        })
+                    }
+                }
+            }
+        };
         let mut conn = Connection {
             addr: addr.to_owned(),
             stream,
@@ -74,6 +107,12 @@ impl Connection {
             broken: false,
         };
         conn.versions = conn.handshake().await?;
+        if let Some(login) = &opts.security.sasl {
+            if let Err(e) = conn.authenticate(login).await {
+                conn.stream.close().await;
+                return Err(e);
+            }
+        }
         tracing::debug!(addr, "connected");
         Ok(conn)
     }
@@ -133,6 +172,72 @@ impl Connection {
         self.roundtrip(api, version, req, false, Duration::ZERO)
             .await
             .map(|_| ())
+    }
+
+    /// SaslHandshake v1, then SaslAuthenticate rounds until the mechanism is done.
+    async fn authenticate(&mut self, login: &SaslLogin) -> Result<()> {
+        let mech = login.mechanism.name();
+        let req = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mech));
+        let version = self.version(ApiKey::SaslHandshake)?;
+        let resp = self.send(&req, version, Duration::ZERO).await?;
+        if resp.error_code != 0 {
+            let enabled: Vec<&str> = resp.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(Error::kafka(
+                ApiKey::SaslHandshake,
+                "",
+                resp.error_code,
+                Some(format!(
+                    "{mech} is not enabled; the broker offers {enabled:?}"
+                )),
+            ));
+        }
+        let version = self.version(ApiKey::SaslAuthenticate)?;
+        let mut scram = match login.mechanism {
+            SaslMechanism::Plain => None,
+            SaslMechanism::Scram(m) => Some(
+                ScramClient::new(m, &login.username, &login.password)
+                    .map_err(|e| self.auth_error(e.to_string()))?,
+            ),
+        };
+        let mut token = match &scram {
+            None => format!("\0{}\0{}", login.username, login.password).into_bytes(),
+            Some(c) => c.client_first(),
+        };
+        for round in 0.. {
+            let req = SaslAuthenticateRequest::default().with_auth_bytes(token.into());
+            let resp = self.send(&req, version, Duration::ZERO).await?;
+            if resp.error_code != 0 {
+                return Err(Error::kafka(
+                    ApiKey::SaslAuthenticate,
+                    "",
+                    resp.error_code,
+                    resp.error_message.map(|m| m.to_string()),
+                ));
+            }
+            match (&mut scram, round) {
+                (None, _) => return Ok(()),
+                (Some(c), 0) => {
+                    token = c
+                        .server_first(&resp.auth_bytes)
+                        .map_err(|e| self.auth_error(e.to_string()))?;
+                }
+                (Some(c), _) => {
+                    return c
+                        .server_final(&resp.auth_bytes)
+                        .map_err(|e| self.auth_error(e.to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn auth_error(&self, reason: String) -> Error {
+        Error::kafka(
+            ApiKey::SaslAuthenticate,
+            "",
+            code::SASL_AUTHENTICATION_FAILED,
+            Some(reason),
+        )
     }
 
     /// ApiVersions, highest version first; on UNSUPPORTED_VERSION the broker lists its own

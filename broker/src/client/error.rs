@@ -47,6 +47,8 @@ pub mod code {
     pub const NON_EMPTY_GROUP: i16 = 68;
     /// DeleteGroups of a group the coordinator does not know.
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    /// A SASL login failed: wrong password, unknown user, or a broken exchange.
+    pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
 }
 
 /// Why an exchange with a broker failed.
@@ -64,6 +66,9 @@ pub enum Error {
     /// The TCP connection did not open in time.
     #[error("cannot connect to {addr}: no answer within {} ms", timeout.as_millis())]
     ConnectTimeout { addr: String, timeout: Duration },
+    /// The TLS handshake failed (untrusted or mismatched certificate, plaintext peer, ...).
+    #[error("TLS with {addr} failed: {reason}")]
+    Tls { addr: String, reason: String },
     /// Reading or writing an open connection failed.
     #[error("connection to {addr}: {source}")]
     Io {
@@ -205,7 +210,10 @@ impl Error {
 
     /// Whether nothing can have reached the broker: the connection never opened.
     pub fn is_connect(&self) -> bool {
-        matches!(self, Error::Connect { .. } | Error::ConnectTimeout { .. })
+        matches!(
+            self,
+            Error::Connect { .. } | Error::ConnectTimeout { .. } | Error::Tls { .. }
+        )
     }
 
     /// Whether the connection broke (or went silent) with a request outstanding: the request

@@ -83,6 +83,8 @@ pub struct ClientOptions {
     pub backoff: Duration,
     /// The longest pause between retries.
     pub max_backoff: Duration,
+    /// TLS and SASL, as a client property file describes them.
+    pub security: crate::security::client_config::ClientSecurity,
 }
 
 impl ClientOptions {
@@ -105,6 +107,7 @@ impl ClientOptions {
             retries: 10,
             backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
+            security: Default::default(),
         }
     }
 

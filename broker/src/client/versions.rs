@@ -52,6 +52,10 @@ pub fn client_range(api: ApiKey) -> Option<(i16, i16)> {
         // v9 is the KIP-848 shape (member epochs).
         ApiKey::OffsetCommit => (2, 8),
         ApiKey::DeleteGroups => (0, 2),
+        // v1 frames the exchange in SaslAuthenticate requests; v0's raw frames are not used.
+        ApiKey::SaslHandshake => (1, 1),
+        // v1 adds the session lifetime (KIP-368).
+        ApiKey::SaslAuthenticate => (0, 2),
         _ => return None,
     };
     Some((min, max))

@@ -13,11 +13,12 @@ pub fn handle(ctx: &Ctx<'_>, _req: DescribeClusterRequest) -> DescribeClusterRes
         .with_brokers(
             view.brokers
                 .iter()
-                .map(|(id, b)| {
+                .filter_map(|(id, b)| Some((id, b, b.endpoint(ctx.listener)?)))
+                .map(|(id, b, e)| {
                     DescribeClusterBroker::default()
                         .with_broker_id(BrokerId(*id))
-                        .with_host(StrBytes::from_string(b.host.clone()))
-                        .with_port(b.port)
+                        .with_host(StrBytes::from_string(e.host))
+                        .with_port(i32::from(e.port))
                         .with_rack(b.rack.clone().map(StrBytes::from_string))
                 })
                 .collect(),

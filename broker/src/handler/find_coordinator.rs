@@ -31,7 +31,11 @@ async fn locate(
         .brokers
         .get(&id)
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    Ok((id, b.host.clone(), b.port))
+    // The coordinator's address on the listener this client came in on.
+    let e = b
+        .endpoint(ctx.listener)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    Ok((id, e.host, i32::from(e.port)))
 }
 
 pub async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {

@@ -183,11 +183,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
         .with_brokers(
             view.listed_brokers(std::time::Instant::now())
                 .into_iter()
-                .map(|(id, b)| {
+                // Each broker's endpoint on the listener this client came in on (Kafka
+                // leaves out brokers without that listener).
+                .filter_map(|(id, b)| Some((id, b, b.endpoint(ctx.listener)?)))
+                .map(|(id, b, endpoint)| {
                     let mut e = MetadataResponseBroker::default()
                         .with_node_id(BrokerId(id))
-                        .with_host(StrBytes::from_string(b.host.clone()))
-                        .with_port(b.port);
+                        .with_host(StrBytes::from_string(endpoint.host))
+                        .with_port(i32::from(endpoint.port));
                     if version >= 1 {
                         e = e.with_rack(b.rack.clone().map(StrBytes::from_string));
                     }

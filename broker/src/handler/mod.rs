@@ -67,6 +67,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // Answered by the connection itself (server.rs), which holds the SASL state.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// Minimums advertised below what we serve, because librdkafka gates features on them:
@@ -98,6 +101,11 @@ pub struct Ctx<'a> {
     pub header: &'a RequestHeader,
     pub version: i16,
     pub peer: SocketAddr,
+    /// The listener the request came in on (Metadata answers with its endpoints).
+    pub listener: &'a str,
+    /// Who sent it: `User:<name>` (SASL or a client certificate's subject) or
+    /// `User:ANONYMOUS`.
+    pub principal: &'a str,
 }
 
 /// Runs the handler for a decoded request. `None` means no response (acks=0 produce).

@@ -14,9 +14,10 @@
 
 use super::truncation::{next_truncation, LeaderEpochEnd};
 use super::Partition;
-use crate::client::{ClientOptions, Connection};
+use crate::client::Connection;
 use crate::cluster::Cluster;
 use crate::log::topic_partition::TopicPartition;
+use crate::security::InterBroker;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
@@ -50,11 +51,13 @@ struct Fetcher {
 }
 
 /// Fetcher settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FetcherConfig {
     pub max_wait: Duration,
     pub max_bytes: i32,
     pub partition_max_bytes: i32,
+    /// Where and how to reach the leaders.
+    pub inter_broker: Arc<InterBroker>,
 }
 
 /// Every fetcher of this broker, by leader id.
@@ -103,7 +106,7 @@ impl Fetchers {
             self.runtime.spawn(run(
                 cluster.clone(),
                 leader,
-                self.config,
+                self.config.clone(),
                 f.partitions.clone(),
                 f.cancel.clone(),
             ));
@@ -159,10 +162,9 @@ impl Fetchers {
     }
 }
 
-fn leader_address(cluster: &Cluster, leader: i32) -> Option<String> {
+fn leader_address(cluster: &Cluster, inter_broker: &InterBroker, leader: i32) -> Option<String> {
     let view = cluster.view();
-    let b = view.brokers.get(&leader)?;
-    Some(format!("{}:{}", b.host, b.port))
+    inter_broker.address(view.brokers.get(&leader)?)
 }
 
 async fn run(
@@ -172,8 +174,9 @@ async fn run(
     partitions: Arc<Mutex<BTreeMap<TopicPartition, Followed>>>,
     cancel: CancellationToken,
 ) {
-    let mut opts = ClientOptions::new("");
-    opts.client_id = format!("fjord-replica-fetcher-{}", cluster.broker_id);
+    let mut opts = config
+        .inter_broker
+        .options(format!("fjord-replica-fetcher-{}", cluster.broker_id));
     opts.connect_timeout = Duration::from_secs(3);
     opts.request_timeout = Duration::from_secs(10);
     let mut conn: Option<Connection> = None;
@@ -181,7 +184,7 @@ async fn run(
     while !cancel.is_cancelled() {
         if conn.as_ref().is_none_or(Connection::is_broken) {
             conn = None;
-            let Some(addr) = leader_address(&cluster, leader) else {
+            let Some(addr) = leader_address(&cluster, &config.inter_broker, leader) else {
                 pause(&cancel, BACKOFF).await;
                 continue;
             };
@@ -203,7 +206,7 @@ async fn run(
         }
         let Some(c) = conn.as_mut() else { continue };
         let step = tokio::select! {
-            r = fetch_once(&cluster, leader, config, &partitions, c) => r,
+            r = fetch_once(&cluster, leader, &config, &partitions, c) => r,
             _ = cancel.cancelled() => return,
         };
         match step {
@@ -237,7 +240,7 @@ type FetchResult<T> = Result<T, crate::client::Error>;
 async fn fetch_once(
     cluster: &Cluster,
     leader: i32,
-    config: FetcherConfig,
+    config: &FetcherConfig,
     partitions: &Mutex<BTreeMap<TopicPartition, Followed>>,
     conn: &mut Connection,
 ) -> FetchResult<Progress> {

@@ -98,7 +98,10 @@ pub(super) fn log_config(defaults: &LogConfig, topic: &BTreeMap<String, String>)
 
 impl ReplicaManager {
     /// Opens (and recovers) every partition log in the data directory.
-    pub fn open(cfg: &BrokerConfig) -> Result<ReplicaManager, LogError> {
+    pub fn open(
+        cfg: &BrokerConfig,
+        inter_broker: Arc<crate::security::InterBroker>,
+    ) -> Result<ReplicaManager, LogError> {
         let log = LogConfig {
             segment_bytes: cfg.segment_bytes,
             retention_ms: (cfg.retention_ms >= 0).then_some(cfg.retention_ms as u64),
@@ -111,6 +114,7 @@ impl ReplicaManager {
             max_wait: Duration::from_millis(cfg.replica_fetch_wait_max_ms),
             max_bytes: 10 << 20,
             partition_max_bytes: 1 << 20,
+            inter_broker,
         };
         let rm = ReplicaManager {
             logs: Mutex::new(manager),

@@ -3,5 +3,55 @@
 
 pub mod acl;
 pub mod authorizer;
+pub mod client_config;
+pub mod listener;
+pub mod sasl;
 pub mod scram;
 pub mod store;
+pub mod sync;
+
+use client_config::ClientSecurity;
+use fjord_shared::cluster::BrokerRegistration;
+use sasl::{Credentials, SaslMechanism};
+
+/// How this broker reaches the others: their inter-broker listener, with its own client
+/// security settings.
+#[derive(Debug, Clone)]
+pub struct InterBroker {
+    pub listener: String,
+    pub client: ClientSecurity,
+}
+
+impl InterBroker {
+    /// A plaintext inter-broker listener named PLAINTEXT (tests and single-listener setups).
+    pub fn plaintext() -> InterBroker {
+        InterBroker {
+            listener: "PLAINTEXT".to_owned(),
+            client: ClientSecurity::default(),
+        }
+    }
+
+    /// `HOST:PORT` of `broker`'s inter-broker listener.
+    pub fn address(&self, broker: &BrokerRegistration) -> Option<String> {
+        broker.endpoint(&self.listener).map(|e| e.address())
+    }
+
+    /// Client options for connections to other brokers.
+    pub fn options(&self, client_id: String) -> crate::client::ClientOptions {
+        let mut opts = crate::client::ClientOptions::new("");
+        opts.client_id = client_id;
+        opts.security = self.client.clone();
+        opts
+    }
+}
+
+/// What the brokers' connections need for authentication.
+#[derive(Debug)]
+pub struct Security {
+    /// SCRAM credentials, kept current from the coordinator.
+    pub credentials: std::sync::Arc<Credentials>,
+    /// Mechanisms served on SASL listeners.
+    pub mechanisms: Vec<SaslMechanism>,
+    /// KIP-368 session lifetime (0: sessions never end).
+    pub reauth_ms: u64,
+}

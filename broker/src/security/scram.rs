@@ -141,6 +141,14 @@ impl Credential {
         })
     }
 
+    /// Whether `password` is the one this credential was derived from (for SASL/PLAIN,
+    /// which checks passwords against the stored SCRAM credentials).
+    pub fn matches_password(&self, mech: Mechanism, password: &str) -> bool {
+        let salted = mech.salted_password(password, &self.salt, self.iterations);
+        let client_key = mech.mac(&salted, b"Client Key");
+        ct_eq(&mech.hash(&client_key), &self.stored_key)
+    }
+
     /// With a fresh random salt.
     pub fn generate(
         mech: Mechanism,
@@ -288,6 +296,11 @@ impl ScramServer {
 
     pub fn mechanism(&self) -> Mechanism {
         self.mech
+    }
+
+    /// True until the client-first message has been taken.
+    pub fn is_initial(&self) -> bool {
+        matches!(self.state, ServerState::Initial)
     }
 
     /// Takes the client-first message; `lookup` gives the user's credential. Returns the
