@@ -82,6 +82,21 @@ pub struct BrokerConfig {
     )]
     pub sasl_enabled_mechanisms: String,
 
+    /// The authorizer: `acl` checks every request against Kafka ACLs stored in the
+    /// coordinator (authorizer.class.name); `none` allows everything.
+    #[arg(long, env = "FJORD_AUTHORIZER", default_value = "none", value_parser = ["none", "acl"])]
+    pub authorizer: String,
+
+    /// Principals allowed everything, separated by ';' (super.users), e.g.
+    /// `User:admin;User:CN=broker1`.
+    #[arg(long, env = "FJORD_SUPER_USERS", default_value = "")]
+    pub super_users: String,
+
+    /// Allow a request on a resource that has no ACL at all
+    /// (allow.everyone.if.no.acl.found).
+    #[arg(long, env = "FJORD_ALLOW_EVERYONE_IF_NO_ACL_FOUND", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_everyone_if_no_acl_found: bool,
+
     /// Longest SASL session (connections.max.reauth.ms, KIP-368): clients re-authenticate
     /// before it ends, or are disconnected when it does. 0: sessions never end.
     #[arg(long, env = "FJORD_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0)]

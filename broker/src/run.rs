@@ -7,6 +7,7 @@ use crate::group::coordinator::{CoordinatorConfig, GroupCoordinator};
 use crate::group::GroupConfig;
 use crate::producer_ids::ProducerIds;
 use crate::replica::ReplicaManager;
+use crate::security::authorizer::Authorizer;
 use crate::security::client_config::ClientSecurity;
 use crate::security::listener::{registered_endpoint, Listeners};
 use crate::security::sasl::SaslMechanism;
@@ -43,6 +44,13 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         mechanisms: SaslMechanism::parse_list(&config.sasl_enabled_mechanisms)
             .map_err(|e| anyhow::anyhow!("--sasl-enabled-mechanisms: {e}"))?,
         reauth_ms: config.connections_max_reauth_ms,
+        authorizer: match config.authorizer.as_str() {
+            "acl" => Some(Arc::new(std::sync::RwLock::new(Authorizer::new(
+                super_users(&config.super_users)?,
+                config.allow_everyone_if_no_acl_found,
+            )))),
+            _ => None,
+        },
     };
     let server_tls = server_tls(&config, &listeners)?;
     let inter_broker = Arc::new(inter_broker(&config, &listeners)?);
@@ -157,13 +165,13 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     });
     let advertised: Vec<String> = endpoints.iter().map(|(e, _)| e.to_string()).collect();
     tracing::info!(broker_id = config.id, %addr, advertised = ?advertised, "broker started");
-    // Logins are checked against credentials read before the first client is served.
-    crate::security::sync::load_users(&cluster.client(), &broker.security.credentials)
+    // Logins and ACLs are checked against what was read before the first client is served.
+    crate::security::sync::load(&cluster.client(), &broker.security.followed())
         .await
-        .context("cannot read the users' SCRAM credentials")?;
-    tasks.spawn(crate::security::sync::follow_users(
+        .context("cannot read the users' SCRAM credentials and the ACLs")?;
+    tasks.spawn(crate::security::sync::follow(
         cluster.clone(),
-        broker.security.credentials.clone(),
+        broker.security.followed(),
         shutdown.child_token(),
     ));
     println!("listening on {addr}");
@@ -279,4 +287,16 @@ fn inter_broker(config: &BrokerConfig, listeners: &Listeners) -> anyhow::Result<
         listener: listeners.inter_broker.clone(),
         client,
     })
+}
+
+/// `--super-users`: `User:a;User:b` (Kafka's separator), each a `User:` principal.
+fn super_users(text: &str) -> anyhow::Result<Vec<String>> {
+    text.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|p| match p.split_once(':') {
+            Some(("User", name)) if !name.is_empty() => Ok(p.to_owned()),
+            _ => anyhow::bail!("--super-users: {p:?} is not User:<name>"),
+        })
+        .collect()
 }

@@ -168,6 +168,7 @@ async fn connection(
     let mut conn = Conn {
         reader: BufReader::with_capacity(64 * 1024, stream),
         peer,
+        host: peer.ip().to_string(),
         broker,
         listener,
         principal,
@@ -213,6 +214,8 @@ enum Auth {
 struct Conn<'a> {
     reader: BufReader<Stream>,
     peer: SocketAddr,
+    /// The peer's address as ACLs name hosts.
+    host: String,
     broker: &'a Broker,
     listener: &'a ListenerRuntime,
     principal: String,
@@ -308,14 +311,13 @@ impl Conn<'_> {
                 Ok(Some(bytes))
             }
             _ => {
-                handle_frame(
-                    self.broker,
-                    self.peer,
-                    &self.listener.name,
-                    &self.principal,
-                    frame,
-                )
-                .await
+                let who = Who {
+                    peer: self.peer,
+                    host: &self.host,
+                    listener: &self.listener.name,
+                    principal: &self.principal,
+                };
+                handle_frame(self.broker, who, frame).await
             }
         }
     }
@@ -536,13 +538,20 @@ fn decode(frame: Bytes) -> Result<(i16, i32, RequestKind), ConnError> {
 }
 
 /// Decodes one request, runs it, and encodes the framed response (`None` for acks=0).
+/// Who sent a request, over which listener.
+struct Who<'a> {
+    peer: SocketAddr,
+    host: &'a str,
+    listener: &'a str,
+    principal: &'a str,
+}
+
 async fn handle_frame(
     broker: &Broker,
-    peer: SocketAddr,
-    listener: &str,
-    principal: &str,
+    who: Who<'_>,
     frame: Bytes,
 ) -> Result<Option<BytesMut>, ConnError> {
+    let peer = who.peer;
     let req = match parse(frame)? {
         Ok(r) => r,
         Err(correlation_id) => {
@@ -569,8 +578,9 @@ async fn handle_frame(
         header: &req.header,
         version: req.version,
         peer,
-        listener,
-        principal,
+        listener: who.listener,
+        principal: who.principal,
+        host: who.host,
     };
     let Some(response) = handler::dispatch(&ctx, req.body).await else {
         return Ok(None);

@@ -126,17 +126,22 @@ pub enum MembersCommand {
     Remove { id: u64 },
 }
 
+/// Opens a session with `coordinator`.
+pub(crate) async fn open(coordinator: &str, opts: ConnectOptions) -> Result<Client, CliError> {
+    Client::connect(opts)
+        .await
+        .map_err(|source| CliError::Connect {
+            addr: coordinator.to_owned(),
+            source,
+        })
+}
+
 /// Connects to `coordinator`, runs one command, and closes the session.
 pub async fn run(coordinator: &str, args: CoordArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let opts = ConnectOptions::new(coordinator)
         .connect_timeout(Duration::from_millis(args.connect_timeout_ms))
         .session_timeout(Duration::from_millis(args.session_timeout_ms));
-    let client = Client::connect(opts)
-        .await
-        .map_err(|source| CliError::Connect {
-            addr: coordinator.to_owned(),
-            source,
-        })?;
+    let client = open(coordinator, opts).await?;
     let result = execute(&client, args.command, out).await;
     // The command's outcome is what the user asked about; a failed close only leaves the
     // session to expire on the server, so it is worth a warning, not a failure.

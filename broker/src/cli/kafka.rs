@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::error::CliError;
 use crate::client::{code, Client, ClientOptions, Error as ClientError, TopicInfo};
+use crate::security::client_config::ClientSecurity;
 
 /// Flags for talking to brokers; accepted after any Kafka subcommand.
 #[derive(Debug, Clone, Args)]
@@ -41,21 +42,37 @@ pub struct KafkaArgs {
         default_value_t = 10
     )]
     pub retries: u32,
+
+    /// A Kafka client property file for secured listeners: security.protocol,
+    /// sasl.mechanism, sasl.username, sasl.password, ssl.ca.location,
+    /// ssl.certificate.location, ssl.key.location (kcat's and Kafka's tools' files work).
+    #[arg(
+        long,
+        global = true,
+        env = "FJORD_COMMAND_CONFIG",
+        value_name = "FILE",
+        visible_alias = "config-file"
+    )]
+    pub command_config: Option<std::path::PathBuf>,
 }
 
 impl KafkaArgs {
-    /// Client options for `bootstrap` with these timeouts.
-    pub fn options(&self, bootstrap: &str) -> ClientOptions {
+    /// Client options for `bootstrap` with these timeouts and security settings.
+    pub fn options(&self, bootstrap: &str) -> Result<ClientOptions, CliError> {
         let mut opts = ClientOptions::new(bootstrap);
         opts.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
         opts.request_timeout = Duration::from_millis(self.request_timeout_ms);
         opts.retries = self.retries;
-        opts
+        if let Some(path) = &self.command_config {
+            opts.security = ClientSecurity::from_file(path)
+                .map_err(|e| CliError::Usage(format!("--command-config {e}")))?;
+        }
+        Ok(opts)
     }
 
     /// Connects to the cluster through `bootstrap`.
     pub async fn connect(&self, bootstrap: &str) -> Result<Client, CliError> {
-        Ok(Client::connect(self.options(bootstrap)).await?)
+        Ok(Client::connect(self.options(bootstrap)?).await?)
     }
 }
 

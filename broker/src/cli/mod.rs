@@ -3,13 +3,15 @@
 //! Commands are a clap-derived tree. Global flags name the endpoints (`--bootstrap` for the
 //! Kafka side, `--coordinator` for the ZooKeeper side), each with an `FJORD_*` environment
 //! fallback, so scripts can set them once. Each top-level command lives in its own module:
-//! `cluster`, `topics`, `produce`, `consume` and `groups` speak Kafka to the brokers (through
+//! `cluster`, `topics`, `produce`, `consume`, `groups`, `acls` and `users` speak Kafka to
+//! the brokers (through
 //! [`crate::client`]); `coord` speaks ZooKeeper to the coordinator (the znode tree and its
 //! watches).
 //!
 //! Errors never panic: every failure is one line `error: ...` on stderr and a non-zero exit
 //! status, so scripts can test `$?` and humans can read the reason.
 
+mod acls;
 mod cluster;
 mod consume;
 mod coord;
@@ -21,11 +23,13 @@ mod produce;
 mod signal;
 mod table;
 mod topics;
+mod users;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use self::acls::{AclsArgs, AclsCommand};
 pub use self::cluster::ClusterArgs;
 pub use self::consume::{ConsumeArgs, StartAt};
 pub use self::coord::{CoordArgs, CoordCommand};
@@ -34,6 +38,7 @@ pub use self::groups::{GroupsArgs, GroupsCommand, ResetOffsetsArgs, TopicSelecti
 pub use self::kafka::KafkaArgs;
 pub use self::produce::ProduceArgs;
 pub use self::topics::{TopicsArgs, TopicsCommand};
+pub use self::users::{UsersArgs, UsersCommand};
 
 /// `fjord [--bootstrap HOST:PORT] [--coordinator HOST:PORT] <command>`.
 #[derive(Debug, Parser)]
@@ -79,6 +84,10 @@ pub enum Command {
     Groups(GroupsArgs),
     /// Browse, change and watch the coordinator's znode tree.
     Coord(CoordArgs),
+    /// List, create and delete Kafka ACLs (needs brokers with --authorizer acl).
+    Acls(AclsArgs),
+    /// List, set and delete SCRAM users.
+    Users(UsersArgs),
 }
 
 /// Runs a parsed command line to completion and returns the process exit status. Failures
@@ -124,6 +133,8 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             groups::run(&cli.bootstrap, args, &mut out, &mut std::io::stderr()).await
         }
         Command::Coord(args) => coord::run(&cli.coordinator, args, &mut out).await,
+        Command::Acls(args) => acls::run(&cli.bootstrap, args, &mut out).await,
+        Command::Users(args) => users::run(&cli.bootstrap, &cli.coordinator, args, &mut out).await,
     }
 }
 

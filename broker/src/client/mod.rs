@@ -34,6 +34,7 @@ mod metadata;
 pub mod partitioner;
 mod produce;
 pub mod records;
+mod security_admin;
 mod versions;
 
 #[cfg(test)]

@@ -56,6 +56,12 @@ pub fn client_range(api: ApiKey) -> Option<(i16, i16)> {
         ApiKey::SaslHandshake => (1, 1),
         // v1 adds the session lifetime (KIP-368).
         ApiKey::SaslAuthenticate => (0, 2),
+        // v0 was removed; v2 is the first flexible version.
+        ApiKey::DescribeAcls => (1, 3),
+        ApiKey::CreateAcls => (1, 3),
+        ApiKey::DeleteAcls => (1, 3),
+        ApiKey::DescribeUserScramCredentials => (0, 0),
+        ApiKey::AlterUserScramCredentials => (0, 0),
         _ => return None,
     };
     Some((min, max))

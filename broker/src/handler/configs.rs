@@ -3,6 +3,7 @@
 
 use super::Ctx;
 use crate::cluster::admin;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
@@ -87,6 +88,35 @@ fn synonyms(
     out
 }
 
+/// With an authorizer: `op` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on the topic, or on the
+/// cluster for broker configs. The refusal, if any.
+fn refused(
+    ctx: &Ctx<'_>,
+    resource_type: i8,
+    name: &str,
+    op: Operation,
+) -> Option<admin::AdminError> {
+    let (allowed, code, what) = if resource_type == TOPIC {
+        (
+            ctx.topic_allowed(op, name),
+            ResponseError::TopicAuthorizationFailed,
+            format!("topic {name}"),
+        )
+    } else {
+        (
+            ctx.cluster_allowed(op),
+            ResponseError::ClusterAuthorizationFailed,
+            "the cluster".to_owned(),
+        )
+    };
+    (!allowed).then(|| {
+        admin::AdminError::new(
+            code,
+            format!("{} may not {} of {what}", ctx.principal, op.znode_name()),
+        )
+    })
+}
+
 pub async fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let broker = ctx.broker;
     let view = broker.cluster.view();
@@ -102,6 +132,14 @@ pub async fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeCon
         let mut result = DescribeConfigsResult::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
+        if let Some(e) = refused(ctx, r.resource_type, &name, Operation::DescribeConfigs) {
+            results.push(
+                result
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(s(e.message))),
+            );
+            continue;
+        }
         let entries: Vec<(String, String, i8, bool)> = match r.resource_type {
             TOPIC => match view.topics.get(&name).map(|_| ()) {
                 // The coordinator, not the view, so a change just acknowledged is seen.
@@ -230,7 +268,10 @@ pub async fn alter(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsRespo
     let mut responses = Vec::new();
     for r in req.resources {
         let name = r.resource_name.as_str().to_owned();
-        let outcome = if r.resource_type != TOPIC {
+        let outcome = if let Some(e) = refused(ctx, r.resource_type, &name, Operation::AlterConfigs)
+        {
+            Err(e)
+        } else if r.resource_type != TOPIC {
             Err(admin::AdminError::new(
                 ResponseError::InvalidRequest,
                 "only topic configs can be changed",
@@ -269,7 +310,10 @@ pub async fn incremental_alter(
     let mut responses = Vec::new();
     for r in req.resources {
         let name = r.resource_name.as_str().to_owned();
-        let outcome = if r.resource_type != TOPIC {
+        let outcome = if let Some(e) = refused(ctx, r.resource_type, &name, Operation::AlterConfigs)
+        {
+            Err(e)
+        } else if r.resource_type != TOPIC {
             Err(admin::AdminError::new(
                 ResponseError::InvalidRequest,
                 "only topic configs can be changed",

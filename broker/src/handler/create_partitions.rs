@@ -3,6 +3,7 @@
 
 use super::Ctx;
 use crate::cluster::admin;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -21,7 +22,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartit
             .topics
             .get(&name)
             .map_or(0, |v| v.assignment.len() as i32);
-        let outcome = if t.assignments.is_some() {
+        let outcome = if !ctx.topic_allowed(Operation::Alter, &name) {
+            Err(admin::AdminError::new(
+                ResponseError::TopicAuthorizationFailed,
+                format!("{} may not alter topic {name}", ctx.principal),
+            ))
+        } else if t.assignments.is_some() {
             Err(admin::AdminError::new(
                 ResponseError::InvalidRequest,
                 "manual replica assignment is not supported",

@@ -42,7 +42,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
         } else {
             t.replication_factor
         };
-        let outcome = if named.get(&name).is_some_and(|n| *n > 1) {
+        let outcome = if !ctx.may_create_topic(&name) {
+            Err(admin::AdminError::new(
+                ResponseError::TopicAuthorizationFailed,
+                format!("{} may not create topic {name}", ctx.principal),
+            ))
+        } else if named.get(&name).is_some_and(|n| *n > 1) {
             Err(admin::AdminError::new(
                 ResponseError::InvalidRequest,
                 format!("topic {name} is named more than once in the request"),

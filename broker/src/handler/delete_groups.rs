@@ -2,6 +2,7 @@
 //! `__consumer_offsets`); a group with members gets NON_EMPTY_GROUP.
 
 use super::Ctx;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
@@ -9,9 +10,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteGroupsRequest) -> DeleteGroupsResp
     let broker = ctx.broker;
     let mut results = Vec::new();
     for id in req.groups_names {
-        let code = match broker.groups.delete(broker, id.as_str()).await {
-            Ok(()) => 0,
-            Err(e) => e.code(),
+        let code = if !ctx.group_allowed(Operation::Delete, id.as_str()) {
+            kafka_protocol::ResponseError::GroupAuthorizationFailed.code()
+        } else {
+            match broker.groups.delete(broker, id.as_str()).await {
+                Ok(()) => 0,
+                Err(e) => e.code(),
+            }
         };
         results.push(
             DeletableGroupResult::default()

@@ -3,6 +3,7 @@
 //! POLICY_VIOLATION, as Kafka does.
 
 use super::Ctx;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -20,12 +21,18 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteRecordsRequest) -> DeleteRecordsRe
                 .topic_config(&topic)
                 .get("cleanup.policy")
                 .is_some_and(|p| p == "compact");
+            let allowed = ctx.topic_allowed(Operation::Delete, &topic);
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
                     let r = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index);
+                    if !allowed {
+                        return r
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                            .with_low_watermark(-1);
+                    }
                     if compact_only {
                         return r
                             .with_error_code(ResponseError::PolicyViolation.code())

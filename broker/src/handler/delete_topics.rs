@@ -3,6 +3,7 @@
 
 use super::Ctx;
 use crate::cluster::admin;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -61,7 +62,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResp
         if ctx.version >= 6 {
             r = r.with_topic_id(view.topics.get(&topic).map_or(id, |t| t.uuid()));
         }
-        let outcome = if broker.cluster.is_fenced() {
+        let outcome = if !ctx.topic_allowed(Operation::Delete, &topic) {
+            Err(admin::AdminError::new(
+                ResponseError::TopicAuthorizationFailed,
+                format!("{} may not delete topic {topic}", ctx.principal),
+            ))
+        } else if broker.cluster.is_fenced() {
             Err(admin::AdminError::new(
                 ResponseError::NotController,
                 "this broker has lost its coordinator session",

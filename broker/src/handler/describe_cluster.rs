@@ -1,11 +1,20 @@
 //! DescribeCluster: brokers, controller and cluster id (used by admin clients).
 
 use super::Ctx;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 
 pub fn handle(ctx: &Ctx<'_>, _req: DescribeClusterRequest) -> DescribeClusterResponse {
+    if !ctx.cluster_allowed(Operation::Describe) {
+        return DescribeClusterResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(StrBytes::from_string(format!(
+                "{} may not describe the cluster",
+                ctx.principal
+            ))));
+    }
     let view = ctx.broker.cluster.view();
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(view.cluster_id.clone()))

@@ -3,6 +3,7 @@
 //! Dead with no members, as Kafka does.
 
 use super::Ctx;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -12,6 +13,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> DescribeGroups
     let mut groups = Vec::new();
     for id in req.groups {
         let g = DescribedGroup::default().with_group_id(id.clone());
+        if !ctx.group_allowed(Operation::Describe, id.as_str()) {
+            groups.push(
+                g.with_error_code(kafka_protocol::ResponseError::GroupAuthorizationFailed.code()),
+            );
+            continue;
+        }
         groups.push(match broker.groups.describe(broker, id.as_str()).await {
             Ok(Some(d)) => g
                 .with_group_state(StrBytes::from_static_str(d.state.as_str()))

@@ -5,6 +5,7 @@
 //! and Kafka's `kafka-leader-election.sh --election-type preferred` use it.
 
 use super::Ctx;
+use crate::security::acl::Operation;
 use fjord_shared::cluster::{self, ElectionPartition, PreferredReplicaElection};
 use fjord_shared::coord_client::Error as CoordError;
 use fjord_shared::jute::{Acl, CreateMode, ErrorCode};
@@ -27,6 +28,12 @@ fn failed(code: ResponseError, message: &str) -> ElectLeadersResponse {
 
 pub async fn handle(ctx: &Ctx<'_>, req: ElectLeadersRequest) -> ElectLeadersResponse {
     let broker = ctx.broker;
+    if !ctx.cluster_allowed(Operation::Alter) {
+        return failed(
+            ResponseError::ClusterAuthorizationFailed,
+            "electing leaders needs ALTER on the cluster",
+        );
+    }
     if req.election_type != 0 {
         return failed(
             ResponseError::InvalidRequest,

@@ -10,12 +10,17 @@
 //! A fetch with `replica_id` set comes from a follower: it reads up to the log end rather
 //! than the high watermark, and its fetch offset is the follower's log end offset, which
 //! may move the high watermark (and so wake consumers and acks=all produces).
+//!
+//! With an authorizer, a consumer needs READ on each topic and a follower CLUSTER_ACTION
+//! on the cluster; other partitions get TOPIC_AUTHORIZATION_FAILED, as in Kafka.
 
 use super::Ctx;
 use crate::replica::{check_epoch, ReadResult};
+use crate::security::acl::Operation;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 struct Wanted {
@@ -69,13 +74,29 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
     // A follower's fetch position counts (ISR, high watermark) only once its epoch and
     // offset check out; a refused partition is answered with that error, and a broker
     // that is not a replica never reads above the high watermark.
+    // Followers need CLUSTER_ACTION on the cluster, consumers READ on each topic.
+    let follower_allowed = follower && ctx.cluster_allowed(Operation::ClusterAction);
+    let mut readable: HashMap<&str, bool> = HashMap::new();
     let mut refused: Vec<Option<crate::replica::PartitionError>> = wanted
         .iter()
         .map(|w| {
-            names[w.topic_index].is_none().then(|| {
-                crate::replica::PartitionError::new(
+            let Some(topic) = names[w.topic_index] else {
+                return Some(crate::replica::PartitionError::new(
                     ResponseError::UnknownTopicId,
                     format!("no topic has the id {}", req.topics[w.topic_index].topic_id),
+                ));
+            };
+            let allowed = if follower {
+                follower_allowed
+            } else {
+                *readable
+                    .entry(topic)
+                    .or_insert_with(|| ctx.topic_allowed(Operation::Read, topic))
+            };
+            (!allowed).then(|| {
+                crate::replica::PartitionError::new(
+                    ResponseError::TopicAuthorizationFailed,
+                    format!("{} may not read {topic}", ctx.principal),
                 )
             })
         })

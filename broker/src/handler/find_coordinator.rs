@@ -4,9 +4,11 @@
 //! created on the first request, as Kafka does. Until that partition has a leader the
 //! answer is COORDINATOR_NOT_AVAILABLE and clients retry. Transactions are not served, so
 //! a transactional key (key type 1) gets COORDINATOR_NOT_AVAILABLE. (librdkafka also
-//! needs this API advertised to enable lz4.)
+//! needs this API advertised to enable lz4.) With an authorizer, finding a group's
+//! coordinator needs DESCRIBE on the group.
 
 use super::Ctx;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -23,6 +25,9 @@ async fn locate(
     }
     if key.is_empty() {
         return Err(ResponseError::InvalidRequest);
+    }
+    if !ctx.group_allowed(Operation::Describe, key) {
+        return Err(ResponseError::GroupAuthorizationFailed);
     }
     let broker = ctx.broker;
     let id = broker.groups.find(broker, key).await?;

@@ -2,6 +2,7 @@
 //! supported, so a transactional id is refused.
 
 use super::Ctx;
+use crate::security::acl::{Operation, ResourceType};
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
@@ -11,6 +12,21 @@ pub async fn handle(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> InitProducerId
     if req.transactional_id.is_some() {
         return resp
             .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
+    // An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or WRITE on some
+    // topic (KIP-679), once an authorizer is on.
+    let may = ctx.cluster_allowed(Operation::IdempotentWrite)
+        || ctx.broker.security.allowed_any(
+            ctx.principal,
+            ctx.host,
+            Operation::Write,
+            ResourceType::Topic,
+        );
+    if !may {
+        return resp
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
     }

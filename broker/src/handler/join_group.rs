@@ -4,12 +4,20 @@
 
 use super::Ctx;
 use crate::group::{JoinRequest, Protocol};
+use crate::security::acl::Operation;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 pub async fn handle(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
     let broker = ctx.broker;
+    if !ctx.group_allowed(Operation::Read, req.group_id.as_str()) {
+        return JoinGroupResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::GroupAuthorizationFailed.code())
+            .with_generation_id(-1)
+            .with_protocol_name((ctx.version < 7).then(StrBytes::default))
+            .with_member_id(req.member_id);
+    }
     let suffix = crate::cluster::uuid_text(&crate::cluster::random_uuid());
     let join = JoinRequest {
         member_id: req.member_id.as_str().to_owned(),

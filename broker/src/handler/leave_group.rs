@@ -3,11 +3,16 @@
 
 use super::Ctx;
 use crate::group::LeaveMember;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 pub async fn handle(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
     let broker = ctx.broker;
+    if !ctx.group_allowed(Operation::Read, req.group_id.as_str()) {
+        return LeaveGroupResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::GroupAuthorizationFailed.code());
+    }
     let members: Vec<LeaveMember> = if ctx.version >= 3 {
         req.members
             .iter()

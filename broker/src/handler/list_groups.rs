@@ -3,6 +3,7 @@
 
 use super::Ctx;
 use crate::group::GroupState;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -26,9 +27,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListGroupsRequest) -> ListGroupsResponse
             .types_filter
             .iter()
             .any(|t| t.as_str().eq_ignore_ascii_case(CLASSIC));
+    // With an authorizer: every group with DESCRIBE on the cluster, else those the caller
+    // may describe.
+    let all = ctx.cluster_allowed(Operation::Describe);
     let listed = groups
         .into_iter()
         .filter(|_| classic)
+        .filter(|g| all || ctx.group_allowed(Operation::Describe, &g.group_id))
         .filter(|g| states.is_empty() || states.contains(&Some(g.state)))
         .map(|g| {
             let mut l = ListedGroup::default()

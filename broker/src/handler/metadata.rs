@@ -4,9 +4,14 @@
 //! configured to (`--auto-create-topics`), as most librdkafka-based tools expect. A topic
 //! that does not exist and whose name is not legal gets INVALID_TOPIC_EXCEPTION, as in
 //! Kafka, so clients fail its messages at once.
+//!
+//! With an authorizer, only topics the caller may DESCRIBE are listed; one asked for by
+//! name that it may not describe (or auto-create without CREATE) is answered
+//! TOPIC_AUTHORIZATION_FAILED.
 
 use super::Ctx;
 use crate::cluster::ClusterView;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -128,15 +133,34 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
                     })
                     .collect()
             });
+    // With an authorizer, a topic the caller may not describe is answered
+    // TOPIC_AUTHORIZATION_FAILED (when asked for by name) or left out (when all are asked
+    // for); auto-creating one needs CREATE too.
+    let mut unauthorized: Vec<String> = Vec::new();
+    let requested = requested.map(|names| {
+        let (ok, refused): (Vec<String>, Vec<String>) = names
+            .into_iter()
+            .partition(|n| ctx.topic_allowed(Operation::Describe, n));
+        unauthorized = refused;
+        ok
+    });
     // Auto-create what is missing, then wait briefly for leaders so the first answer is
     // useful (clients retry on LEADER_NOT_AVAILABLE anyway).
-    if let Some(names) = &requested {
+    let mut requested = requested;
+    if let Some(names) = &mut requested {
         let allow = version < 4 || req.allow_auto_topic_creation;
-        let missing: Vec<String> = names
+        let mut missing: Vec<String> = names
             .iter()
             .filter(|n| !view.topics.contains_key(*n) && fjord_shared::cluster::valid_topic_name(n))
             .cloned()
             .collect();
+        if allow && broker.config.auto_create_topics {
+            let (creatable, refused): (Vec<String>, Vec<String>) =
+                missing.into_iter().partition(|n| ctx.may_create_topic(n));
+            names.retain(|n| !refused.contains(n));
+            unauthorized.extend(refused);
+            missing = creatable;
+        }
         if allow && broker.config.auto_create_topics && !missing.is_empty() {
             let mut created = Vec::new();
             for name in &missing {
@@ -155,7 +179,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
             }
         }
     }
-    let names: Vec<String> = requested.unwrap_or_else(|| view.topics.keys().cloned().collect());
+    let names: Vec<String> = requested.unwrap_or_else(|| {
+        view.topics
+            .keys()
+            .filter(|n| ctx.topic_allowed(Operation::Describe, n))
+            .cloned()
+            .collect()
+    });
     // A broker that just died has left the broker list, but the controller's new leaders
     // for its partitions may reach this broker a few milliseconds later. Answering in
     // between would tell clients those partitions have no leader, and librdkafka then
@@ -202,6 +232,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
             names
                 .iter()
                 .map(|n| topic_entry(&view, n, version))
+                .chain(unauthorized.iter().map(|n| {
+                    MetadataResponseTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string(n.clone()))))
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                }))
                 .chain(unknown_ids.into_iter().map(|id| {
                     MetadataResponseTopic::default()
                         .with_name(None)

@@ -8,6 +8,7 @@
 //! codec supports, which librdkafka 2.0.2 still needs. Every version advertised is served
 //! in full: a field a version adds is read or answered, never silently dropped.
 
+pub mod acls;
 pub mod api_versions;
 pub mod configs;
 pub mod create_partitions;
@@ -32,9 +33,11 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod scram_credentials;
 pub mod sync_group;
 
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use std::net::SocketAddr;
 
@@ -70,6 +73,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // Answered by the connection itself (server.rs), which holds the SASL state.
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// Minimums advertised below what we serve, because librdkafka gates features on them:
@@ -106,6 +114,42 @@ pub struct Ctx<'a> {
     /// Who sent it: `User:<name>` (SASL or a client certificate's subject) or
     /// `User:ANONYMOUS`.
     pub principal: &'a str,
+    /// The client's address, as ACLs name hosts.
+    pub host: &'a str,
+}
+
+impl Ctx<'_> {
+    /// May the caller perform `op` on the resource? (Always, without an authorizer.)
+    pub fn allowed(&self, op: Operation, resource_type: ResourceType, name: &str) -> bool {
+        self.broker
+            .security
+            .allowed(self.principal, self.host, op, resource_type, name)
+    }
+
+    /// May the caller perform `op` on the cluster?
+    pub fn cluster_allowed(&self, op: Operation) -> bool {
+        self.allowed(op, ResourceType::Cluster, CLUSTER_NAME)
+    }
+
+    /// May the caller perform `op` on `topic`?
+    pub fn topic_allowed(&self, op: Operation, topic: &str) -> bool {
+        self.allowed(op, ResourceType::Topic, topic)
+    }
+
+    /// May the caller perform `op` on `group`?
+    pub fn group_allowed(&self, op: Operation, group: &str) -> bool {
+        self.allowed(op, ResourceType::Group, group)
+    }
+
+    /// May the caller create `topic` (CREATE on the cluster or on the topic)?
+    pub fn may_create_topic(&self, topic: &str) -> bool {
+        self.cluster_allowed(Operation::Create) || self.topic_allowed(Operation::Create, topic)
+    }
+
+    /// Is an authorizer checking requests?
+    pub fn authorizing(&self) -> bool {
+        self.broker.security.authorizer.is_some()
+    }
 }
 
 /// Runs the handler for a decoded request. `None` means no response (acks=0 produce).
@@ -171,6 +215,15 @@ pub async fn dispatch(ctx: &Ctx<'_>, request: RequestKind) -> Option<ResponseKin
         }
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(offset_delete::handle(ctx, r).await)
+        }
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(ctx, r)),
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(ctx, r).await),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(ctx, r).await),
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(scram_credentials::describe(ctx, r))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(scram_credentials::alter(ctx, r).await)
         }
         // `supported` admits nothing else, so the server never decodes another kind.
         _ => return None,

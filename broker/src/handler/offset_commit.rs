@@ -5,6 +5,7 @@
 use super::Ctx;
 use crate::group::CommittedOffset;
 use crate::log::TopicPartition;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -19,7 +20,17 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResp
     let mut unknown: Vec<(usize, i32)> = Vec::new();
     let max_metadata = 4096;
     let mut too_large: Vec<(usize, i32)> = Vec::new();
+    // With an authorizer: READ on the group, and READ on each topic.
+    let group_ok = ctx.group_allowed(Operation::Read, req.group_id.as_str());
+    let mut denied: Vec<usize> = Vec::new();
     for (ti, t) in req.topics.iter().enumerate() {
+        if !group_ok {
+            continue;
+        }
+        if !ctx.topic_allowed(Operation::Read, t.name.as_str()) {
+            denied.push(ti);
+            continue;
+        }
         for p in &t.partitions {
             let exists = view
                 .topics
@@ -52,7 +63,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResp
             ));
         }
     }
-    let outcome = if offsets.is_empty() {
+    let outcome = if !group_ok {
+        Err(ResponseError::GroupAuthorizationFailed)
+    } else if offsets.is_empty() {
         Ok(())
     } else {
         broker
@@ -76,7 +89,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResp
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = if unknown.contains(&(ti, p.partition_index)) {
+                    let code = if denied.contains(&ti) {
+                        ResponseError::TopicAuthorizationFailed.code()
+                    } else if unknown.contains(&(ti, p.partition_index)) {
                         ResponseError::UnknownTopicOrPartition.code()
                     } else if too_large.contains(&(ti, p.partition_index)) {
                         ResponseError::OffsetMetadataTooLarge.code()

@@ -5,6 +5,7 @@
 
 use super::Ctx;
 use crate::log::TopicPartition;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
@@ -14,10 +15,18 @@ use std::collections::HashMap;
 
 pub async fn handle(ctx: &Ctx<'_>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let broker = ctx.broker;
+    // With an authorizer: DELETE on the group, READ on each topic.
+    if !ctx.group_allowed(Operation::Delete, req.group_id.as_str()) {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let view = broker.cluster.view();
     let mut known = Vec::new();
+    let mut denied = Vec::new();
     for t in &req.topics {
-        if view.topics.contains_key(t.name.as_str()) {
+        if !ctx.topic_allowed(Operation::Read, t.name.as_str()) {
+            denied.push(t.name.as_str().to_owned());
+        } else if view.topics.contains_key(t.name.as_str()) {
             for p in &t.partitions {
                 known.push(TopicPartition {
                     topic: t.name.as_str().to_owned(),
@@ -45,10 +54,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetDeleteRequest) -> OffsetDeleteResp
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = errors
-                        .get(&(t.name.as_str().to_owned(), p.partition_index))
-                        .copied()
-                        .unwrap_or(ResponseError::UnknownTopicOrPartition.code());
+                    let code = if denied.iter().any(|d| d == t.name.as_str()) {
+                        ResponseError::TopicAuthorizationFailed.code()
+                    } else {
+                        errors
+                            .get(&(t.name.as_str().to_owned(), p.partition_index))
+                            .copied()
+                            .unwrap_or(ResponseError::UnknownTopicOrPartition.code())
+                    };
                     OffsetDeleteResponsePartition::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(code)

@@ -4,8 +4,8 @@
 //! groups (KIP-848) only, and classic groups ignore them, as in Kafka.
 
 use super::Ctx;
-use crate::broker::Broker;
 use crate::log::TopicPartition;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -21,22 +21,57 @@ struct Found {
     offset: i64,
     leader_epoch: i32,
     metadata: String,
+    /// TOPIC_AUTHORIZATION_FAILED for a topic the caller may not describe.
+    error: i16,
 }
 
-/// The committed offsets of `group` for `wanted` (all when `None`), by topic.
+/// The committed offsets of `group` for `wanted` (all when `None`), by topic. With an
+/// authorizer the group needs DESCRIBE; topics the caller may not describe are left out
+/// of "all", and answered TOPIC_AUTHORIZATION_FAILED when named.
 async fn committed(
-    broker: &Broker,
+    ctx: &Ctx<'_>,
     group: &str,
     wanted: Option<Vec<TopicPartition>>,
 ) -> Result<BTreeMap<String, Vec<Found>>, ResponseError> {
-    let found = broker.groups.fetch_offsets(broker, group, wanted).await?;
+    if !ctx.group_allowed(Operation::Describe, group) {
+        return Err(ResponseError::GroupAuthorizationFailed);
+    }
+    let mut denied = Vec::new();
+    let wanted = wanted.map(|w| {
+        let (ok, refused): (Vec<_>, Vec<_>) = w
+            .into_iter()
+            .partition(|tp| ctx.topic_allowed(Operation::Describe, &tp.topic));
+        denied = refused;
+        ok
+    });
+    let found = if wanted.as_ref().is_some_and(Vec::is_empty) {
+        Vec::new()
+    } else {
+        ctx.broker
+            .groups
+            .fetch_offsets(ctx.broker, group, wanted)
+            .await?
+    };
     let mut by_topic: BTreeMap<String, Vec<Found>> = BTreeMap::new();
     for (tp, o) in found {
+        if !ctx.topic_allowed(Operation::Describe, &tp.topic) {
+            continue;
+        }
         by_topic.entry(tp.topic.clone()).or_default().push(Found {
             partition: tp.partition,
             offset: o.as_ref().map_or(-1, |o| o.offset),
             leader_epoch: o.as_ref().and_then(|o| o.leader_epoch).unwrap_or(-1),
             metadata: o.map(|o| o.metadata).unwrap_or_default(),
+            error: 0,
+        });
+    }
+    for tp in denied {
+        by_topic.entry(tp.topic.clone()).or_default().push(Found {
+            partition: tp.partition,
+            offset: -1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            error: ResponseError::TopicAuthorizationFailed.code(),
         });
     }
     Ok(by_topic)
@@ -59,12 +94,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
     if ctx.version >= 8 {
         return handle_groups(ctx, req).await;
     }
-    let broker = ctx.broker;
     let topics = req.topics.as_ref().map(|ts| {
         ts.iter()
             .map(|t| (t.name.as_str(), t.partition_indexes.as_slice()))
     });
-    match committed(broker, req.group_id.as_str(), wanted(topics)).await {
+    match committed(ctx, req.group_id.as_str(), wanted(topics)).await {
         Ok(found) => OffsetFetchResponse::default().with_topics(
             found
                 .into_iter()
@@ -79,6 +113,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
                                         .with_committed_offset(f.offset)
                                         .with_committed_leader_epoch(f.leader_epoch)
                                         .with_metadata(Some(StrBytes::from_string(f.metadata)))
+                                        .with_error_code(f.error)
                                 })
                                 .collect(),
                         )
@@ -125,7 +160,7 @@ async fn handle_groups(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRes
         });
         let answer = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
         groups.push(
-            match committed(ctx.broker, g.group_id.as_str(), wanted(topics)).await {
+            match committed(ctx, g.group_id.as_str(), wanted(topics)).await {
                 Ok(found) => answer.with_topics(
                     found
                         .into_iter()
@@ -142,6 +177,7 @@ async fn handle_groups(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRes
                                                 .with_metadata(Some(StrBytes::from_string(
                                                     f.metadata,
                                                 )))
+                                                .with_error_code(f.error)
                                         })
                                         .collect(),
                                 )

@@ -5,6 +5,7 @@
 
 use super::Ctx;
 use crate::replica::check_epoch;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
@@ -12,11 +13,19 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 
 pub fn handle(ctx: &Ctx<'_>, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
     let broker = ctx.broker;
+    // With an authorizer: followers need CLUSTER_ACTION, consumers DESCRIBE on the topic.
+    let follower = req.replica_id.0 >= 0;
+    let follower_allowed = follower && ctx.cluster_allowed(Operation::ClusterAction);
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let topic = t.topic.0.as_str().to_owned();
+            let allowed = if follower {
+                follower_allowed
+            } else {
+                ctx.topic_allowed(Operation::Describe, &topic)
+            };
             let partitions = t
                 .partitions
                 .iter()
@@ -25,6 +34,11 @@ pub fn handle(ctx: &Ctx<'_>, req: OffsetForLeaderEpochRequest) -> OffsetForLeade
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
+                    if !allowed {
+                        return r.with_error_code(
+                            kafka_protocol::ResponseError::TopicAuthorizationFailed.code(),
+                        );
+                    }
                     let outcome = broker
                         .replicas
                         .leader(&broker.cluster, &topic, p.partition)

@@ -4,9 +4,12 @@
 //! smaller than `min.insync.replicas`, and otherwise answers once the high watermark has
 //! passed the batch (every ISR member has it), or with REQUEST_TIMED_OUT after
 //! `timeout_ms`. Every partition is appended first, then the waits run together.
+//! With an authorizer, each topic needs WRITE (TOPIC_AUTHORIZATION_FAILED otherwise), and
+//! auto-creating it needs CREATE.
 
 use super::Ctx;
 use crate::replica::PartitionError;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -21,8 +24,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
     let mut waits = Vec::new();
     for t in req.topic_data {
         let topic = t.name.0.as_str().to_owned();
-        if !broker.cluster.view().topics.contains_key(&topic)
+        let may_write = ctx.topic_allowed(Operation::Write, &topic);
+        if may_write
+            && !broker.cluster.view().topics.contains_key(&topic)
             && broker.config.auto_create_topics
+            && ctx.may_create_topic(&topic)
             && broker.auto_create(&topic).await
         {
             // Give the new partitions a moment to get leaders; clients retry otherwise.
@@ -40,7 +46,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
                 .with_index(p.index)
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1);
-            let outcome = if req.transactional_id.is_some() {
+            let outcome = if !may_write {
+                Err(PartitionError::new(
+                    ResponseError::TopicAuthorizationFailed,
+                    format!("{} may not write to {topic}", ctx.principal),
+                ))
+            } else if req.transactional_id.is_some() {
                 Err(PartitionError::new(
                     ResponseError::TransactionalIdAuthorizationFailed,
                     "transactions are not supported",

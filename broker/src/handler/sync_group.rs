@@ -2,11 +2,16 @@
 
 use super::Ctx;
 use crate::group::SyncRequest;
+use crate::security::acl::Operation;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 pub async fn handle(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
     let broker = ctx.broker;
+    if !ctx.group_allowed(Operation::Read, req.group_id.as_str()) {
+        return SyncGroupResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::GroupAuthorizationFailed.code());
+    }
     let sync = SyncRequest {
         member_id: req.member_id.as_str().to_owned(),
         generation_id: req.generation_id,

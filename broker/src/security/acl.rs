@@ -60,6 +60,117 @@ impl PatternType {
             PatternType::Prefixed => 4,
         }
     }
+
+    pub fn from_code(code: i8) -> Option<PatternType> {
+        [PatternType::Literal, PatternType::Prefixed]
+            .into_iter()
+            .find(|p| p.code() == code)
+    }
+}
+
+/// The protocol's "ANY" code in filters (resource type, pattern, operation, permission).
+pub const ANY: i8 = 1;
+/// PatternType MATCH in filters.
+pub const MATCH: i8 = 2;
+
+/// The name of the one cluster resource.
+pub const CLUSTER_NAME: &str = "kafka-cluster";
+
+impl AclBinding {
+    /// A binding from CreateAcls codes; a message for INVALID_REQUEST if it is not one a
+    /// client may create.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_codes(
+        resource_type: i8,
+        name: &str,
+        pattern: i8,
+        principal: &str,
+        host: &str,
+        operation: i8,
+        permission: i8,
+    ) -> Result<AclBinding, String> {
+        let resource_type = ResourceType::from_code(resource_type)
+            .ok_or_else(|| format!("resource type {resource_type} cannot be used in an ACL"))?;
+        let pattern = PatternType::from_code(pattern)
+            .ok_or_else(|| format!("pattern type {pattern} must be LITERAL or PREFIXED"))?;
+        let operation = Operation::from_code(operation)
+            .ok_or_else(|| format!("operation {operation} cannot be used in an ACL"))?;
+        let permission = Permission::from_code(permission)
+            .ok_or_else(|| format!("permission {permission} must be ALLOW or DENY"))?;
+        if name.is_empty() {
+            return Err("the resource name is empty".to_owned());
+        }
+        if resource_type == ResourceType::Cluster && name != CLUSTER_NAME {
+            return Err(format!("the cluster resource is named {CLUSTER_NAME}"));
+        }
+        if pattern == PatternType::Prefixed && name == "*" {
+            return Err("a PREFIXED ACL cannot be named '*' (use LITERAL)".to_owned());
+        }
+        match principal.split_once(':') {
+            Some((kind, who)) if !kind.is_empty() && !who.is_empty() => {}
+            _ => return Err(format!("principal {principal:?} is not Type:name")),
+        }
+        if host.is_empty() {
+            return Err("the host is empty (use '*' for any)".to_owned());
+        }
+        Ok(AclBinding {
+            resource_type,
+            name: name.to_owned(),
+            pattern,
+            principal: principal.to_owned(),
+            host: host.to_owned(),
+            operation,
+            permission,
+        })
+    }
+}
+
+impl AclFilter {
+    /// A filter from DescribeAcls/DeleteAcls codes (ANY = 1; MATCH = 2 for patterns).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_codes(
+        resource_type: i8,
+        name: Option<&str>,
+        pattern: i8,
+        principal: Option<&str>,
+        host: Option<&str>,
+        operation: i8,
+        permission: i8,
+    ) -> Result<AclFilter, String> {
+        let resource_type = match resource_type {
+            ANY => None,
+            c => Some(
+                ResourceType::from_code(c)
+                    .ok_or_else(|| format!("bad resource type filter {c}"))?,
+            ),
+        };
+        let pattern = match pattern {
+            ANY => PatternFilter::Any,
+            MATCH => PatternFilter::Match,
+            c => PatternFilter::Exactly(
+                PatternType::from_code(c).ok_or_else(|| format!("bad pattern type filter {c}"))?,
+            ),
+        };
+        let operation = match operation {
+            ANY => None,
+            c => Some(Operation::from_code(c).ok_or_else(|| format!("bad operation filter {c}"))?),
+        };
+        let permission = match permission {
+            ANY => None,
+            c => {
+                Some(Permission::from_code(c).ok_or_else(|| format!("bad permission filter {c}"))?)
+            }
+        };
+        Ok(AclFilter {
+            resource_type,
+            name: name.map(str::to_owned),
+            pattern,
+            principal: principal.map(str::to_owned),
+            host: host.map(str::to_owned),
+            operation,
+            permission,
+        })
+    }
 }
 
 /// An operation (AclOperation codes).
@@ -178,6 +289,14 @@ pub enum Permission {
 }
 
 impl Permission {
+    pub fn from_code(code: i8) -> Option<Permission> {
+        match code {
+            2 => Some(Permission::Deny),
+            3 => Some(Permission::Allow),
+            _ => None,
+        }
+    }
+
     pub fn code(self) -> i8 {
         match self {
             Permission::Deny => 2,
@@ -222,6 +341,19 @@ impl AclBinding {
         match self.pattern {
             PatternType::Literal => self.name == name || self.name == "*",
             PatternType::Prefixed => name.starts_with(&self.name),
+        }
+    }
+}
+
+impl AclBinding {
+    /// True if this ACL's pattern covers every resource `other`'s pattern names (a DENY
+    /// that leaves nothing of an ALLOW).
+    pub fn covers_pattern(&self, other: &AclBinding) -> bool {
+        match (self.pattern, other.pattern) {
+            (PatternType::Literal, _) if self.name == "*" => true,
+            (PatternType::Literal, PatternType::Literal) => self.name == other.name,
+            (PatternType::Prefixed, _) => other.name.starts_with(&self.name),
+            (PatternType::Literal, PatternType::Prefixed) => false,
         }
     }
 }

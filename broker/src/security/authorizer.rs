@@ -46,6 +46,11 @@ impl Authorizer {
             .count()
     }
 
+    /// Replaces every ACL (after a full reload).
+    pub fn replace_all(&mut self, acls: impl IntoIterator<Item = AclBinding>) {
+        self.acls = acls.into_iter().collect();
+    }
+
     /// Removes and returns the ACLs `filter` matches.
     pub fn remove(&mut self, filter: &AclFilter) -> Vec<AclBinding> {
         let doomed: Vec<AclBinding> = self
@@ -121,6 +126,44 @@ impl Authorizer {
             }
         }
         allowed || (!any_on_resource && self.allow_everyone_if_no_acl_found)
+    }
+
+    /// May `caller` perform `op` on at least one resource of `resource_type` (Kafka's
+    /// authorizeByResourceType, which lets WRITE on any topic permit an idempotent
+    /// producer)? True if some ALLOW names a resource that no DENY covers.
+    pub fn authorize_any(
+        &self,
+        caller: Caller<'_>,
+        op: Operation,
+        resource_type: ResourceType,
+    ) -> bool {
+        if self.is_super_user(caller.principal) {
+            return true;
+        }
+        let applies = |acl: &AclBinding| {
+            acl.resource_type == resource_type
+                && (acl.principal == caller.principal || acl.principal == "User:*")
+                && (acl.host == caller.host || acl.host == "*")
+        };
+        let denies: Vec<&AclBinding> = self
+            .acls
+            .iter()
+            .filter(|a| {
+                applies(a)
+                    && a.permission == Permission::Deny
+                    && (a.operation == op || a.operation == Operation::All)
+            })
+            .collect();
+        let any_on_type = self.acls.iter().any(|a| a.resource_type == resource_type);
+        if !any_on_type {
+            return self.allow_everyone_if_no_acl_found;
+        }
+        self.acls.iter().any(|a| {
+            applies(a)
+                && a.permission == Permission::Allow
+                && op.allowed_by().contains(&a.operation)
+                && !denies.iter().any(|d| d.covers_pattern(a))
+        })
     }
 
     pub fn len(&self) -> usize {

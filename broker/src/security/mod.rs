@@ -2,6 +2,7 @@
 //! Kafka's ACL model and authorizer, and where both keep their data in the coordinator.
 
 pub mod acl;
+pub mod admin;
 pub mod authorizer;
 pub mod client_config;
 pub mod listener;
@@ -54,4 +55,53 @@ pub struct Security {
     pub mechanisms: Vec<SaslMechanism>,
     /// KIP-368 session lifetime (0: sessions never end).
     pub reauth_ms: u64,
+    /// The ACL authorizer, when one is configured (`--authorizer acl`).
+    pub authorizer: Option<std::sync::Arc<std::sync::RwLock<authorizer::Authorizer>>>,
+}
+
+impl Security {
+    /// What the coordinator watch keeps current.
+    pub fn followed(&self) -> sync::Followed {
+        sync::Followed {
+            credentials: self.credentials.clone(),
+            authorizer: self.authorizer.clone(),
+        }
+    }
+
+    /// May `principal` (from `host`) perform `op` on the resource? Always, without an
+    /// authorizer.
+    pub fn allowed(
+        &self,
+        principal: &str,
+        host: &str,
+        op: acl::Operation,
+        resource_type: acl::ResourceType,
+        name: &str,
+    ) -> bool {
+        let Some(a) = &self.authorizer else {
+            return true;
+        };
+        let a = a.read().unwrap_or_else(|p| p.into_inner());
+        a.authorize(
+            authorizer::Caller { principal, host },
+            op,
+            resource_type,
+            name,
+        )
+    }
+
+    /// May `principal` perform `op` on some resource of `resource_type`?
+    pub fn allowed_any(
+        &self,
+        principal: &str,
+        host: &str,
+        op: acl::Operation,
+        resource_type: acl::ResourceType,
+    ) -> bool {
+        let Some(a) = &self.authorizer else {
+            return true;
+        };
+        let a = a.read().unwrap_or_else(|p| p.into_inner());
+        a.authorize_any(authorizer::Caller { principal, host }, op, resource_type)
+    }
 }

@@ -35,6 +35,22 @@ impl Mechanism {
         }
     }
 
+    /// The code AlterUserScramCredentials and DescribeUserScramCredentials use.
+    pub fn code(self) -> i8 {
+        match self {
+            Mechanism::Sha256 => 1,
+            Mechanism::Sha512 => 2,
+        }
+    }
+
+    pub fn from_code(code: i8) -> Option<Mechanism> {
+        match code {
+            1 => Some(Mechanism::Sha256),
+            2 => Some(Mechanism::Sha512),
+            _ => None,
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Mechanism> {
         match name {
             "SCRAM-SHA-256" => Some(Mechanism::Sha256),
@@ -132,13 +148,40 @@ impl Credential {
             return Err(ScramError::Iterations(iterations));
         }
         let salted = mech.salted_password(password, salt, iterations);
-        let client_key = mech.mac(&salted, b"Client Key");
+        Credential::from_salted_password(mech, salt, &salted, iterations)
+    }
+
+    /// From a salted password the client computed (AlterUserScramCredentials sends
+    /// `SaltedPassword` and the salt, never the password).
+    pub fn from_salted_password(
+        mech: Mechanism,
+        salt: &[u8],
+        salted_password: &[u8],
+        iterations: u32,
+    ) -> Result<Credential, ScramError> {
+        if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+            return Err(ScramError::Iterations(iterations));
+        }
+        if salt.is_empty() || salted_password.len() != mech.len() {
+            return Err(ScramError::Malformed("salted password of the wrong length"));
+        }
+        let client_key = mech.mac(salted_password, b"Client Key");
         Ok(Credential {
             salt: salt.to_vec(),
             stored_key: mech.hash(&client_key),
-            server_key: mech.mac(&salted, b"Server Key"),
+            server_key: mech.mac(salted_password, b"Server Key"),
             iterations,
         })
+    }
+
+    /// The salted password for `password` (what a client sends to set a credential).
+    pub fn salted_password(
+        mech: Mechanism,
+        password: &str,
+        salt: &[u8],
+        iterations: u32,
+    ) -> Vec<u8> {
+        mech.salted_password(password, salt, iterations)
     }
 
     /// Whether `password` is the one this credential was derived from (for SASL/PLAIN,
@@ -209,7 +252,7 @@ impl Credential {
 
 /// Bytes from the system's random source; an error (never seen on Linux) refuses the
 /// exchange rather than weakening it.
-fn random_bytes(n: usize) -> Result<Vec<u8>, ScramError> {
+pub fn random_bytes(n: usize) -> Result<Vec<u8>, ScramError> {
     let mut out = vec![0u8; n];
     ring::rand::SystemRandom::new()
         .fill(&mut out)

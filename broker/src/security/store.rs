@@ -46,6 +46,24 @@ pub fn acl_path(rt: ResourceType, pattern: PatternType, name: &str) -> String {
     }
 }
 
+/// The roots of the literal and prefixed ACL trees.
+pub const ACL_ROOT: &str = "/kafka-acl";
+pub const ACL_PREFIXED_ROOT: &str = "/kafka-acl-extended/prefixed";
+
+/// The resource pattern an ACL znode path names.
+pub fn parse_acl_path(path: &str) -> Option<(ResourceType, PatternType, String)> {
+    let (pattern, rest) = if let Some(r) = path.strip_prefix(ACL_PREFIXED_ROOT) {
+        (PatternType::Prefixed, r)
+    } else {
+        (PatternType::Literal, path.strip_prefix(ACL_ROOT)?)
+    };
+    let (rt, name) = rest.strip_prefix('/')?.split_once('/')?;
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    Some((resource_type(rt)?, pattern, name.to_owned()))
+}
+
 fn resource_type(name: &str) -> Option<ResourceType> {
     ResourceType::ALL
         .into_iter()

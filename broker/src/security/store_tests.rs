@@ -126,3 +126,29 @@ fn credentials_are_stored_in_kafkas_user_config() {
         None
     );
 }
+
+#[test]
+fn acl_paths_parse_back() {
+    for (rt, pattern, name) in [
+        (ResourceType::Topic, PatternType::Literal, "orders"),
+        (ResourceType::Group, PatternType::Prefixed, "app-"),
+        (ResourceType::Cluster, PatternType::Literal, "kafka-cluster"),
+    ] {
+        let path = acl_path(rt, pattern, name);
+        assert_eq!(
+            parse_acl_path(&path),
+            Some((rt, pattern, name.to_owned())),
+            "{path}"
+        );
+    }
+    assert_eq!(parse_acl_path("/kafka-acl/Topic"), None);
+    assert_eq!(parse_acl_path("/kafka-acl/Nope/x"), None);
+    assert_eq!(
+        parse_acl_path("/kafka-acl-changes/acl_changes_0000000001"),
+        None
+    );
+    assert_eq!(
+        parse_acl_path("/kafka-acl-extended/prefixed/Topic/a/b"),
+        None
+    );
+}

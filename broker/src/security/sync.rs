@@ -1,17 +1,22 @@
-//! Keeps the broker's copy of the users' SCRAM credentials current with the coordinator.
+//! Keeps the broker's copy of the users' SCRAM credentials and of the ACLs current with
+//! the coordinator.
 //!
-//! Kafka's brokers learn of a change through the `/config/changes` notifications; ours
-//! watch the data itself with a persistent recursive watch on `/config/users`, so a change
-//! written by Kafka's tools (which write both) or by ours reaches every broker at once,
-//! and a broker that was disconnected re-reads everything when its session is back.
+//! Kafka's brokers learn of a change through the `/config/changes` and
+//! `/kafka-acl-changes` notifications; ours watch the data itself with persistent
+//! recursive watches on `/config/users`, `/kafka-acl` and `/kafka-acl-extended`, so a
+//! change written by Kafka's tools (which write both) or by ours reaches every broker at
+//! once, and a broker that was disconnected re-reads everything when its session is back.
 
+use super::acl::ResourceType;
+use super::authorizer::Authorizer;
 use super::sasl::Credentials;
-use super::store::{self, USERS};
+use super::store::{self, ACL_PREFIXED_ROOT, ACL_ROOT, USERS};
 use crate::cluster::view::{children, read};
 use crate::cluster::{ensure, Cluster};
 use fjord_shared::coord_client::{AddWatchMode, Client, Error as CoordError, Event, SessionEvent};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::RwLock;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +41,8 @@ pub async fn load_users(client: &Client, credentials: &Credentials) -> Result<()
     Ok(())
 }
 
-async fn reload_user(
+/// Re-reads one user's credentials (`path` is the user's znode).
+pub async fn reload_user(
     client: &Client,
     path: &str,
     credentials: &Credentials,
@@ -62,20 +68,71 @@ async fn reload_user(
     Ok(())
 }
 
-/// Follows `/config/users` until shutdown, across coordinator sessions.
-pub async fn follow_users(
-    cluster: Arc<Cluster>,
-    credentials: Arc<Credentials>,
-    shutdown: CancellationToken,
-) {
+/// Every ACL in the coordinator.
+pub async fn load_acls(client: &Client, authorizer: &RwLock<Authorizer>) -> Result<(), CoordError> {
+    let mut all = Vec::new();
+    for root in [ACL_ROOT, ACL_PREFIXED_ROOT] {
+        for rt in ResourceType::ALL {
+            let dir = format!("{root}/{}", rt.znode_name());
+            for name in children(client, &dir).await? {
+                let path = format!("{dir}/{name}");
+                if let Some((rt, pattern, name)) = store::parse_acl_path(&path) {
+                    if let Some((data, _)) = read(client, &path).await? {
+                        match store::decode_acls(rt, pattern, &name, &data) {
+                            Ok(acls) => all.extend(acls),
+                            Err(e) => tracing::warn!(error = %e, "ignoring unreadable ACLs"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut a = authorizer.write().unwrap_or_else(|p| p.into_inner());
+    a.replace_all(all);
+    Ok(())
+}
+
+/// Re-reads the ACLs of one resource pattern (`path` is its znode).
+pub async fn reload_acl(
+    client: &Client,
+    path: &str,
+    authorizer: &RwLock<Authorizer>,
+) -> Result<(), CoordError> {
+    let Some((rt, pattern, name)) = store::parse_acl_path(path) else {
+        return Ok(());
+    };
+    let acls = match read(client, path).await? {
+        Some((data, _)) if !data.is_empty() => store::decode_acls(rt, pattern, &name, &data)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "ignoring unreadable ACLs");
+                Vec::new()
+            }),
+        _ => Vec::new(),
+    };
+    tracing::info!(resource = ?rt, name, pattern = ?pattern, acls = acls.len(), "ACLs changed");
+    let mut a = authorizer.write().unwrap_or_else(|p| p.into_inner());
+    a.replace_resource(rt, &name, pattern, acls);
+    Ok(())
+}
+
+/// What the broker keeps in step with the coordinator.
+#[derive(Clone)]
+pub struct Followed {
+    pub credentials: Arc<Credentials>,
+    /// None when no authorizer is configured.
+    pub authorizer: Option<Arc<RwLock<Authorizer>>>,
+}
+
+/// Follows users and ACLs until shutdown, across coordinator sessions.
+pub async fn follow(cluster: Arc<Cluster>, followed: Followed, shutdown: CancellationToken) {
     loop {
         let client = cluster.client();
         let result = tokio::select! {
-            r = follow_session(&client, &credentials) => r,
+            r = follow_session(&client, &followed) => r,
             _ = shutdown.cancelled() => return,
         };
         if let Err(e) = result {
-            tracing::debug!(error = %e, "credential watch ended; following the next session");
+            tracing::debug!(error = %e, "security watch ended; following the next session");
         }
         // Wait for the cluster task to open a new session (or for this one to recover).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
@@ -91,28 +148,48 @@ pub async fn follow_users(
     }
 }
 
-async fn follow_session(client: &Arc<Client>, credentials: &Credentials) -> Result<(), CoordError> {
+/// Reads everything followed.
+pub async fn load(client: &Client, followed: &Followed) -> Result<(), CoordError> {
+    load_users(client, &followed.credentials).await?;
+    if let Some(a) = &followed.authorizer {
+        load_acls(client, a).await?;
+    }
+    Ok(())
+}
+
+async fn follow_session(client: &Arc<Client>, followed: &Followed) -> Result<(), CoordError> {
     let mut events = client.events();
-    ensure(client, "/config", b"").await?;
-    ensure(client, USERS, b"").await?;
-    client
-        .add_watch(USERS, AddWatchMode::PersistentRecursive)
-        .await?;
-    load_users(client, credentials).await?;
+    let mut roots = vec![USERS];
+    if followed.authorizer.is_some() {
+        roots.extend([ACL_ROOT, "/kafka-acl-extended"]);
+    }
+    for root in &roots {
+        ensure(client, "/config", b"").await?;
+        ensure(client, root, b"").await?;
+        client
+            .add_watch(root, AddWatchMode::PersistentRecursive)
+            .await?;
+    }
+    load(client, followed).await?;
     loop {
         let Some(ev) = events.recv().await else {
             return Err(CoordError::SessionExpired);
         };
         match ev {
             Event::Watch(w) if w.path.starts_with(USERS) => {
-                reload_user(client, &w.path, credentials).await?;
+                reload_user(client, &w.path, &followed.credentials).await?;
+            }
+            Event::Watch(w) if w.path.starts_with(ACL_ROOT) => {
+                if let Some(a) = &followed.authorizer {
+                    reload_acl(client, &w.path, a).await?;
+                }
             }
             Event::Session(SessionEvent::Expired) | Event::Session(SessionEvent::Closed) => {
                 return Err(CoordError::SessionExpired);
             }
             Event::Session(SessionEvent::Connected) => {
                 // Changes made while disconnected are not replayed: read everything.
-                load_users(client, credentials).await?;
+                load(client, followed).await?;
             }
             _ => {}
         }
