@@ -55,6 +55,7 @@ KINDS = ("zookeeper", "fjord")
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 LISTENING_LINE = re.compile(r"^listening on (\S+):(\d+)$", re.MULTILINE)
+LISTENER_LINE = re.compile(r"^listener (\S+) on (\S+)$", re.MULTILINE)
 
 
 def _server_kinds() -> list[str]:
@@ -338,6 +339,13 @@ class Broker:
     starts: int = 0
     # Stopped with SIGSTOP (pause()) and not yet resumed.
     paused: bool = False
+    # Bound listeners by name ("listener NAME on ADDR" lines), when the broker
+    # runs with `listeners` ({NAME: PROTOCOL}, first one the `listening on`
+    # address); restarts bind the same ports.
+    listener_addresses: dict = None
+
+    def listener_address(self, name: str) -> str:
+        return self.listener_addresses[name]
 
     @property
     def kind(self) -> str:
@@ -373,17 +381,25 @@ class Broker:
         binary = FJORD_BIN_DIR / "fjord-broker"
         if not binary.is_file():
             raise FileNotFoundError(f"{binary} not found: build it, or set FJORD_BIN_DIR")
+        options = dict(self.options)
+        listeners = options.pop("listeners", None)
+        if listeners:
+            known = self.listener_addresses or {}
+            bind = ",".join(f"{n}://{known.get(n, '127.0.0.1:0')}" for n in listeners)
+            where = ["--listeners", bind, "--listener-security-protocol-map",
+                     ",".join(f"{n}:{p}" for n, p in listeners.items())]
+        else:
+            where = ["--listen", self.address]
         command = [
             str(binary),
             "--id",
             str(self.broker_id),
-            "--listen",
-            self.address,
+            *where,
             "--coordinator",
             self.coordinator,
             "--data-dir",
             str(self.data_dir),
-            *_flags(self.options),
+            *_flags(options),
         ]
         stdout_path = self.workdir / f"stdout-{self.starts}.txt"
         self.paused = False
@@ -397,9 +413,12 @@ class Broker:
         wanted_port = self.port
 
         def listening() -> bool:
-            match = LISTENING_LINE.search(stdout_path.read_text(errors="replace"))
+            text = stdout_path.read_text(errors="replace")
+            match = LISTENING_LINE.search(text)
             if match:
                 self.host, self.port = match.group(1), int(match.group(2))
+                if listeners:
+                    self.listener_addresses = dict(LISTENER_LINE.findall(text))
             return match is not None
 
         try:

@@ -83,6 +83,13 @@ fn parse_operation(text: &str) -> Result<Operation, String> {
         })
 }
 
+/// ALLOW or DENY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PermissionArg {
+    Allow,
+    Deny,
+}
+
 /// The `acls` commands.
 #[derive(Debug, Subcommand)]
 pub enum AclsCommand {
@@ -132,6 +139,9 @@ pub enum AclsCommand {
         /// Which patterns (default: literal for a named resource, any without one).
         #[arg(long, value_enum)]
         resource_pattern_type: Option<PatternArg>,
+        /// Only ALLOW or only DENY ACLs.
+        #[arg(long, value_enum, ignore_case = true)]
+        permission: Option<PermissionArg>,
         /// Delete every ACL in the cluster when no resource is named.
         #[arg(long)]
         all: bool,
@@ -250,6 +260,7 @@ pub async fn run(bootstrap: &str, args: AclsArgs, out: &mut dyn Write) -> Result
             principal,
             operation,
             resource_pattern_type,
+            permission,
             all,
         } => {
             let (rt, name) = resource.resource().unzip();
@@ -269,6 +280,10 @@ pub async fn run(bootstrap: &str, args: AclsArgs, out: &mut dyn Write) -> Result
                 pattern: pattern_filter(pattern),
                 principal,
                 operation,
+                permission: permission.map(|p| match p {
+                    PermissionArg::Allow => Permission::Allow,
+                    PermissionArg::Deny => Permission::Deny,
+                }),
                 ..AclFilter::default()
             };
             let mut removed = client.delete_acls(&filter).await?;
