@@ -106,6 +106,16 @@ pub struct BrokerConfig {
     #[arg(long, env = "FJORD_COORDINATOR", default_value = "127.0.0.1:2181")]
     pub coordinator: String,
 
+    #[command(flatten)]
+    pub coordinator_security: crate::security::coordinator::CoordinatorSecurity,
+
+    /// Create znodes with Kafka's secure ACL policy (zookeeper.set.acl): everything for the
+    /// broker's own coordinator identity (SASL user or certificate), read for everyone,
+    /// and SCRAM credentials readable by the brokers only. Needs an authenticated
+    /// coordinator connection.
+    #[arg(long, env = "FJORD_COORDINATOR_SET_ACL", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub coordinator_set_acl: bool,
+
     /// Directory for partition logs and checkpoints. Created if missing.
     #[arg(long, env = "FJORD_DATA_DIR")]
     pub data_dir: PathBuf,

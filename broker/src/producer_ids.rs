@@ -7,7 +7,7 @@ use crate::cluster::view::read;
 use crate::cluster::Cluster;
 use fjord_shared::cluster::{ProducerIdBlock, PRODUCER_ID_BLOCK};
 use fjord_shared::coord_client::Error as CoordError;
-use fjord_shared::jute::{Acl, CreateMode, ErrorCode};
+use fjord_shared::jute::{CreateMode, ErrorCode};
 use tokio::sync::Mutex;
 
 /// Ids per block, as in Kafka.
@@ -65,7 +65,7 @@ async fn reserve(cluster: &Cluster) -> Result<(i64, i64), CoordError> {
                 .create(
                     PRODUCER_ID_BLOCK,
                     data,
-                    &Acl::open_unsafe(),
+                    &client.acl_for(PRODUCER_ID_BLOCK),
                     CreateMode::Persistent,
                 )
                 .await

@@ -82,11 +82,21 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let registration = BrokerRegistration::with_listeners(&endpoints, config.rack.clone(), now_ms);
     let replicas = ReplicaManager::open(&config, inter_broker.clone())
         .context("cannot open the partition logs")?;
+    let coordinator_opts =
+        config
+            .coordinator_security
+            .apply(fjord_shared::coord_client::ConnectOptions::new(
+                &config.coordinator,
+            ))?;
     let cluster = Cluster::join(
         config.id,
         &config.coordinator,
         Duration::from_millis(config.session_timeout_ms),
         registration,
+        crate::cluster::CoordinatorAccess::from_options(
+            &coordinator_opts,
+            config.coordinator_set_acl,
+        ),
     )
     .await
     .context("cannot join the cluster")?;

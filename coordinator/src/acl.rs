@@ -1,7 +1,11 @@
-//! Access control: the `world`, `auth`, `digest` and `ip` schemes, as ZooKeeper 3.8 has them.
+//! Access control: the `world`, `auth`, `digest`, `ip`, `sasl` and `x509` schemes, as
+//! ZooKeeper 3.8 has them.
 //!
-//! A connection carries a list of authenticated ids: `ip:<address>` from the start, plus a
-//! `digest:<user>:<base64(sha1(user:password))>` for each successful `addauth digest`.
+//! A connection carries a list of authenticated ids: `ip:<address>` from the start,
+//! `x509:<subject DN>` when it came with a verified client certificate, a
+//! `digest:<user>:<base64(sha1(user:password))>` for each successful `addauth digest`, and
+//! `sasl:<user>` after a SASL (DIGEST-MD5) login. The super user (`--super-digest`) gets a
+//! `super` id, which passes every ACL.
 
 use base64::Engine;
 use fjord_shared::jute::{Acl, ErrorCode, Id};
@@ -19,15 +23,30 @@ pub fn digest_id(user_password: &str) -> String {
     )
 }
 
-/// Handles an auth packet: the id to add, or `AuthFailed` for an unknown scheme.
-pub fn authenticate(scheme: &str, auth: &[u8]) -> Result<Id, ErrorCode> {
+/// Handles an auth packet: the ids to add, or `AuthFailed` for an unknown scheme. A digest
+/// equal to `super_digest` (ZooKeeper's superDigest, `user:base64(sha1(user:password))`)
+/// also makes the connection the super user.
+pub fn authenticate(
+    scheme: &str,
+    auth: &[u8],
+    super_digest: Option<&str>,
+) -> Result<Vec<Id>, ErrorCode> {
     match scheme {
         "digest" => {
             let s = std::str::from_utf8(auth).map_err(|_| ErrorCode::AuthFailed)?;
-            Ok(Id {
+            let id = digest_id(s);
+            let mut ids = Vec::with_capacity(2);
+            if super_digest == Some(id.as_str()) {
+                ids.push(Id {
+                    scheme: "super".into(),
+                    id: id.split(':').next().unwrap_or("").to_owned(),
+                });
+            }
+            ids.push(Id {
                 scheme: "digest".into(),
-                id: digest_id(s),
-            })
+                id,
+            });
+            Ok(ids)
         }
         _ => Err(ErrorCode::AuthFailed),
     }
@@ -68,7 +87,9 @@ pub fn check(acl: &[Acl], perm: i32, ids: &[Id]) -> Result<(), ErrorCode> {
     for a in acl.iter().filter(|a| a.perms & perm != 0) {
         let granted = match a.id.scheme.as_str() {
             "world" => a.id.id == "anyone",
-            "digest" => ids.iter().any(|i| i.scheme == "digest" && i.id == a.id.id),
+            "digest" | "sasl" | "x509" => ids
+                .iter()
+                .any(|i| i.scheme == a.id.scheme && i.id == a.id.id),
             "ip" => ids
                 .iter()
                 .any(|i| i.scheme == "ip" && ip_matches(&a.id.id, &i.id)),
@@ -99,7 +120,10 @@ pub fn fixup(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
             "world" if a.id.id == "anyone" => out.push(a.clone()),
             "auth" => {
                 let mut any = false;
-                for id in ids.iter().filter(|i| i.scheme == "digest") {
+                for id in ids
+                    .iter()
+                    .filter(|i| matches!(i.scheme.as_str(), "digest" | "sasl" | "x509"))
+                {
                     any = true;
                     out.push(Acl {
                         perms: a.perms,
@@ -111,6 +135,7 @@ pub fn fixup(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
                 }
             }
             "digest" if a.id.id.contains(':') => out.push(a.clone()),
+            "sasl" | "x509" if !a.id.id.is_empty() => out.push(a.clone()),
             "ip" if valid_ip(&a.id.id) => out.push(a.clone()),
             _ => return Err(ErrorCode::InvalidAcl),
         }
@@ -199,7 +224,53 @@ mod tests {
 
     #[test]
     fn unknown_auth_scheme_fails() {
-        assert_eq!(authenticate("kerberos", b"x"), Err(ErrorCode::AuthFailed));
-        assert_eq!(authenticate("digest", b"u:p").unwrap().id, digest_id("u:p"));
+        assert_eq!(
+            authenticate("kerberos", b"x", None),
+            Err(ErrorCode::AuthFailed)
+        );
+        assert_eq!(
+            authenticate("digest", b"u:p", None).unwrap(),
+            vec![id("digest", &digest_id("u:p"))]
+        );
+    }
+
+    #[test]
+    fn super_digest_and_sasl_and_x509_ids() {
+        let sup = digest_id("admin:pw");
+        let ids = authenticate("digest", b"admin:pw", Some(&sup)).unwrap();
+        assert_eq!(ids[0], id("super", "admin"));
+        let only_sasl = vec![Acl {
+            perms: perms::ALL,
+            id: id("sasl", "kafka"),
+        }];
+        assert_eq!(
+            check(&only_sasl, perms::WRITE, &ids),
+            Ok(()),
+            "super passes everything"
+        );
+        assert_eq!(
+            check(&only_sasl, perms::WRITE, &[id("sasl", "kafka")]),
+            Ok(())
+        );
+        assert_eq!(
+            check(&only_sasl, perms::WRITE, &[id("sasl", "other")]),
+            Err(ErrorCode::NoAuth)
+        );
+        let cert = vec![id("ip", "127.0.0.1"), id("x509", "CN=broker")];
+        let auth = vec![Acl {
+            perms: perms::ALL,
+            id: id("auth", ""),
+        }];
+        assert_eq!(
+            fixup(&auth, &cert).unwrap(),
+            vec![Acl {
+                perms: perms::ALL,
+                id: id("x509", "CN=broker")
+            }]
+        );
+        assert_eq!(
+            check(&fixup(&auth, &cert).unwrap(), perms::READ, &cert),
+            Ok(())
+        );
     }
 }

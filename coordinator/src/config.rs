@@ -86,9 +86,146 @@ pub struct Config {
     /// How often empty container nodes are looked for and deleted, in ms.
     #[arg(long, env = "FJORD_CONTAINER_CHECK_MS", default_value_t = 60_000)]
     pub container_check_ms: u64,
+
+    /// A TLS client port (ZooKeeper's secureClientPort), beside the plain one. Port 0 picks
+    /// a free port, printed as `secure listening on ADDR`.
+    #[arg(long, env = "FJORD_SECURE_LISTEN", requires_all = ["ssl_certificate", "ssl_key"])]
+    pub secure_listen: Option<SocketAddr>,
+
+    /// PEM certificate chain of the TLS port.
+    #[arg(long, env = "FJORD_SSL_CERTIFICATE")]
+    pub ssl_certificate: Option<PathBuf>,
+
+    /// PEM private key of --ssl-certificate.
+    #[arg(long, env = "FJORD_SSL_KEY")]
+    pub ssl_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s) that sign client certificates.
+    #[arg(long, env = "FJORD_SSL_CA")]
+    pub ssl_ca: Option<PathBuf>,
+
+    /// Client certificates on the TLS port: required (ZooKeeper's default, "need"),
+    /// requested ("want") or none. A verified certificate gives the id `x509:<subject>`.
+    #[arg(long, env = "FJORD_SSL_CLIENT_AUTH", default_value = "required", value_parser = ["none", "requested", "required"])]
+    pub ssl_client_auth: String,
+
+    /// SASL (DIGEST-MD5) users: a JAAS file with a `Server` section of
+    /// `user_<name>="<password>"` entries (as ZooKeeper's), or `name=password` lines. A
+    /// login gives the id `sasl:<name>`.
+    #[arg(long, env = "FJORD_SASL_USERS")]
+    pub sasl_users: Option<PathBuf>,
+
+    /// ZooKeeper's superDigest, `user:base64(sha1(user:password))`: `addauth digest
+    /// user:password` then passes every ACL.
+    #[arg(long, env = "FJORD_SUPER_DIGEST")]
+    pub super_digest: Option<String>,
+
+    /// Refuse every request of a connection that has not authenticated with one of
+    /// --require-auth-schemes with SESSIONCLOSEDREQUIRESASLAUTH, and close it (ZooKeeper's
+    /// enforce.auth.enabled).
+    #[arg(long, env = "FJORD_REQUIRE_AUTH", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub require_auth: bool,
+
+    /// The authentication schemes --require-auth accepts, comma-separated: sasl, digest,
+    /// x509 (ZooKeeper's enforce.auth.schemes).
+    #[arg(long, env = "FJORD_REQUIRE_AUTH_SCHEMES", default_value = "sasl")]
+    pub require_auth_schemes: String,
+}
+
+/// `user_<name>="<password>"` entries of a JAAS file, or `name=password` lines.
+pub fn parse_sasl_users(text: &str) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    let mut users = std::collections::HashMap::new();
+    if text.contains("user_") {
+        let mut rest = text;
+        while let Some(i) = rest.find("user_") {
+            rest = &rest[i + 5..];
+            let Some((name, after)) = rest.split_once('=') else {
+                break;
+            };
+            let after = after.trim_start();
+            let Some(quoted) = after.strip_prefix('"') else {
+                anyhow::bail!("user_{name}: the password must be quoted");
+            };
+            let Some(end) = quoted.find('"') else {
+                anyhow::bail!("user_{name}: unterminated password");
+            };
+            users.insert(name.trim().to_owned(), quoted[..end].to_owned());
+            rest = &quoted[end + 1..];
+        }
+    } else {
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((name, password)) = line.split_once('=') else {
+                anyhow::bail!("{line:?} is not name=password");
+            };
+            users.insert(name.trim().to_owned(), password.to_owned());
+        }
+    }
+    Ok(users)
 }
 
 impl Config {
+    /// The authentication settings.
+    pub fn auth(&self) -> anyhow::Result<crate::processor::AuthConfig> {
+        use anyhow::Context;
+        let sasl_users = match &self.sasl_users {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read --sasl-users {}", path.display()))?;
+                parse_sasl_users(&text)
+                    .with_context(|| format!("--sasl-users {}", path.display()))?
+            }
+            None => Default::default(),
+        };
+        if let Some(d) = &self.super_digest {
+            if !d.contains(':') {
+                anyhow::bail!("--super-digest must be user:base64(sha1(user:password))");
+            }
+        }
+        let mut schemes = Vec::new();
+        for s in self
+            .require_auth_schemes
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            if !["sasl", "digest", "x509"].contains(&s) {
+                anyhow::bail!("--require-auth-schemes: {s:?} is not sasl, digest or x509");
+            }
+            schemes.push(s.to_owned());
+        }
+        if self.require_auth && schemes.is_empty() {
+            anyhow::bail!("--require-auth needs at least one scheme in --require-auth-schemes");
+        }
+        Ok(crate::processor::AuthConfig {
+            sasl_users,
+            super_digest: self.super_digest.clone(),
+            required_schemes: if self.require_auth {
+                schemes
+            } else {
+                Vec::new()
+            },
+        })
+    }
+
+    /// The TLS port's rustls config, if there is one.
+    pub fn server_tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+        use anyhow::Context;
+        let (Some(certificate), Some(key)) = (&self.ssl_certificate, &self.ssl_key) else {
+            return Ok(None);
+        };
+        let client_auth = fjord_shared::tls::ClientAuth::parse(&self.ssl_client_auth)
+            .context("--ssl-client-auth must be none, requested or required")?;
+        let tls = fjord_shared::tls::ServerTls {
+            certificate: certificate.clone(),
+            key: key.clone(),
+            ca: self.ssl_ca.clone(),
+            client_auth,
+        };
+        Ok(Some(tls.config().context("TLS settings")?))
+    }
     /// The member settings: validates `--id`, `--peers` and `--peer-listen` together.
     pub fn member(&self) -> anyhow::Result<crate::ensemble::member::MemberConfig> {
         use anyhow::bail;

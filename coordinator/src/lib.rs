@@ -47,6 +47,24 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let mut ports = vec![server::Port {
+        listener,
+        tls: None,
+    }];
+    let mut secure_addr = None;
+    if let Some(secure) = cfg.secure_listen {
+        let Some(tls) = cfg.server_tls()? else {
+            anyhow::bail!("--secure-listen needs --ssl-certificate and --ssl-key");
+        };
+        let l = tokio::net::TcpListener::bind(secure)
+            .await
+            .with_context(|| format!("cannot listen on {secure}"))?;
+        secure_addr = Some(l.local_addr()?);
+        ports.push(server::Port {
+            listener: l,
+            tls: Some(tokio_rustls::TlsAcceptor::from(tls)),
+        });
+    }
     let stats = Arc::new(four_letter::ServerStats::default());
     let recovered = ensemble::member::recover(&cfg.data_dir, cfg.tick_ms, &member_cfg)
         .context("recovery failed")?;
@@ -69,6 +87,7 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
             snapshot_txns: cfg.snapshot_txns,
             container_check_ms: cfg.container_check_ms,
             max_frame: cfg.max_frame_bytes,
+            auth: cfg.auth()?,
         },
         stats.clone(),
         processor::Start {
@@ -117,7 +136,10 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
         fjord_shared::shutdown::wait_for_signal().await;
         signal.cancel();
     });
-    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "coordinator started");
+    tracing::info!(%addr, secure = ?secure_addr, data_dir = %cfg.data_dir.display(), "coordinator started");
+    if let Some(a) = secure_addr {
+        println!("secure listening on {a}");
+    }
     println!("listening on {addr}");
     let identity = member.identity.clone();
     let stop = shutdown.clone();
@@ -127,7 +149,7 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
         reason
     });
     server::run(
-        listener,
+        ports,
         handle.tx.clone(),
         handle.durable.clone(),
         stats,

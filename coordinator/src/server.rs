@@ -11,6 +11,8 @@
 //!   replicated log (committed by a quorum) up to the zxid it depends on, and coalesces
 //!   ready frames into one write.
 //! - Connection limits: a total and a per-IP maximum; extra connections are closed at once.
+//! - A TLS port (`--secure-listen`) runs the handshake first; a verified client certificate
+//!   gives the connection the id `x509:<subject>`. TLS connections end with close_notify.
 
 use crate::four_letter::{self, ServerStats};
 use crate::processor::Durable;
@@ -18,13 +20,13 @@ use crate::processor::{Msg, Out};
 use bytes::Bytes;
 use dashmap::DashMap;
 use fjord_shared::jute::{ConnectRequest, Record, RequestHeader};
+use fjord_shared::stream::Stream;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
@@ -70,12 +72,21 @@ enum ConnError {
     Io(#[from] std::io::Error),
     #[error("the server is shutting down")]
     Shutdown,
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
-/// Serves clients on `listener` until `shutdown` is cancelled, then closes every connection
-/// and returns once all connection tasks have ended.
+/// One client port: plain, or TLS with this acceptor.
+pub struct Port {
+    pub listener: TcpListener,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Serves clients on every port until `shutdown` is cancelled, then closes every connection
+/// and returns once all connection tasks have ended. The connection limits count the ports
+/// together.
 pub async fn run(
-    listener: TcpListener,
+    ports: Vec<Port>,
     processor: mpsc::Sender<Msg>,
     durable: watch::Receiver<Durable>,
     stats: Arc<ServerStats>,
@@ -91,6 +102,25 @@ pub async fn run(
         per_ip: Arc::new(DashMap::new()),
         next_conn: Arc::new(AtomicU64::new(1)),
     };
+    let mut loops = JoinSet::new();
+    for port in ports {
+        loops.spawn(accept_loop(
+            port,
+            shared.clone(),
+            conn_slots.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while loops.join_next().await.is_some() {}
+}
+
+async fn accept_loop(
+    port: Port,
+    shared: Shared,
+    conn_slots: Arc<Semaphore>,
+    shutdown: CancellationToken,
+) {
+    let Port { listener, tls } = port;
     let mut tasks = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -122,10 +152,11 @@ pub async fn run(
         }
         let shared = shared.clone();
         let token = shutdown.child_token();
+        let tls = tls.clone();
         tasks.spawn(async move {
             let _slot = slot;
             shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-            serve(stream, peer, &shared, token).await;
+            serve(stream, peer, tls, &shared, token).await;
             shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
             if shared.limits.max_connections_per_ip > 0 {
                 if let Some(mut n) = shared.per_ip.get_mut(&ip) {
@@ -139,14 +170,44 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared, token: CancellationToken) {
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: &Shared,
+    token: CancellationToken,
+) {
     let _ = stream.set_nodelay(true);
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (read, write) = stream.into_split();
-    let mut reader = BufReader::with_capacity(64 * 1024, read);
-    let result = tokio::select! {
-        r = handshake_and_serve(conn, peer, &mut reader, write, shared, token.clone()) => r,
-        _ = token.cancelled() => Err(ConnError::Shutdown),
+    let result = match tls {
+        None => {
+            let (read, write) = stream.into_split();
+            let mut reader = BufReader::with_capacity(64 * 1024, read);
+            tokio::select! {
+                r = handshake_and_serve(conn, peer, None, &mut reader, write, shared, token.clone()) => r,
+                _ = token.cancelled() => Err(ConnError::Shutdown),
+            }
+        }
+        Some(acceptor) => {
+            let limit = shared.limits.handshake_timeout;
+            let accepted = tokio::select! {
+                r = tokio::time::timeout(limit, acceptor.accept(stream)) => r,
+                _ = token.cancelled() => return,
+            };
+            match accepted {
+                Ok(Ok(s)) => {
+                    let subject = fjord_shared::tls::peer_subject(s.get_ref().1);
+                    let (read, write) = tokio::io::split(Stream::Server(Box::new(s)));
+                    let mut reader = BufReader::with_capacity(64 * 1024, read);
+                    tokio::select! {
+                        r = handshake_and_serve(conn, peer, subject, &mut reader, write, shared, token.clone()) => r,
+                        _ = token.cancelled() => Err(ConnError::Shutdown),
+                    }
+                }
+                Ok(Err(e)) => Err(ConnError::Tls(e.to_string())),
+                Err(_) => Err(ConnError::HandshakeTimeout(limit)),
+            }
+        }
     };
     match result {
         Ok(()) | Err(ConnError::Shutdown) => tracing::debug!(conn, %peer, "connection closed"),
@@ -156,8 +217,8 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared, token: Canc
 }
 
 /// Reads one length-prefixed frame, checking the length before allocating.
-async fn read_frame(
-    r: &mut BufReader<OwnedReadHalf>,
+async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
     max: usize,
     len_bytes: Option<[u8; 4]>,
 ) -> Result<Option<Bytes>, ConnError> {
@@ -184,14 +245,19 @@ async fn read_frame(
     Ok(Some(Bytes::from(buf)))
 }
 
-async fn handshake_and_serve(
+async fn handshake_and_serve<R, W>(
     conn: u64,
     peer: SocketAddr,
-    reader: &mut BufReader<OwnedReadHalf>,
-    mut write: OwnedWriteHalf,
+    cert_subject: Option<String>,
+    reader: &mut BufReader<R>,
+    mut write: W,
     shared: &Shared,
     token: CancellationToken,
-) -> Result<(), ConnError> {
+) -> Result<(), ConnError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let limit = shared.limits.handshake_timeout;
     let first = tokio::time::timeout(limit, async {
         let mut b = [0u8; 4];
@@ -242,6 +308,7 @@ async fn handshake_and_serve(
             req,
             out: out_tx,
             peer,
+            cert_subject,
         })
         .is_err()
     {
@@ -278,9 +345,9 @@ async fn handshake_and_serve(
     result
 }
 
-async fn read_loop(
+async fn read_loop<R: AsyncRead + Unpin>(
     conn: u64,
-    reader: &mut BufReader<OwnedReadHalf>,
+    reader: &mut BufReader<R>,
     shared: &Shared,
     outstanding: &Semaphore,
 ) -> Result<(), ConnError> {
@@ -325,9 +392,9 @@ async fn read_loop(
     }
 }
 
-async fn write_loop(
+async fn write_loop<W: AsyncWrite + Unpin>(
     conn: u64,
-    write: OwnedWriteHalf,
+    write: W,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Out>,
     mut durable: watch::Receiver<Durable>,
     stats: Arc<ServerStats>,
@@ -382,5 +449,7 @@ async fn write_loop(
     if let Err(e) = result {
         tracing::debug!(conn, error = %e, "write failed");
     }
+    // A TLS connection ends with close_notify (a plain one with FIN), whatever ended it.
+    let _ = tokio::time::timeout(Duration::from_secs(1), w.shutdown()).await;
     done.cancel();
 }

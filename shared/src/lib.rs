@@ -10,6 +10,7 @@
 
 pub mod cluster;
 pub mod coord_client;
+pub mod digest_md5;
 pub mod fs;
 pub mod jute;
 pub mod shutdown;

@@ -157,7 +157,9 @@ def _zookeeper_serving(server: Server) -> bool:
         return False
 
 
-def _start_zookeeper(workdir: Path) -> Server:
+def _start_zookeeper(workdir: Path, extra_config=(), jvm_options=(), classpath: str = "") -> Server:
+    """ZooKeeper on a free port; `extra_config` lines go into zoo.cfg,
+    `jvm_options` (-D...) to its JVM, `classpath` after its own."""
     port = free_port()
     config = workdir / "zoo.cfg"
     config.write_text(
@@ -169,6 +171,7 @@ def _start_zookeeper(workdir: Path) -> Server:
                 "clientPortAddress=127.0.0.1",
                 "admin.enableServer=false",
                 "4lw.commands.whitelist=*",
+                *extra_config,
                 "",
             ]
         )
@@ -180,8 +183,9 @@ def _start_zookeeper(workdir: Path) -> Server:
         "-Xmx256m",
         "-XX:+UseSerialGC",
         "-XX:TieredStopAtLevel=1",
+        *jvm_options,
         "-cp",
-        ZK_CLASSPATH,
+        f"{ZK_CLASSPATH}:{classpath}" if classpath else ZK_CLASSPATH,
         "org.apache.zookeeper.server.quorum.QuorumPeerMain",
         str(config),
     ]

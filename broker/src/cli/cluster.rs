@@ -188,12 +188,7 @@ async fn read_registrations(
     timeout: Duration,
 ) -> Result<Registrations, CliError> {
     let opts = ConnectOptions::new(coordinator).connect_timeout(timeout);
-    let zk = coord_client::Client::connect(opts)
-        .await
-        .map_err(|source| CliError::Connect {
-            addr: coordinator.to_owned(),
-            source,
-        })?;
+    let zk = super::coord::open(coordinator, opts).await?;
     let result = read_registrations_with(&zk).await;
     if let Err(e) = zk.close().await {
         tracing::warn!(error = %e, "closing the coordinator session failed");

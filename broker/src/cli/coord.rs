@@ -17,6 +17,7 @@ use fjord_shared::coord_client::{
 use super::error::CliError;
 use super::output::{data_text, write_stat};
 use super::signal::interrupted;
+use crate::security::coordinator::CoordinatorSecurity;
 
 /// `fjord coord [options] <command>`.
 #[derive(Debug, Args)]
@@ -109,9 +110,64 @@ pub enum CoordCommand {
         #[arg(long)]
         recursive: bool,
     },
+    /// Print a node's ACL, one `scheme:id:perms` line per entry (perms from cdrwa).
+    GetAcl { path: String },
+    /// Replace a node's ACL: entries `scheme:id:perms`, e.g. `world:anyone:r`,
+    /// `sasl:kafka:cdrwa`, `x509:CN=broker1:cdrwa`, `digest:user:HASH:cdrwa`.
+    SetAcl {
+        path: String,
+        #[arg(required = true, value_name = "SCHEME:ID:PERMS")]
+        acl: Vec<String>,
+        /// Only if the node has this ACL version (-1: any).
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        version: i32,
+    },
     /// The coordinator ensemble's voting members: list them, add one, remove one.
     #[command(subcommand)]
     Members(MembersCommand),
+}
+
+const PERMS: [(char, i32); 5] = [
+    ('c', fjord_shared::jute::perms::CREATE),
+    ('d', fjord_shared::jute::perms::DELETE),
+    ('r', fjord_shared::jute::perms::READ),
+    ('w', fjord_shared::jute::perms::WRITE),
+    ('a', fjord_shared::jute::perms::ADMIN),
+];
+
+/// `scheme:id:perms` (the id may itself hold ':', as a digest's does).
+fn parse_acl_entry(text: &str) -> Result<Acl, CliError> {
+    let bad = || {
+        CliError::Usage(format!(
+            "{text:?} is not SCHEME:ID:PERMS (perms from cdrwa)"
+        ))
+    };
+    let (scheme, rest) = text.split_once(':').ok_or_else(bad)?;
+    let (id, perms) = rest.rsplit_once(':').ok_or_else(bad)?;
+    let mut bits = 0;
+    for c in perms.chars() {
+        bits |= PERMS
+            .iter()
+            .find(|(p, _)| *p == c.to_ascii_lowercase())
+            .ok_or_else(bad)?
+            .1;
+    }
+    Ok(Acl {
+        perms: bits,
+        id: fjord_shared::coord_client::Id {
+            scheme: scheme.to_owned(),
+            id: id.to_owned(),
+        },
+    })
+}
+
+fn acl_entry_text(a: &Acl) -> String {
+    let perms: String = PERMS
+        .iter()
+        .filter(|(_, bit)| a.perms & bit != 0)
+        .map(|(c, _)| *c)
+        .collect();
+    format!("{}:{}:{perms}", a.id.scheme, a.id.id)
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,8 +182,20 @@ pub enum MembersCommand {
     Remove { id: u64 },
 }
 
-/// Opens a session with `coordinator`.
+/// How this process reaches the coordinator (TLS, SASL, digest), from the global flags.
+static SECURITY: std::sync::OnceLock<CoordinatorSecurity> = std::sync::OnceLock::new();
+
+/// Records the coordinator security flags for every session this process opens.
+pub(crate) fn set_security(security: CoordinatorSecurity) {
+    let _ = SECURITY.set(security);
+}
+
+/// Opens a session with `coordinator`, with the coordinator security flags applied.
 pub(crate) async fn open(coordinator: &str, opts: ConnectOptions) -> Result<Client, CliError> {
+    let opts = match SECURITY.get() {
+        Some(s) => s.apply(opts).map_err(|e| CliError::Usage(e.to_string()))?,
+        None => opts,
+    };
     Client::connect(opts)
         .await
         .map_err(|source| CliError::Connect {
@@ -206,6 +274,23 @@ async fn execute(
                 .await
                 .map_err(CliError::at(&path))?;
             writeln!(out, "{created}")?;
+        }
+        CoordCommand::GetAcl { path } => {
+            let (acl, _) = client.get_acl(&path).await.map_err(CliError::at(&path))?;
+            for a in &acl {
+                writeln!(out, "{}", acl_entry_text(a))?;
+            }
+        }
+        CoordCommand::SetAcl { path, acl, version } => {
+            let acl = acl
+                .iter()
+                .map(|e| parse_acl_entry(e))
+                .collect::<Result<Vec<_>, _>>()?;
+            let version = (version >= 0).then_some(version);
+            client
+                .set_acl(&path, &acl, version)
+                .await
+                .map_err(CliError::at(&path))?;
         }
         CoordCommand::Set {
             path,
@@ -390,5 +475,25 @@ mod tests {
     fn child_paths_join_under_the_root_and_elsewhere() {
         assert_eq!(child_path("/", "a"), "/a");
         assert_eq!(child_path("/a", "b"), "/a/b");
+    }
+
+    #[test]
+    fn acl_entries_round_trip() {
+        for text in [
+            "world:anyone:r",
+            "sasl:kafka:cdrwa",
+            "x509:CN=broker1,O=Fjord:cdrwa",
+            "digest:user:D/InIHSb7yEEbrWz8b9l71RjZJU=:rw",
+        ] {
+            let acl = parse_acl_entry(text).unwrap();
+            assert_eq!(acl_entry_text(&acl), text);
+        }
+        assert_eq!(
+            parse_acl_entry("world:anyone:cdrwa").unwrap().perms,
+            fjord_shared::jute::perms::ALL
+        );
+        for bad in ["world", "world:anyone", "world:anyone:x"] {
+            assert!(parse_acl_entry(bad).is_err(), "{bad}");
+        }
     }
 }

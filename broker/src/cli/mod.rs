@@ -65,6 +65,9 @@ pub struct Cli {
     )]
     pub coordinator: String,
 
+    #[command(flatten)]
+    pub coordinator_security: crate::security::coordinator::CoordinatorSecurity,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -118,6 +121,7 @@ pub fn run(cli: Cli) -> ExitCode {
 /// Runs a parsed command line, writing results to stdout.
 pub async fn execute(cli: Cli) -> Result<(), CliError> {
     let mut out = std::io::stdout();
+    coord::set_security(cli.coordinator_security.clone());
     match cli.command {
         Command::Cluster(args) => {
             cluster::run(&cli.bootstrap, &cli.coordinator, args, &mut out).await

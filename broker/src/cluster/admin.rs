@@ -6,7 +6,7 @@ use super::view::read;
 use super::{random_uuid, uuid_text, Cluster};
 use fjord_shared::cluster::{self, TopicAssignment, TopicConfig};
 use fjord_shared::coord_client::{Error as CoordError, MultiError, Op};
-use fjord_shared::jute::{Acl, CreateMode, ErrorCode};
+use fjord_shared::jute::{CreateMode, ErrorCode};
 use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -285,21 +285,22 @@ pub async fn create_topic(
         version: 1,
         config: configs,
     };
+    let client = c.client();
     let ops = vec![
         Op::create(
             cluster::topic_config_path(name),
             serde_json::to_vec(&config).unwrap_or_default(),
-            &Acl::open_unsafe(),
+            &client.acl_for(&cluster::topic_config_path(name)),
             CreateMode::Persistent,
         ),
         Op::create(
             cluster::topic_path(name),
             serde_json::to_vec(&topic).unwrap_or_default(),
-            &Acl::open_unsafe(),
+            &client.acl_for(&cluster::topic_path(name)),
             CreateMode::Persistent,
         ),
     ];
-    match c.client().multi(ops).await {
+    match client.multi(ops).await {
         Ok(_) => {
             tracing::info!(
                 topic = name,
@@ -329,12 +330,13 @@ pub async fn delete_topic(c: &Cluster, name: &str) -> Result<(), AdminError> {
             format!("no topic {name}"),
         ));
     }
-    match c
-        .client()
+    let client = c.client();
+    let path = cluster::delete_topic_path(name);
+    match client
         .create(
-            &cluster::delete_topic_path(name),
+            &path,
             Vec::new(),
-            &Acl::open_unsafe(),
+            &client.acl_for(&path),
             CreateMode::Persistent,
         )
         .await
@@ -451,7 +453,7 @@ pub async fn update_topic_config(
         let written = match version {
             Some(v) => client.set_data(&path, data, Some(v)).await.map(|_| ()),
             None => client
-                .create(&path, data, &Acl::open_unsafe(), CreateMode::Persistent)
+                .create(&path, data, &client.acl_for(&path), CreateMode::Persistent)
                 .await
                 .map(|_| ()),
         };

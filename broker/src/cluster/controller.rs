@@ -21,7 +21,7 @@
 use super::view::{children, read, ClusterView};
 use fjord_shared::cluster::{self, ControllerInfo, PartitionState};
 use fjord_shared::coord_client::{Client, Error as CoordError, MultiError, Op};
-use fjord_shared::jute::{Acl, CreateMode, ErrorCode};
+use fjord_shared::jute::{CreateMode, ErrorCode};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// This controller's epoch and the version of `/controller_epoch` that fences its writes.
@@ -43,7 +43,7 @@ pub async fn elect(client: &Client, broker_id: i32) -> Result<Option<Epoch>, Coo
         .create(
             cluster::CONTROLLER,
             data,
-            &Acl::open_unsafe(),
+            &client.acl_for(cluster::CONTROLLER),
             CreateMode::Ephemeral,
         )
         .await
@@ -59,7 +59,7 @@ pub async fn elect(client: &Client, broker_id: i32) -> Result<Option<Epoch>, Coo
                 .create(
                     cluster::CONTROLLER_EPOCH,
                     b"1".to_vec(),
-                    &Acl::open_unsafe(),
+                    &client.acl_for(cluster::CONTROLLER_EPOCH),
                     CreateMode::Persistent,
                 )
                 .await
@@ -384,7 +384,7 @@ pub async fn reconcile(
                         ops.push(Op::create(
                             cluster::partitions_path(topic),
                             Vec::new(),
-                            &Acl::open_unsafe(),
+                            &client.acl_for(&cluster::partitions_path(topic)),
                             CreateMode::Persistent,
                         ));
                     }
@@ -395,14 +395,14 @@ pub async fn reconcile(
                         ops.push(Op::create(
                             cluster::partition_path(topic, *p),
                             Vec::new(),
-                            &Acl::open_unsafe(),
+                            &client.acl_for(&cluster::partition_path(topic, *p)),
                             CreateMode::Persistent,
                         ));
                     }
                     ops.push(Op::create(
                         cluster::partition_state_path(topic, *p),
                         serde_json::to_vec(&state).unwrap_or_default(),
-                        &Acl::open_unsafe(),
+                        &client.acl_for(&cluster::partition_state_path(topic, *p)),
                         CreateMode::Persistent,
                     ));
                     match fenced_multi(client, epoch, ops).await {

@@ -19,7 +19,7 @@ use fjord_shared::cluster::{self, BrokerRegistration, ClusterId};
 use fjord_shared::coord_client::{
     AddWatchMode, Client, ConnectOptions, Error as CoordError, Event, SessionEvent,
 };
-use fjord_shared::jute::{Acl, CreateMode, ErrorCode};
+use fjord_shared::jute::{CreateMode, ErrorCode};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -47,10 +47,34 @@ const WATCHED: [&str; 4] = [
     cluster::ADMIN,
 ];
 
+/// TLS, login and ACL policy for the coordinator connection.
+#[derive(Debug, Clone, Default)]
+pub struct CoordinatorAccess {
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub sasl: Option<(String, String)>,
+    pub digest: Option<String>,
+    /// Create znodes with Kafka's secure ACLs (zookeeper.set.acl).
+    pub set_acl: bool,
+}
+
+impl CoordinatorAccess {
+    /// From the connect options the security flags built.
+    pub fn from_options(opts: &ConnectOptions, set_acl: bool) -> CoordinatorAccess {
+        CoordinatorAccess {
+            tls: opts.tls.clone(),
+            sasl: opts.sasl.clone(),
+            digest: opts.digest.clone(),
+            set_acl,
+        }
+    }
+}
+
 /// The broker's membership in the cluster.
 pub struct Cluster {
     pub broker_id: i32,
     connect_string: String,
+    /// How to authenticate to the coordinator, for every (re)connection.
+    access: CoordinatorAccess,
     session_timeout: Duration,
     registration: BrokerRegistration,
     client: RwLock<Arc<Client>>,
@@ -82,7 +106,7 @@ pub async fn ensure(client: &Client, path: &str, data: &[u8]) -> Result<(), Coor
         .create(
             path,
             data.to_vec(),
-            &Acl::open_unsafe(),
+            &client.acl_for(path),
             CreateMode::Persistent,
         )
         .await
@@ -138,12 +162,14 @@ impl Cluster {
         connect_string: &str,
         session_timeout: Duration,
         registration: BrokerRegistration,
+        access: CoordinatorAccess,
     ) -> Result<Arc<Cluster>, JoinError> {
-        let client = connect(connect_string, session_timeout).await?;
+        let client = connect(connect_string, session_timeout, &access).await?;
         let (view_tx, _) = watch::channel(Arc::new(ClusterView::default()));
         let c = Arc::new(Cluster {
             broker_id,
             connect_string: connect_string.to_owned(),
+            access,
             session_timeout,
             registration,
             client: RwLock::new(client.clone()),
@@ -200,7 +226,7 @@ impl Cluster {
                 .create(
                     &path,
                     data.clone(),
-                    &Acl::open_unsafe(),
+                    &client.acl_for(&path),
                     CreateMode::Ephemeral,
                 )
                 .await
@@ -252,7 +278,7 @@ impl Cluster {
             .create(
                 &path,
                 Vec::new(),
-                &Acl::open_unsafe(),
+                &client.acl_for(&path),
                 CreateMode::Ephemeral,
             )
             .await
@@ -359,7 +385,7 @@ impl Cluster {
     }
 
     async fn rejoin(&self) -> Result<(), JoinError> {
-        let client = connect(&self.connect_string, self.session_timeout).await?;
+        let client = connect(&self.connect_string, self.session_timeout, &self.access).await?;
         if let Ok(mut c) = self.client.write() {
             *c = client.clone();
         }
@@ -531,10 +557,15 @@ impl Cluster {
 async fn connect(
     connect_string: &str,
     session_timeout: Duration,
+    security: &CoordinatorAccess,
 ) -> Result<Arc<Client>, JoinError> {
-    let opts = ConnectOptions::new(connect_string)
+    let mut opts = ConnectOptions::new(connect_string)
         .session_timeout(session_timeout)
         .connect_timeout(Duration::from_secs(5));
+    opts.tls = security.tls.clone();
+    opts.sasl = security.sasl.clone();
+    opts.digest = security.digest.clone();
+    opts.secure_acls = security.set_acl;
     Client::connect(opts)
         .await
         .map(Arc::new)

@@ -8,7 +8,7 @@ use super::Ctx;
 use crate::security::acl::Operation;
 use fjord_shared::cluster::{self, ElectionPartition, PreferredReplicaElection};
 use fjord_shared::coord_client::Error as CoordError;
-use fjord_shared::jute::{Acl, CreateMode, ErrorCode};
+use fjord_shared::jute::{CreateMode, ErrorCode};
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -91,7 +91,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ElectLeadersRequest) -> ElectLeadersResp
                 .create(
                     cluster::PREFERRED_REPLICA_ELECTION,
                     data.clone(),
-                    &Acl::open_unsafe(),
+                    &client.acl_for(cluster::PREFERRED_REPLICA_ELECTION),
                     CreateMode::Persistent,
                 )
                 .await

@@ -8,7 +8,7 @@ use super::scram::{Credential, Mechanism};
 use super::store::{self, ACL_CHANGE_PREFIX, CONFIG_CHANGES, CONFIG_CHANGE_PREFIX};
 use crate::cluster::ensure;
 use fjord_shared::coord_client::{Client, Error as CoordError};
-use fjord_shared::jute::{Acl, CreateMode, ErrorCode};
+use fjord_shared::jute::{CreateMode, ErrorCode};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -57,7 +57,7 @@ async fn write_versioned(
         None => {
             ensure_path(client, parent(path)).await?;
             client
-                .create(path, data, &Acl::open_unsafe(), CreateMode::Persistent)
+                .create(path, data, &client.acl_for(path), CreateMode::Persistent)
                 .await
                 .map(|_| ())
         }
@@ -84,11 +84,12 @@ async fn announce(
     data: Vec<u8>,
 ) -> Result<(), CoordError> {
     ensure_path(client, parent).await?;
+    let path = format!("{parent}/{prefix}");
     client
         .create(
-            &format!("{parent}/{prefix}"),
+            &path,
             data,
-            &Acl::open_unsafe(),
+            &client.acl_for(&path),
             CreateMode::PersistentSequential,
         )
         .await?;

@@ -5,6 +5,7 @@ pub mod acl;
 pub mod admin;
 pub mod authorizer;
 pub mod client_config;
+pub mod coordinator;
 pub mod listener;
 pub mod sasl;
 pub mod scram;

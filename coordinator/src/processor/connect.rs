@@ -19,6 +19,7 @@ impl Processor {
         req: ConnectRequest,
         out: Outbox,
         peer: SocketAddr,
+        cert_subject: Option<String>,
     ) {
         let with_ro = req.read_only.map(|_| false);
         if self.leader.is_none() {
@@ -43,10 +44,17 @@ impl Processor {
             self.cfg.min_session_ms,
             self.cfg.max_session_ms,
         );
-        let auth = vec![Id {
+        let mut auth = vec![Id {
             scheme: "ip".into(),
             id: peer.ip().to_string(),
         }];
+        if let Some(dn) = cert_subject {
+            auth.push(Id {
+                scheme: "x509".into(),
+                id: dn,
+            });
+            auth.sort_by(|a, b| a.scheme.cmp(&b.scheme));
+        }
         let new_conn = |session| Conn {
             session,
             out: out.clone(),
@@ -60,6 +68,7 @@ impl Processor {
             inflight: VecDeque::new(),
             read_only: with_ro,
             sync: None,
+            sasl: None,
         };
         if req.session_id == 0 {
             // The session exists once its creation is committed; the connection answers

@@ -59,6 +59,32 @@ impl Processor {
             return;
         };
         let session = c.session;
+        // --require-auth: only authentication (and pings and closing) until the connection
+        // has an authenticated id, as ZooKeeper's enforce.auth does.
+        let required = &self.cfg.auth.required_schemes;
+        if !required.is_empty()
+            && !matches!(opcode, op::AUTH | op::SASL | op::PING | op::CLOSE_SESSION)
+            && !c
+                .auth
+                .iter()
+                .any(|i| i.scheme == "super" || required.contains(&i.scheme))
+        {
+            let last = self.state.last_zxid;
+            tracing::info!(
+                conn,
+                op = opcode,
+                "request before authentication; closing the connection"
+            );
+            let err = ErrorCode::SessionClosedRequireAuth.code();
+            self.send(
+                conn,
+                last,
+                reply_frame(xid, last, err, no_body),
+                Some(started),
+            );
+            self.close(conn, last, "authentication is required".to_owned());
+            return;
+        }
         if is_proposal(opcode) {
             // Writes are decoded and validated when they are applied, the same way on every
             // member; here they only enter the log.
@@ -398,27 +424,24 @@ impl Processor {
                     started,
                 );
             }
-            Request::Auth(a) => match acl::authenticate(&a.scheme, &a.auth) {
-                Ok(id) => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        if !c.auth.contains(&id) {
-                            c.auth.push(id);
-                            // whoAmI lists ids by scheme, as ZooKeeper does ("digest" before "ip").
-                            c.auth.sort_by(|a, b| a.scheme.cmp(&b.scheme));
-                        }
+            Request::Auth(a) => {
+                match acl::authenticate(&a.scheme, &a.auth, self.cfg.auth.super_digest.as_deref()) {
+                    Ok(new_ids) => {
+                        self.add_ids(conn, new_ids);
+                        self.send(conn, last, reply_frame(xid, 0, 0, no_body), started);
                     }
-                    self.send(conn, last, reply_frame(xid, 0, 0, no_body), started);
+                    Err(e) => {
+                        tracing::info!(conn, scheme = %a.scheme, "authentication failed; closing the connection");
+                        self.send(conn, last, reply_frame(xid, 0, e.code(), no_body), started);
+                        self.close(
+                            conn,
+                            last,
+                            format!("authentication failed for scheme {}", a.scheme),
+                        );
+                    }
                 }
-                Err(e) => {
-                    tracing::info!(conn, scheme = %a.scheme, "authentication failed; closing the connection");
-                    self.send(conn, last, reply_frame(xid, 0, e.code(), no_body), started);
-                    self.close(
-                        conn,
-                        last,
-                        format!("authentication failed for scheme {}", a.scheme),
-                    );
-                }
-            },
+            }
+            Request::Sasl(token) => self.sasl(conn, xid, &token, started),
             Request::Reconfig(r) => {
                 let change = ensemble::membership::Change::parse(
                     &r.joining_servers,
@@ -465,4 +488,70 @@ impl Processor {
 /// Whether a request goes through the replicated log.
 fn is_proposal(opcode: i32) -> bool {
     request::is_write(opcode) || opcode == op::CLOSE_SESSION
+}
+
+impl Processor {
+    /// Adds authenticated ids to a connection (whoAmI lists them by scheme, as ZooKeeper
+    /// does: "digest" before "ip").
+    fn add_ids(&mut self, conn: ConnId, ids: Vec<Id>) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            for id in ids {
+                if !c.auth.contains(&id) {
+                    c.auth.push(id);
+                }
+            }
+            c.auth.sort_by(|a, b| a.scheme.cmp(&b.scheme));
+        }
+    }
+
+    /// One SASL (DIGEST-MD5) token: the next server token, `sasl:<user>` once the login
+    /// succeeds, AUTHFAILED and a close when it fails.
+    fn sasl(&mut self, conn: ConnId, xid: i32, token: &[u8], started: Option<Instant>) {
+        // A nonce nobody can predict: the processor's random secret, hashed with this
+        // connection and the time.
+        let nonce = {
+            let mut h = sha1_smol::Sha1::new();
+            h.update(&self.secret);
+            h.update(&conn.to_be_bytes());
+            h.update(&wall_ms().to_be_bytes());
+            h.update(&self.now().to_be_bytes());
+            fjord_shared::digest_md5::nonce_from(&h.digest().bytes())
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let server = c
+            .sasl
+            .get_or_insert_with(|| fjord_shared::digest_md5::DigestServer::new(nonce));
+        let users = &self.cfg.auth.sasl_users;
+        let result = server.step(token, |u| users.get(u).cloned());
+        match result {
+            Ok((reply, user)) => {
+                if let Some(user) = user {
+                    tracing::debug!(conn, user, "SASL login");
+                    self.add_ids(
+                        conn,
+                        vec![Id {
+                            scheme: "sasl".into(),
+                            id: user,
+                        }],
+                    );
+                }
+                let frame = reply_frame(xid, 0, 0, |b| {
+                    fjord_shared::jute::SetSaslResponse {
+                        token: reply.into(),
+                    }
+                    .write(b)
+                });
+                self.send(conn, 0, frame, started);
+            }
+            Err(e) => {
+                tracing::info!(conn, error = %e, "SASL authentication failed; closing the connection");
+                let last = self.state.last_zxid;
+                let err = ErrorCode::AuthFailed.code();
+                self.send(conn, last, reply_frame(xid, 0, err, no_body), started);
+                self.close(conn, last, "SASL authentication failed".to_owned());
+            }
+        }
+    }
 }

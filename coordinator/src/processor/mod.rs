@@ -95,6 +95,8 @@ pub enum Msg {
         req: ConnectRequest,
         out: Outbox,
         peer: SocketAddr,
+        /// The subject of a verified client certificate (TLS), the `x509` id.
+        cert_subject: Option<String>,
     },
     Request {
         conn: ConnId,
@@ -177,6 +179,20 @@ pub struct Config {
     pub snapshot_txns: u64,
     pub container_check_ms: u64,
     pub max_frame: usize,
+    pub auth: AuthConfig,
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// DIGEST-MD5 users (user → password).
+    pub sasl_users: HashMap<String, String>,
+    /// ZooKeeper's superDigest: `user:base64(sha1(user:password))`.
+    pub super_digest: Option<String>,
+    /// When not empty: refuse requests of connections that have not authenticated with one
+    /// of these schemes (ZooKeeper's enforce.auth), with SESSIONCLOSEDREQUIRESASLAUTH and a
+    /// close. The super user always passes.
+    pub required_schemes: Vec<String>,
 }
 
 /// The running processor.
@@ -304,6 +320,8 @@ struct Conn {
     /// A sync waiting for the leader's commit index and then for this member to apply that
     /// far. Everything after it waits.
     sync: Option<PendingSync>,
+    /// A DIGEST-MD5 exchange under way (opcode 102).
+    sasl: Option<fjord_shared::digest_md5::DigestServer>,
 }
 
 struct PendingSync {
@@ -426,7 +444,8 @@ impl Processor {
                 req,
                 out,
                 peer,
-            } => self.on_connect(conn, req, out, peer),
+                cert_subject,
+            } => self.on_connect(conn, req, out, peer, cert_subject),
             Msg::Request {
                 conn,
                 xid,

@@ -5,10 +5,12 @@
 //! `Unimplemented` and the connection stays open.
 
 use super::prep::WriteOp;
+use bytes::Bytes;
 use fjord_shared::jute::{
     op, AddWatchRequest, AuthPacket, CheckVersionRequest, CreateRequest, CreateTtlRequest,
-    DeleteRequest, JuteError, MultiHeader, PathRequest, PathWatchRequest, Reader, ReconfigRequest,
-    Record, RemoveWatchesRequest, SetAclRequest, SetDataRequest, SetWatches, SetWatches2,
+    DeleteRequest, GetSaslRequest, JuteError, MultiHeader, PathRequest, PathWatchRequest, Reader,
+    ReconfigRequest, Record, RemoveWatchesRequest, SetAclRequest, SetDataRequest, SetWatches,
+    SetWatches2,
 };
 
 /// A read inside a multiRead.
@@ -43,6 +45,8 @@ pub enum Request {
     WhoAmI,
     Reconfig(ReconfigRequest),
     Auth(AuthPacket),
+    /// A SASL token (opcode 102).
+    Sasl(Bytes),
     CloseSession,
     Unknown(i32),
 }
@@ -182,6 +186,7 @@ pub fn decode(op_code: i32, body: &[u8]) -> Result<Request, JuteError> {
         op::WHO_AM_I => Request::WhoAmI,
         op::RECONFIG => Request::Reconfig(ReconfigRequest::read(&mut r)?),
         op::AUTH => Request::Auth(AuthPacket::read(&mut r)?),
+        op::SASL => Request::Sasl(GetSaslRequest::read(&mut r)?.token),
         op::CLOSE_SESSION => Request::CloseSession,
         other => return Ok(Request::Unknown(other)),
     };

@@ -18,10 +18,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::stream::Stream;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, timeout, Instant};
 
@@ -134,9 +133,85 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(buf.freeze()))
 }
 
+/// The halves of a connection: a plain one's own halves, or a TLS one's split halves.
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+pub(crate) type WriteHalf = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+/// Splits a connection for the reader and writer tasks.
+pub(crate) fn split(stream: Stream) -> (ReadHalf, WriteHalf) {
+    match stream {
+        Stream::Plain(s) => {
+            let (r, w) = s.into_split();
+            (Box::new(r), Box::new(w))
+        }
+        tls => {
+            let (r, w) = tokio::io::split(tls);
+            (Box::new(r), Box::new(w))
+        }
+    }
+}
+
+/// The xid of the SASL exchange's requests, done before the reader and writer start.
+const SASL_XID: i32 = 0x7fff_0000;
+
+/// Logs in with DIGEST-MD5 (opcode 102 requests) on a fresh session connection.
+pub(crate) async fn sasl_login(
+    stream: &mut Stream,
+    user: &str,
+    password: &str,
+    max_frame: usize,
+) -> Result<(), Error> {
+    let mut cnonce = [0u8; 18];
+    {
+        use std::io::Read;
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut cnonce))
+            .map_err(|e| Error::BadArgument(format!("no random source for the SASL login: {e}")))?;
+    }
+    let mut client = crate::digest_md5::DigestClient::new(
+        user,
+        password,
+        crate::digest_md5::nonce_from(&cnonce),
+    );
+    let mut token = client.first();
+    for _ in 0..4 {
+        let mut buf = BytesMut::new();
+        frame_with(&mut buf, |b| {
+            RequestHeader {
+                xid: SASL_XID,
+                op: op::SASL,
+            }
+            .write(b);
+            crate::jute::GetSaslRequest {
+                token: Bytes::from(token.clone()),
+            }
+            .write(b);
+        });
+        stream.write_all(&buf).await?;
+        let Some(frame) = read_frame(stream, max_frame).await? else {
+            return Err(ProtocolError::HandshakeClosed.into());
+        };
+        let mut r = crate::jute::Reader::new(&frame);
+        let header = crate::jute::ReplyHeader::read(&mut r)?;
+        if header.err != 0 {
+            return Err(Error::from_code(header.err));
+        }
+        let reply = crate::jute::SetSaslResponse::read(&mut r)?;
+        match client.step(&reply.token) {
+            Ok(Some(next)) => token = next,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "SASL login failed");
+                return Err(Error::Zk(crate::jute::ErrorCode::AuthFailed));
+            }
+        }
+    }
+    Err(Error::Zk(crate::jute::ErrorCode::AuthFailed))
+}
+
 /// Sends the ConnectRequest and reads the ConnectResponse.
 pub(crate) async fn handshake(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     req: &ConnectRequest,
     max_frame: usize,
 ) -> Result<ConnectResponse, Error> {
@@ -162,7 +237,7 @@ pub(crate) enum WriterEnd {
 
 /// The writer task's state.
 pub(crate) struct Writer {
-    pub wr: OwnedWriteHalf,
+    pub wr: WriteHalf,
     pub shared: Arc<Shared>,
     pub pending: Arc<std::sync::Mutex<Pending>>,
     pub ping_every: Duration,
@@ -258,7 +333,7 @@ pub(crate) enum ReaderEnd {
 
 /// The reader task's state.
 pub(crate) struct ConnReader {
-    pub rd: BufReader<OwnedReadHalf>,
+    pub rd: BufReader<ReadHalf>,
     pub shared: Arc<Shared>,
     pub pending: Arc<std::sync::Mutex<Pending>>,
     /// To send the `setWatches` fallback ahead of application requests.

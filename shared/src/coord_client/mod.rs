@@ -75,6 +75,15 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// The largest reply frame accepted (ZooKeeper's `jute.maxbuffer` plays this role).
     pub max_frame: usize,
+    /// TLS to the server's secure port (ZooKeeper's secureClientPort).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// A SASL (DIGEST-MD5) login, (user, password), done on every connection.
+    pub sasl: Option<(String, String)>,
+    /// `digest` credentials (`user:password`) added on every connection (`addauth`).
+    pub digest: Option<String>,
+    /// Create znodes with Kafka's secure ACL policy ([`Client::acl_for`]) instead of
+    /// world-writable ones (Kafka's zookeeper.set.acl).
+    pub secure_acls: bool,
 }
 
 impl ConnectOptions {
@@ -85,7 +94,23 @@ impl ConnectOptions {
             session_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             max_frame: 4 * 1024 * 1024,
+            tls: None,
+            sasl: None,
+            digest: None,
+            secure_acls: false,
         }
+    }
+
+    /// Sets [`ConnectOptions::tls`].
+    pub fn tls(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Sets [`ConnectOptions::sasl`].
+    pub fn sasl(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.sasl = Some((user.into(), password.into()));
+        self
     }
 
     /// Sets [`ConnectOptions::session_timeout`].
@@ -112,6 +137,7 @@ pub struct Client {
     requests: mpsc::UnboundedSender<Request>,
     supervisor: JoinHandle<()>,
     close_timeout: Duration,
+    secure_acls: bool,
 }
 
 impl Drop for Client {
@@ -133,12 +159,47 @@ impl Client {
             .await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let supervisor = tokio::spawn(supervisor.run(stream, rx));
-        Ok(Client {
+        let client = Client {
             shared,
             requests: tx,
             supervisor,
             close_timeout: opts.connect_timeout,
-        })
+            secure_acls: opts.secure_acls,
+        };
+        if let Some(d) = &opts.digest {
+            client.add_auth("digest", d.clone().into_bytes()).await?;
+        }
+        Ok(client)
+    }
+
+    /// The ACL for a znode this client creates at `path`: world-writable, or with
+    /// [`ConnectOptions::secure_acls`] Kafka's policy: everything for the creator's
+    /// authenticated identity, and read for everyone except under `/config/users` (SCRAM
+    /// credentials), which only the creator may read.
+    pub fn acl_for(&self, path: &str) -> Vec<Acl> {
+        if !self.secure_acls {
+            return Acl::open_unsafe();
+        }
+        let mut acl = vec![Acl {
+            perms: crate::jute::perms::ALL,
+            id: Id {
+                scheme: "auth".into(),
+                id: String::new(),
+            },
+        }];
+        let sensitive = ["/config/users", "/config/clients"]
+            .iter()
+            .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+        if !sensitive {
+            acl.push(Acl {
+                perms: crate::jute::perms::READ,
+                id: Id {
+                    scheme: "world".into(),
+                    id: "anyone".into(),
+                },
+            });
+        }
+        acl
     }
 
     /// The session id (as the server's logs and four-letter words print it, in hex).

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use crate::stream::Stream;
 use bytes::Bytes;
 use tokio::io::BufReader;
 use tokio::net::{lookup_host, TcpStream};
@@ -28,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, Instant};
 
 use super::conn::{
-    fail, handshake, ConnReader, Kind, Pending, ReaderEnd, Request, Writer, WriterEnd,
+    fail, handshake, sasl_login, ConnReader, Kind, Pending, ReaderEnd, Request, Writer, WriterEnd,
 };
 use super::error::Error;
 use super::events::{Event, SessionEvent, Subscribers};
@@ -147,6 +148,8 @@ pub(crate) struct Supervisor {
     requested_timeout: Duration,
     connect_timeout: Duration,
     max_frame: usize,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    sasl: Option<(String, String)>,
 }
 
 impl Supervisor {
@@ -169,12 +172,14 @@ impl Supervisor {
             requested_timeout: opts.session_timeout,
             connect_timeout: opts.connect_timeout,
             max_frame: opts.max_frame,
+            tls: opts.tls.clone(),
+            sasl: opts.sasl.clone(),
         }
     }
 
     /// Establishes the session, trying hosts in turn until `deadline`. Returns the last
     /// failure (or `Timeout`) if none answered.
-    pub(crate) async fn connect_first(&mut self, deadline: Instant) -> Result<TcpStream, Error> {
+    pub(crate) async fn connect_first(&mut self, deadline: Instant) -> Result<Stream, Error> {
         let mut backoff = FIRST_BACKOFF;
         let mut last: Option<Error> = None;
         let mut tried = 0;
@@ -200,7 +205,7 @@ impl Supervisor {
     }
 
     /// One attempt on the next host, bounded by `budget` and the connect timeout.
-    async fn attempt(&mut self, budget: Duration) -> Result<TcpStream, Error> {
+    async fn attempt(&mut self, budget: Duration) -> Result<Stream, Error> {
         let host = self.hosts.get(self.next_host).cloned().unwrap_or_default();
         self.next_host = (self.next_host + 1) % self.hosts.len().max(1);
         match timeout(budget.min(self.connect_timeout), self.try_host(&host)).await {
@@ -209,7 +214,7 @@ impl Supervisor {
         }
     }
 
-    async fn try_host(&self, host: &str) -> Result<TcpStream, Error> {
+    async fn try_host(&self, host: &str) -> Result<Stream, Error> {
         let mut last = None;
         let mut stream = None;
         for addr in lookup_host(host).await? {
@@ -221,7 +226,7 @@ impl Supervisor {
                 Err(e) => last = Some(e),
             }
         }
-        let Some(mut stream) = stream else {
+        let Some(stream) = stream else {
             return Err(last
                 .unwrap_or_else(|| {
                     std::io::Error::new(std::io::ErrorKind::NotFound, "host has no address")
@@ -229,6 +234,18 @@ impl Supervisor {
                 .into());
         };
         stream.set_nodelay(true)?;
+        let mut stream = match &self.tls {
+            None => Stream::Plain(stream),
+            Some(config) => {
+                let name_host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+                let name = crate::tls::server_name(name_host)
+                    .map_err(|e| Error::BadArgument(e.to_string()))?;
+                let s = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, stream)
+                    .await?;
+                Stream::Client(Box::new(s))
+            }
+        };
 
         let req = {
             let s = lock(&self.shared.session);
@@ -249,6 +266,9 @@ impl Supervisor {
         if resp.timeout <= 0 || resp.session_id == 0 || resumed_elsewhere {
             return Err(Error::SessionExpired);
         }
+        if let Some((user, password)) = &self.sasl {
+            sasl_login(&mut stream, user, password, self.max_frame).await?;
+        }
         let mut s = lock(&self.shared.session);
         s.session_id = resp.session_id;
         s.passwd = resp.passwd;
@@ -267,7 +287,7 @@ impl Supervisor {
     /// Runs the session until it expires, is closed, or the client is dropped.
     pub(crate) async fn run(
         mut self,
-        first: TcpStream,
+        first: Stream,
         mut requests: mpsc::UnboundedReceiver<Request>,
     ) {
         let mut next = Some(first);
@@ -307,14 +327,14 @@ impl Supervisor {
     /// and why the connection ended.
     async fn serve(
         &mut self,
-        stream: TcpStream,
+        stream: Stream,
         requests: mpsc::UnboundedReceiver<Request>,
     ) -> (Option<mpsc::UnboundedReceiver<Request>>, String) {
         let (negotiated, zxid, auths) = {
             let s = lock(&self.shared.session);
             (s.negotiated, s.last_zxid, s.auths.clone())
         };
-        let (rd, wr) = stream.into_split();
+        let (rd, wr) = super::conn::split(stream);
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (priority_tx, priority_rx) = mpsc::unbounded_channel();
         // Credentials first (later requests may need them), then the watches.
@@ -404,7 +424,7 @@ impl Supervisor {
     async fn reconnect(
         &mut self,
         requests: &mut mpsc::UnboundedReceiver<Request>,
-    ) -> Result<TcpStream, Error> {
+    ) -> Result<Stream, Error> {
         let shared = self.shared.clone();
         let mut backoff = FIRST_BACKOFF;
         let mut tried = 0;

@@ -79,6 +79,9 @@ pub enum ErrorCode {
     EphemeralOnLocalSession = -120,
     NoWatcher = -121,
     RequestTimeout = -122,
+    /// The server requires authentication and the session has none (ZooKeeper's
+    /// SESSIONCLOSEDREQUIRESASLAUTH); the connection is closed.
+    SessionClosedRequireAuth = -124,
     QuotaExceeded = -125,
     Throttled = -127,
 }
@@ -119,6 +122,7 @@ impl ErrorCode {
             -120 => EphemeralOnLocalSession,
             -121 => NoWatcher,
             -122 => RequestTimeout,
+            -124 => SessionClosedRequireAuth,
             -125 => QuotaExceeded,
             -127 => Throttled,
             _ => ApiError,
@@ -157,6 +161,7 @@ impl ErrorCode {
             EphemeralOnLocalSession => "EPHEMERALONLOCALSESSION",
             NoWatcher => "NOWATCHER",
             RequestTimeout => "REQUESTTIMEOUT",
+            SessionClosedRequireAuth => "SESSIONCLOSEDREQUIRESASLAUTH",
             QuotaExceeded => "QUOTAEXCEEDED",
             Throttled => "THROTTLEDOP",
         }

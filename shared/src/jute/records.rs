@@ -399,6 +399,16 @@ record! {
 }
 
 record! {
+    /// GetSASLRequest (opcode 102): the client's next SASL token.
+    pub struct GetSaslRequest { pub token: Bytes }
+}
+
+record! {
+    /// SetSASLResponse: the server's next SASL token.
+    pub struct SetSaslResponse { pub token: Bytes }
+}
+
+record! {
     pub struct GetEphemeralsResponse { pub ephemerals: Vec<String> }
 }
 
