@@ -190,8 +190,13 @@ pub(crate) fn set_security(security: CoordinatorSecurity) {
     let _ = SECURITY.set(security);
 }
 
-/// Opens a session with `coordinator`, with the coordinator security flags applied.
-pub(crate) async fn open(coordinator: &str, opts: ConnectOptions) -> Result<Client, CliError> {
+/// Opens a session with `coordinator`, with the coordinator security flags applied. An
+/// authenticated session creates znodes under Kafka's ACL policy (the CLI writes SCRAM
+/// credentials that only their owner may read).
+pub(crate) async fn open(coordinator: &str, mut opts: ConnectOptions) -> Result<Client, CliError> {
+    opts.secure_acls = SECURITY
+        .get()
+        .is_some_and(CoordinatorSecurity::authenticates);
     let opts = match SECURITY.get() {
         Some(s) => s.apply(opts).map_err(|e| CliError::Usage(e.to_string()))?,
         None => opts,

@@ -80,6 +80,14 @@ fn first_line(path: &Path, what: &str) -> anyhow::Result<String> {
 }
 
 impl CoordinatorSecurity {
+    /// Whether these settings authenticate the client (a certificate, a SASL login or
+    /// digest credentials), so that it can own znodes under Kafka's ACL policy.
+    pub fn authenticates(&self) -> bool {
+        self.coordinator_tls_certificate.is_some()
+            || self.coordinator_sasl_user.is_some()
+            || self.coordinator_digest_file.is_some()
+    }
+
     /// `opts` with these settings applied.
     pub fn apply(&self, mut opts: ConnectOptions) -> anyhow::Result<ConnectOptions> {
         if let Some(ca) = &self.coordinator_tls_ca {
