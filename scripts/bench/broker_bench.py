@@ -35,6 +35,7 @@ import confluent_kafka
 from confluent_kafka import Producer
 
 LISTENING_LINE = re.compile(r"^listening on (\S+):(\d+)$", re.MULTILINE)
+LISTENER_LINE = re.compile(r"^listener (\S+) on (\S+)$", re.MULTILINE)
 STARTUP_TIMEOUT = 30.0
 # A restarted broker may wait for its previous coordinator session to expire first.
 RESTART_TIMEOUT = 60.0
@@ -86,6 +87,10 @@ class Process:
     port: int = 0
     process: subprocess.Popen | None = None
     starts: int = 0
+    # Named listeners ({NAME: PROTOCOL}) instead of --listen; the first one is `address`,
+    # every one's bound address is in `listener_addresses` (kept across restarts).
+    listeners: dict | None = None
+    listener_addresses: dict = field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -110,7 +115,15 @@ class Process:
         takes a free port (port 0); later ones listen on the same address."""
         if self.running:
             raise BenchError(f"{self.name} is already running")
-        command = [*self.command_base, "--listen", f"{self.host}:{self.port}"]
+        if self.listeners:
+            bind = ",".join(
+                f"{n}://{self.listener_addresses.get(n, '127.0.0.1:0')}" for n in self.listeners
+            )
+            protocols = ",".join(f"{n}:{p}" for n, p in self.listeners.items())
+            where = ["--listeners", bind, "--listener-security-protocol-map", protocols]
+        else:
+            where = ["--listen", f"{self.host}:{self.port}"]
+        command = [*self.command_base, *where]
         stdout_path = self.workdir / f"stdout-{self.starts}.txt"
         with open(stdout_path, "wb") as out, open(self.log_path, "ab") as err:
             err.write(f"=== start {self.starts}: {' '.join(command)}\n".encode())
@@ -124,9 +137,11 @@ class Process:
         wanted = self.port
         deadline = time.monotonic() + timeout
         while True:
-            match = LISTENING_LINE.search(stdout_path.read_text(errors="replace"))
+            text = stdout_path.read_text(errors="replace")
+            match = LISTENING_LINE.search(text)
             if match:
                 self.host, self.port = match.group(1), int(match.group(2))
+                self.listener_addresses.update(LISTENER_LINE.findall(text))
                 break
             if self.process.poll() is not None:
                 raise BenchError(
@@ -175,7 +190,8 @@ class Process:
 class Cluster:
     """A fjord-coordinator and N fjord-broker processes, each in WORKDIR/<name>."""
 
-    def __init__(self, prog: str, bin_dir: Path, workdir: Path, pids_file: Path, brokers: int):
+    def __init__(self, prog: str, bin_dir: Path, workdir: Path, pids_file: Path, brokers: int,
+                 broker_args: list[str] | None = None, listeners: dict | None = None):
         self.prog = prog
         self.bin_dir = bin_dir
         self.workdir = workdir
@@ -191,6 +207,8 @@ class Cluster:
         self.brokers: dict[int, Process] = {}
         self._broker_count = brokers
         self._pids_file = pids_file
+        self._broker_args = broker_args or []
+        self._listeners = listeners
 
     def start(self) -> None:
         self.coordinator.start()
@@ -207,9 +225,11 @@ class Cluster:
                     self.coordinator.address,
                     "--data-dir",
                     str(bdir / "data"),
+                    *self._broker_args,
                 ],
                 bdir,
                 self._pids_file,
+                listeners=self._listeners,
             )
         for broker in self.brokers.values():
             broker.start()
