@@ -236,9 +236,11 @@ def test_sasl_ssl_clients_and_acls(kafka_cluster, tmp_path):
     assert failed and failed[0][1].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, failed
     assert read_error(s, s.admin_config(), topic) is None, "the super user is denied"
 
-    # --- the whole cluster restarts: users and ACLs are still in force.
+    # --- the whole cluster restarts (brokers and coordinator, kill -9): users and ACLs
+    # are still in force.
     for b in s.cluster.brokers:
         b.kill()
+    restart_coordinator(s.cluster.coordinator)
     for b in s.cluster.brokers:
         b.restart()
     s.cluster.wait_for_brokers()
@@ -253,6 +255,21 @@ def test_sasl_ssl_clients_and_acls(kafka_cluster, tmp_path):
     listed = s.fjord("acls", "list", "--principal", f"User:{alice}").stdout.splitlines()[1:]
     rows = sorted(tuple(line.split()[:2] + line.split()[-2:]) for line in listed)
     assert rows == sorted([("Group", "alice-", "Read", "ALLOW"), ("Topic", topic, "Read", "DENY")]), rows
+
+
+def restart_coordinator(server) -> None:
+    """kill -9 of a fjord-coordinator, then the same binary on the same port and data."""
+    assert server.kind == "fjord"
+    server.process.kill()
+    server.process.wait(10)
+    with open(server.workdir / "stdout-restart.txt", "wb") as out, open(server.log_path, "ab") as log:
+        server.process = subprocess.Popen(
+            [str(FJORD_BIN_DIR / "fjord-coordinator"), "--listen", server.address,
+             "--data-dir", str(server.workdir / "data"), "--tick-ms", "200"],
+            cwd=server.workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=log,
+        )
+    wait_for(lambda: "listening on" in (server.workdir / "stdout-restart.txt").read_text(), 30,
+             "the coordinator listens again")
 
 
 def isrs(s: Secure, topic: str) -> dict[int, list[int]]:
@@ -480,6 +497,25 @@ def test_session_lifetime_and_reauthentication(kafka_cluster, tmp_path):
             assert _response(sock) is None, "a connection past its session was served"
         except (ConnectionError, ssl.SSLError):
             pass  # already closed: as it should be
+    # SaslHandshake v0: the exchange continues in raw SASL frames, no Kafka header.
+    with _tls(s.secure(), s.pki.ca) as sock:
+        sock.sendall(_request(17, 0, struct.pack(">h", 5) + b"PLAIN"))
+        assert struct.unpack_from(">h", _response(sock), 4)[0] == 0
+        token = f"\0{user}\0{pw}".encode()
+        sock.sendall(struct.pack(">i", len(token)) + token)
+        assert _response(sock) == b"", "PLAIN's empty server token"
+        sock.sendall(_request(18, 0, b""))
+        versions = _response(sock)
+        assert versions is not None and struct.unpack_from(">h", versions, 4)[0] == 0
+    with _tls(s.secure(), s.pki.ca) as sock:
+        sock.sendall(_request(17, 0, struct.pack(">h", 5) + b"PLAIN"))
+        _response(sock)
+        token = f"\0{user}\0wrong".encode()
+        sock.sendall(struct.pack(">i", len(token)) + token)
+        try:
+            assert _response(sock) is None, "a failed raw login is just a close"
+        except (ConnectionError, ssl.SSLError):
+            pass
     # confluent-kafka re-authenticates and keeps producing across several lifetimes.
     producer = Producer({"bootstrap.servers": s.secure(), **RDKAFKA_LOG, **cfg})
     errors = []

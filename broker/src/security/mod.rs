@@ -6,6 +6,7 @@ pub mod admin;
 pub mod authorizer;
 pub mod client_config;
 pub mod coordinator;
+pub mod fuzz;
 pub mod listener;
 pub mod sasl;
 pub mod scram;
