@@ -92,6 +92,12 @@ pub struct Config {
     #[arg(long, env = "FJORD_SECURE_LISTEN", requires_all = ["ssl_certificate", "ssl_key"])]
     pub secure_listen: Option<SocketAddr>,
 
+    /// Serve clients on the TLS port only: no plain client port (`--listen` is then only
+    /// this member's name in a standalone configuration). `listening on` prints the TLS
+    /// address.
+    #[arg(long, env = "FJORD_SECURE_ONLY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", requires = "secure_listen")]
+    pub secure_only: bool,
+
     /// PEM certificate chain of the TLS port.
     #[arg(long, env = "FJORD_SSL_CERTIFICATE")]
     pub ssl_certificate: Option<PathBuf>,

@@ -43,14 +43,18 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
     if lock.try_lock().is_err() {
         return Err(persist::PersistError::Locked(cfg.data_dir.clone()).into());
     }
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let addr = listener.local_addr()?;
-    let mut ports = vec![server::Port {
-        listener,
-        tls: None,
-    }];
+    let mut ports = Vec::new();
+    let mut plain_addr = None;
+    if !cfg.secure_only {
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        plain_addr = Some(listener.local_addr()?);
+        ports.push(server::Port {
+            listener,
+            tls: None,
+        });
+    }
     let mut secure_addr = None;
     if let Some(secure) = cfg.secure_listen {
         let Some(tls) = cfg.server_tls()? else {
@@ -65,6 +69,10 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
             tls: Some(tokio_rustls::TlsAcceptor::from(tls)),
         });
     }
+    // With --secure-only the TLS port is the client port.
+    let Some(addr) = plain_addr.or(secure_addr) else {
+        anyhow::bail!("--secure-only needs --secure-listen");
+    };
     let stats = Arc::new(four_letter::ServerStats::default());
     let recovered = ensemble::member::recover(&cfg.data_dir, cfg.tick_ms, &member_cfg)
         .context("recovery failed")?;

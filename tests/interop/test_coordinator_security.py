@@ -335,3 +335,37 @@ def test_brokers_on_a_secured_coordinator(secured, tmp_path, kind):
         raise
     finally:
         broker.kill()
+
+
+def test_secure_only_coordinator(tmp_path):
+    """--secure-only: clients are served on the TLS port alone, which is the
+    `listening on` address; the plain port is not opened."""
+    pki = make_pki(tmp_path / "pki")
+    cert, key = pki.issue("server", "/CN=localhost")
+    client = pki.issue("client", "/CN=client", server=False)
+    plain = free_port()
+    stdout_path = tmp_path / "stdout.txt"
+    command = [
+        str(FJORD_BIN_DIR / "fjord-coordinator"), "--listen", f"127.0.0.1:{plain}",
+        "--secure-listen", "127.0.0.1:0", "--secure-only", "--ssl-certificate", str(cert),
+        "--ssl-key", str(key), "--ssl-ca", str(pki.ca), "--data-dir", str(tmp_path / "data"),
+    ]
+    with open(stdout_path, "wb") as out, open(tmp_path / "server.log", "wb") as log:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=log)
+    server = Server("fjord", "127.0.0.1", 0, tmp_path, tmp_path / "server.log", process)
+    try:
+        _wait_until(server, lambda: LISTENING_LINE.search(stdout_path.read_text()) is not None, "listening")
+        text = stdout_path.read_text()
+        listening = LISTENING_LINE.search(text)
+        secure = SECURE_LINE.search(text)
+        assert (listening.group(1), listening.group(2)) == (secure.group(1), secure.group(2)), text
+        with pytest.raises(ConnectionRefusedError):
+            __import__("socket").create_connection(("127.0.0.1", plain), timeout=2)
+        s = Secure(server, int(secure.group(2)), pki, {}, None)
+        k = s.kazoo(cert=client)
+        k.start(timeout=STARTUP_TIMEOUT)
+        k.create("/over-tls-only", b"ok")
+        assert k.get("/over-tls-only")[0] == b"ok"
+        closed(k)
+    finally:
+        server.stop()

@@ -366,6 +366,13 @@ def test_bad_logins_and_bad_tls_are_refused_cleanly(kafka_cluster, tmp_path):
     assert code == 33 and set(mechanisms) == {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
     # Anything but ApiVersions/SaslHandshake before authentication: closed, no answer.
     assert metadata_before_login(s.secure(), s.pki.ca) is None
+    # A frame over 512 KiB before authentication: closed before it is read.
+    with _tls(s.secure().split(",")[0], s.pki.ca) as sock:
+        sock.sendall(struct.pack(">i", 600 * 1024) + b"\0" * 1024)
+        try:
+            assert _response(sock) is None, "a huge pre-login frame was answered"
+        except (ConnectionError, ssl.SSLError):
+            pass
     # kafka-python's wrong password is a clean error too.
     # (kafka-python logs the SASL failure and reports that it cannot bootstrap, as it
     # does against Apache Kafka.)
