@@ -300,6 +300,12 @@ abstract class ZooKeeperClientsTest {
       selectors.add(s);
     }
     assertTrue(turns.await(60, TimeUnit.SECONDS), "six turns: " + order);
+    // A selector whose client connects late queues behind the others' requeued turns; give
+    // every one the time to get its turn (bounded), rather than assume they all queue first.
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+    while (Set.copyOf(order).size() < 3 && System.nanoTime() < deadline) {
+      Thread.sleep(50);
+    }
     for (LeaderSelector s : selectors) {
       s.close();
     }
