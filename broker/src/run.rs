@@ -176,12 +176,14 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let advertised: Vec<String> = endpoints.iter().map(|(e, _)| e.to_string()).collect();
     tracing::info!(broker_id = config.id, %addr, advertised = ?advertised, "broker started");
     // Logins and ACLs are checked against what was read before the first client is served.
-    crate::security::sync::load(&cluster.client(), &broker.security.followed())
-        .await
-        .context("cannot read the users' SCRAM credentials and the ACLs")?;
+    let watching =
+        crate::security::sync::watch_and_load(cluster.client(), &broker.security.followed())
+            .await
+            .context("cannot read the users' SCRAM credentials and the ACLs")?;
     tasks.spawn(crate::security::sync::follow(
         cluster.clone(),
         broker.security.followed(),
+        watching,
         shutdown.child_token(),
     ));
     println!("listening on {addr}");

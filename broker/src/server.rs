@@ -173,7 +173,7 @@ async fn connection(
         listener,
         principal,
         auth: if listener.protocol.uses_sasl() {
-            Auth::Handshake { reauth: false }
+            Auth::Handshake
         } else {
             Auth::Open
         },
@@ -201,8 +201,8 @@ const FAILED_AUTH_DELAY: Duration = Duration::from_millis(100);
 enum Auth {
     /// A listener without SASL: nothing to do.
     Open,
-    /// Waiting for SaslHandshake (`reauth`: a KIP-368 re-authentication).
-    Handshake { reauth: bool },
+    /// Waiting for the first SaslHandshake.
+    Handshake,
     /// After SaslHandshake v1: SaslAuthenticate requests carry the exchange.
     Framed { auth: Authenticator, reauth: bool },
     /// After SaslHandshake v0: raw length-prefixed tokens, no Kafka header.
@@ -227,10 +227,7 @@ struct Conn<'a> {
 impl Conn<'_> {
     fn authenticated(&self) -> bool {
         matches!(self.auth, Auth::Open | Auth::Done)
-            || matches!(
-                self.auth,
-                Auth::Handshake { reauth: true } | Auth::Framed { reauth: true, .. }
-            )
+            || matches!(self.auth, Auth::Framed { reauth: true, .. })
     }
 
     async fn serve(&mut self, token: &CancellationToken) -> Result<(), ConnError> {
@@ -281,9 +278,7 @@ impl Conn<'_> {
         let key = (&frame[0..2]).get_i16();
         let api = ApiKey::try_from(key).map_err(|_| ConnError::UnknownApi(key))?;
         match &self.auth {
-            Auth::Handshake { reauth: false }
-                if !matches!(api, ApiKey::ApiVersions | ApiKey::SaslHandshake) =>
-            {
+            Auth::Handshake if !matches!(api, ApiKey::ApiVersions | ApiKey::SaslHandshake) => {
                 return Err(ConnError::NotAuthenticated(api));
             }
             Auth::Framed { .. } if api != ApiKey::SaslAuthenticate => {
@@ -351,7 +346,7 @@ impl Conn<'_> {
         // A handshake on an authenticated connection starts a re-authentication (KIP-368,
         // v1 only); on a listener without SASL it is out of place.
         let reauth = match self.auth {
-            Auth::Handshake { reauth } => reauth,
+            Auth::Handshake => false,
             Auth::Done if version >= 1 && self.listener.protocol.uses_sasl() => true,
             _ => return (answer(ResponseError::IllegalSaslState), None),
         };

@@ -265,3 +265,21 @@ impl Config {
         self.max_session_ms.unwrap_or((20 * self.tick_ms) as i32)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_sasl_users;
+
+    #[test]
+    fn sasl_users_from_jaas_or_lines() {
+        let jaas = "Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  user_kafka=\"k p\"\n  user_alice=\"a=b\";\n};\n";
+        let users = parse_sasl_users(jaas).unwrap();
+        assert_eq!(users.len(), 2);
+        assert_eq!(users["kafka"], "k p");
+        assert_eq!(users["alice"], "a=b");
+        let users = parse_sasl_users("# users\nbob=secret=1\n").unwrap();
+        assert_eq!(users["bob"], "secret=1");
+        assert!(parse_sasl_users("user_x=unquoted;").is_err());
+        assert!(parse_sasl_users("no separator").is_err());
+    }
+}

@@ -204,11 +204,6 @@ impl BrokerRegistration {
             .filter_map(|e| Endpoint::parse(e))
             .find(|e| e.listener == listener)
     }
-
-    /// The first endpoint (for displays that show one address per broker).
-    pub fn first_endpoint(&self) -> Option<Endpoint> {
-        self.endpoints.iter().find_map(|e| Endpoint::parse(e))
-    }
 }
 
 /// `/controller`.

@@ -13,6 +13,7 @@ pub mod coord_client;
 pub mod digest_md5;
 pub mod fs;
 pub mod jute;
+pub mod random;
 pub mod shutdown;
 pub mod stream;
 pub mod telemetry;

@@ -22,19 +22,6 @@ pub enum Stream {
 }
 
 impl Stream {
-    /// The underlying TCP stream.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            Stream::Server(s) => s.get_ref().0,
-            Stream::Client(s) => s.get_ref().0,
-        }
-    }
-
-    pub fn is_tls(&self) -> bool {
-        !matches!(self, Stream::Plain(_))
-    }
-
     /// Ends the connection cleanly: flushes, sends TLS close_notify, shuts the write side.
     /// Bounded in time, so a peer that stopped reading cannot hold it up.
     pub async fn close(&mut self) {

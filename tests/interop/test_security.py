@@ -25,7 +25,7 @@ from kafka import TopicPartition as KafkaTopicPartition
 from kafka import errors as kafka_python_errors
 from kazoo.client import KazooClient
 
-from conftest import FJORD_BIN_DIR
+from conftest import FJORD_BIN_DIR, TICK_MS
 from kafka_helpers import RDKAFKA_LOG, WAIT, _read_frame, consume, produce, wait_for
 from security_helpers import make_pki, random_user, rdkafka_config, write_user
 
@@ -264,7 +264,7 @@ def restart_coordinator(server) -> None:
     with open(server.workdir / "stdout-restart.txt", "wb") as out, open(server.log_path, "ab") as log:
         server.process = subprocess.Popen(
             [str(FJORD_BIN_DIR / "fjord-coordinator"), "--listen", server.address,
-             "--data-dir", str(server.workdir / "data"), "--tick-ms", "200"],
+             "--data-dir", str(server.workdir / "data"), "--tick-ms", str(TICK_MS)],
             cwd=server.workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=log,
         )
     wait_for(lambda: "listening on" in (server.workdir / "stdout-restart.txt").read_text(), 30,

@@ -192,43 +192,39 @@ impl Connection {
             ));
         }
         let version = self.version(ApiKey::SaslAuthenticate)?;
-        let mut scram = match login.mechanism {
-            SaslMechanism::Plain => None,
-            SaslMechanism::Scram(m) => Some(
-                ScramClient::new(m, &login.username, &login.password)
-                    .map_err(|e| self.auth_error(e.to_string()))?,
-            ),
-        };
-        let mut token = match &scram {
-            None => format!("\0{}\0{}", login.username, login.password).into_bytes(),
-            Some(c) => c.client_first(),
-        };
-        for round in 0.. {
-            let req = SaslAuthenticateRequest::default().with_auth_bytes(token.into());
-            let resp = self.send(&req, version, Duration::ZERO).await?;
-            if resp.error_code != 0 {
-                return Err(Error::kafka(
-                    ApiKey::SaslAuthenticate,
-                    "",
-                    resp.error_code,
-                    resp.error_message.map(|m| m.to_string()),
-                ));
+        match login.mechanism {
+            SaslMechanism::Plain => {
+                let token = format!("\0{}\0{}", login.username, login.password);
+                self.sasl_round(version, token.into_bytes()).await.map(drop)
             }
-            match (&mut scram, round) {
-                (None, _) => return Ok(()),
-                (Some(c), 0) => {
-                    token = c
-                        .server_first(&resp.auth_bytes)
-                        .map_err(|e| self.auth_error(e.to_string()))?;
-                }
-                (Some(c), _) => {
-                    return c
-                        .server_final(&resp.auth_bytes)
-                        .map_err(|e| self.auth_error(e.to_string()));
-                }
+            SaslMechanism::Scram(m) => {
+                let mut client = ScramClient::new(m, &login.username, &login.password)
+                    .map_err(|e| self.auth_error(e.to_string()))?;
+                let first = self.sasl_round(version, client.client_first()).await?;
+                let last = client
+                    .server_first(&first)
+                    .map_err(|e| self.auth_error(e.to_string()))?;
+                let server_final = self.sasl_round(version, last).await?;
+                client
+                    .server_final(&server_final)
+                    .map_err(|e| self.auth_error(e.to_string()))
             }
         }
-        Ok(())
+    }
+
+    /// One SaslAuthenticate exchange: our token out, the broker's back.
+    async fn sasl_round(&mut self, version: i16, token: Vec<u8>) -> Result<Bytes> {
+        let req = SaslAuthenticateRequest::default().with_auth_bytes(token.into());
+        let resp = self.send(&req, version, Duration::ZERO).await?;
+        if resp.error_code != 0 {
+            return Err(Error::kafka(
+                ApiKey::SaslAuthenticate,
+                "",
+                resp.error_code,
+                resp.error_message.map(|m| m.to_string()),
+            ));
+        }
+        Ok(resp.auth_bytes)
     }
 
     fn auth_error(&self, reason: String) -> Error {

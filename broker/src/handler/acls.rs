@@ -36,7 +36,9 @@ fn gate(ctx: &Ctx<'_>, op: Operation) -> Result<(), (ResponseError, String)> {
     Ok(())
 }
 
-/// This broker applies a change at once; the others follow their watch.
+/// This broker applies a change at once; the others follow their watch. It re-reads the
+/// znode rather than applying what it wrote: another broker may have written since, and a
+/// stale set applied after the watch's newer read would stay until the next change.
 async fn refresh(
     ctx: &Ctx<'_>,
     client: &fjord_shared::coord_client::Client,

@@ -146,7 +146,7 @@ impl Ctx<'_> {
         self.cluster_allowed(Operation::Create) || self.topic_allowed(Operation::Create, topic)
     }
 
-    /// Is an authorizer checking requests?
+    /// Is an authorizer checking requests? (Hot paths skip per-resource work without one.)
     pub fn authorizing(&self) -> bool {
         self.broker.security.authorizer.is_some()
     }

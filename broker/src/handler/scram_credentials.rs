@@ -19,7 +19,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 fn message(text: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(text.into()))
@@ -95,37 +95,14 @@ pub async fn alter(
     ctx: &Ctx<'_>,
     req: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
-    // Users in request order, each with its changes or the error that refuses them all.
-    let mut order: Vec<String> = Vec::new();
-    let mut changes: BTreeMap<String, Result<Vec<CredentialChange>, (ResponseError, String)>> =
-        BTreeMap::new();
-    let mut seen: HashMap<(String, Mechanism), usize> = HashMap::new();
-    let mut add = |user: &str, change: Result<CredentialChange, (ResponseError, String)>| {
-        if !changes.contains_key(user) {
-            order.push(user.to_owned());
-        }
-        let entry = changes
-            .entry(user.to_owned())
-            .or_insert_with(|| Ok(Vec::new()));
-        if let (Ok(list), Ok(c)) = (&mut *entry, &change) {
-            let mech = match c {
-                CredentialChange::Set(m, _) | CredentialChange::Delete(m) => *m,
-            };
-            let n = seen.entry((user.to_owned(), mech)).or_default();
-            *n += 1;
-            if *n > 1 {
-                *entry = Err((
-                    ResponseError::DuplicateResource,
-                    format!("more than one change to {user}'s {}", mech.name()),
-                ));
-            } else {
-                list.push(c.clone());
-            }
-        } else if let Err(e) = change {
-            if entry.is_ok() {
-                *entry = Err(e);
-            }
-        }
+    // Each user's changes in request order, each read or refused.
+    let mut per_user: Vec<(String, Vec<Result<CredentialChange, Refusal>>)> = Vec::new();
+    let mut push = |user: &str, change: Result<CredentialChange, Refusal>| match per_user
+        .iter_mut()
+        .find(|(u, _)| u == user)
+    {
+        Some((_, list)) => list.push(change),
+        None => per_user.push((user.to_owned(), vec![change])),
     };
     let unknown = |code: i8| {
         (
@@ -137,7 +114,7 @@ pub async fn alter(
         let c = Mechanism::from_code(d.mechanism)
             .map(CredentialChange::Delete)
             .ok_or_else(|| unknown(d.mechanism));
-        add(d.name.as_str(), c);
+        push(d.name.as_str(), c);
     }
     for u in &req.upsertions {
         let c = match Mechanism::from_code(u.mechanism) {
@@ -159,15 +136,15 @@ pub async fn alter(
                 }
             }
         };
-        add(u.name.as_str(), c);
+        push(u.name.as_str(), c);
     }
     let allowed = ctx.cluster_allowed(Operation::Alter);
     let client = ctx.broker.cluster.client();
-    let mut results = Vec::with_capacity(order.len());
-    for user in order {
+    let mut results = Vec::with_capacity(per_user.len());
+    for (user, changes) in per_user {
         let r = AlterUserScramCredentialsResult::default()
             .with_user(StrBytes::from_string(user.clone()));
-        let outcome = match changes.remove(&user) {
+        let outcome = match validate(&user, changes) {
             _ if !allowed => Err((
                 ResponseError::ClusterAuthorizationFailed,
                 format!("{} may not alter the cluster", ctx.principal),
@@ -176,7 +153,7 @@ pub async fn alter(
                 ResponseError::UnacceptableCredential,
                 "the user name is empty".to_owned(),
             )),
-            Some(Ok(list)) => match admin::alter_credentials(&client, &user, &list).await {
+            Ok(list) => match admin::alter_credentials(&client, &user, &list).await {
                 Ok(()) => {
                     tracing::info!(principal = ctx.principal, user, "SCRAM credentials altered");
                     // This broker serves the new credentials at once; the others follow
@@ -193,8 +170,7 @@ pub async fn alter(
                 Err(AdminError::Invalid(m)) => Err((ResponseError::ResourceNotFound, m)),
                 Err(e) => Err((ResponseError::UnknownServerError, e.to_string())),
             },
-            Some(Err(e)) => Err(e),
-            None => Ok(()),
+            Err(e) => Err(e),
         };
         results.push(match outcome {
             Ok(()) => r,
@@ -204,4 +180,64 @@ pub async fn alter(
         });
     }
     AlterUserScramCredentialsResponse::default().with_results(results)
+}
+
+/// Why a change is refused: Kafka's error code and a message.
+type Refusal = (ResponseError, String);
+
+/// One user's changes, or the refusal of them all: two changes to one mechanism first
+/// (DUPLICATE_RESOURCE, as Kafka checks), then the first change that could not be read.
+fn validate(
+    user: &str,
+    changes: Vec<Result<CredentialChange, Refusal>>,
+) -> Result<Vec<CredentialChange>, Refusal> {
+    let mut mechanisms = BTreeSet::new();
+    for m in changes.iter().flatten().map(CredentialChange::mechanism) {
+        if !mechanisms.insert(m) {
+            return Err((
+                ResponseError::DuplicateResource,
+                format!("more than one change to {user}'s {}", m.name()),
+            ));
+        }
+    }
+    changes.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(m: Mechanism) -> Result<CredentialChange, Refusal> {
+        Ok(CredentialChange::Set(
+            m,
+            Credential::new(m, "pw", b"salt", MIN_ITERATIONS).unwrap(),
+        ))
+    }
+
+    #[test]
+    fn duplicates_first_then_the_first_unreadable_change() {
+        let ok = validate(
+            "u",
+            vec![
+                set(Mechanism::Sha256),
+                Ok(CredentialChange::Delete(Mechanism::Sha512)),
+            ],
+        );
+        assert_eq!(ok.unwrap().len(), 2);
+        let bad = (
+            ResponseError::UnacceptableCredential,
+            "iterations".to_owned(),
+        );
+        let dup = validate(
+            "u",
+            vec![
+                Err(bad.clone()),
+                set(Mechanism::Sha256),
+                Ok(CredentialChange::Delete(Mechanism::Sha256)),
+            ],
+        );
+        assert_eq!(dup.unwrap_err().0, ResponseError::DuplicateResource);
+        let first_error = validate("u", vec![set(Mechanism::Sha256), Err(bad.clone())]);
+        assert_eq!(first_error.unwrap_err(), bad);
+    }
 }

@@ -7,6 +7,7 @@ use super::acl::{AclBinding, AclFilter, PatternType, ResourceType};
 use super::scram::{Credential, Mechanism};
 use super::store::{self, ACL_CHANGE_PREFIX, CONFIG_CHANGES, CONFIG_CHANGE_PREFIX};
 use crate::cluster::ensure;
+use crate::cluster::view::read;
 use fjord_shared::coord_client::{Client, Error as CoordError};
 use fjord_shared::jute::{CreateMode, ErrorCode};
 use serde_json::{json, Value};
@@ -69,12 +70,6 @@ async fn write_versioned(
         }
         Err(e) => Err(e),
     }
-}
-
-async fn read(client: &Client, path: &str) -> Result<Option<(Vec<u8>, i32)>, CoordError> {
-    Ok(crate::cluster::view::read(client, path)
-        .await?
-        .map(|(d, v)| (d.to_vec(), v)))
 }
 
 async fn announce(
@@ -179,6 +174,14 @@ pub async fn remove_acls(
 pub enum CredentialChange {
     Set(Mechanism, Credential),
     Delete(Mechanism),
+}
+
+impl CredentialChange {
+    pub fn mechanism(&self) -> Mechanism {
+        match self {
+            CredentialChange::Set(m, _) | CredentialChange::Delete(m) => *m,
+        }
+    }
 }
 
 /// Applies changes to one user's credentials (other settings in the user's config, such

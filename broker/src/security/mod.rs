@@ -26,14 +26,6 @@ pub struct InterBroker {
 }
 
 impl InterBroker {
-    /// A plaintext inter-broker listener named PLAINTEXT (tests and single-listener setups).
-    pub fn plaintext() -> InterBroker {
-        InterBroker {
-            listener: "PLAINTEXT".to_owned(),
-            client: ClientSecurity::default(),
-        }
-    }
-
     /// `HOST:PORT` of `broker`'s inter-broker listener.
     pub fn address(&self, broker: &BrokerRegistration) -> Option<String> {
         broker.endpoint(&self.listener).map(|e| e.address())

@@ -136,46 +136,41 @@ pub struct AuthFailed(pub String);
 /// One authentication exchange on one connection.
 #[derive(Debug)]
 pub struct Authenticator {
-    mechanism: SaslMechanism,
-    scram: Option<ScramServer>,
-    finished: bool,
+    state: Exchange,
+}
+
+#[derive(Debug)]
+enum Exchange {
+    /// PLAIN: one token.
+    Plain,
+    /// SCRAM: client-first, then client-final.
+    Scram(Box<ScramServer>),
+    /// Over, whatever the outcome.
+    Finished,
 }
 
 impl Authenticator {
     pub fn new(mechanism: SaslMechanism) -> Result<Authenticator, AuthFailed> {
-        let scram = match mechanism {
-            SaslMechanism::Plain => None,
-            SaslMechanism::Scram(m) => {
-                Some(ScramServer::new(m).map_err(|e| AuthFailed(e.to_string()))?)
-            }
+        let state = match mechanism {
+            SaslMechanism::Plain => Exchange::Plain,
+            SaslMechanism::Scram(m) => Exchange::Scram(Box::new(
+                ScramServer::new(m).map_err(|e| AuthFailed(e.to_string()))?,
+            )),
         };
-        Ok(Authenticator {
-            mechanism,
-            scram,
-            finished: false,
-        })
-    }
-
-    pub fn mechanism(&self) -> SaslMechanism {
-        self.mechanism
+        Ok(Authenticator { state })
     }
 
     /// Takes the client's next token.
     pub fn step(&mut self, token: &[u8], credentials: &Credentials) -> Result<Step, AuthFailed> {
-        if self.finished {
-            return Err(AuthFailed("the exchange is already over".to_owned()));
-        }
-        match (&mut self.scram, self.mechanism) {
-            (None, _) => {
-                self.finished = true;
-                let user = plain(token, credentials)?;
-                Ok(Step::Done {
-                    token: Vec::new(),
-                    user,
-                })
-            }
-            (Some(server), SaslMechanism::Scram(m)) => {
-                let scram_failed = |e: ScramError| {
+        match std::mem::replace(&mut self.state, Exchange::Finished) {
+            Exchange::Finished => Err(AuthFailed("the exchange is already over".to_owned())),
+            Exchange::Plain => Ok(Step::Done {
+                token: Vec::new(),
+                user: plain(token, credentials)?,
+            }),
+            Exchange::Scram(mut server) => {
+                let m = server.mechanism();
+                let failed = |e: ScramError| {
                     match e {
                     ScramError::Failed(_) => AuthFailed(e.to_string()),
                     other => AuthFailed(format!(
@@ -187,19 +182,13 @@ impl Authenticator {
                 if server.is_initial() {
                     let first = server
                         .client_first(token, |user| credentials.scram(user, m))
-                        .map_err(|e| {
-                            self.finished = true;
-                            scram_failed(e)
-                        })?;
+                        .map_err(failed)?;
+                    self.state = Exchange::Scram(server);
                     Ok(Step::Challenge(first))
                 } else {
-                    self.finished = true;
-                    let (last, user) = server.client_final(token).map_err(scram_failed)?;
+                    let (last, user) = server.client_final(token).map_err(failed)?;
                     Ok(Step::Done { token: last, user })
                 }
-            }
-            (Some(_), SaslMechanism::Plain) => {
-                Err(AuthFailed("internal state mismatch".to_owned()))
             }
         }
     }

@@ -13,7 +13,9 @@ use super::sasl::Credentials;
 use super::store::{self, ACL_PREFIXED_ROOT, ACL_ROOT, USERS};
 use crate::cluster::view::{children, read};
 use crate::cluster::{ensure, Cluster};
-use fjord_shared::coord_client::{AddWatchMode, Client, Error as CoordError, Event, SessionEvent};
+use fjord_shared::coord_client::{
+    AddWatchMode, Client, Error as CoordError, Event, Events, SessionEvent,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::RwLock;
@@ -123,17 +125,65 @@ pub struct Followed {
     pub authorizer: Option<Arc<RwLock<Authorizer>>>,
 }
 
-/// Follows users and ACLs until shutdown, across coordinator sessions.
-pub async fn follow(cluster: Arc<Cluster>, followed: Followed, shutdown: CancellationToken) {
+/// A session's watch, set up and with everything read once.
+pub struct Watching {
+    client: Arc<Client>,
+    events: Events,
+}
+
+/// Sets the persistent recursive watches on this session, then reads everything (in that
+/// order, so no change falls between the read and the watch).
+pub async fn watch_and_load(
+    client: Arc<Client>,
+    followed: &Followed,
+) -> Result<Watching, CoordError> {
+    let events = client.events();
+    let mut roots = vec![USERS];
+    if followed.authorizer.is_some() {
+        roots.extend([ACL_ROOT, "/kafka-acl-extended"]);
+    }
+    ensure(&client, "/config", b"").await?;
+    for root in roots {
+        ensure(&client, root, b"").await?;
+        client
+            .add_watch(root, AddWatchMode::PersistentRecursive)
+            .await?;
+    }
+    load(&client, followed).await?;
+    Ok(Watching { client, events })
+}
+
+/// Follows users and ACLs until shutdown, from `first` (the session the broker started
+/// with, already read) and then across later coordinator sessions.
+pub async fn follow(
+    cluster: Arc<Cluster>,
+    followed: Followed,
+    first: Watching,
+    shutdown: CancellationToken,
+) {
+    let mut next = Some(first);
     loop {
-        let client = cluster.client();
-        let result = tokio::select! {
-            r = follow_session(&client, &followed) => r,
-            _ = shutdown.cancelled() => return,
+        let watching = match next.take() {
+            Some(w) => Ok(w),
+            None => watch_and_load(cluster.client(), &followed).await,
         };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "security watch ended; following the next session");
-        }
+        let client = match watching {
+            Ok(w) => {
+                let client = w.client.clone();
+                let result = tokio::select! {
+                    r = follow_session(w, &followed) => r,
+                    _ = shutdown.cancelled() => return,
+                };
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "security watch ended; following the next session");
+                }
+                client
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot watch users and ACLs yet");
+                cluster.client()
+            }
+        };
         // Wait for the cluster task to open a new session (or for this one to recover).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         loop {
@@ -157,31 +207,19 @@ pub async fn load(client: &Client, followed: &Followed) -> Result<(), CoordError
     Ok(())
 }
 
-async fn follow_session(client: &Arc<Client>, followed: &Followed) -> Result<(), CoordError> {
-    let mut events = client.events();
-    let mut roots = vec![USERS];
-    if followed.authorizer.is_some() {
-        roots.extend([ACL_ROOT, "/kafka-acl-extended"]);
-    }
-    for root in &roots {
-        ensure(client, "/config", b"").await?;
-        ensure(client, root, b"").await?;
-        client
-            .add_watch(root, AddWatchMode::PersistentRecursive)
-            .await?;
-    }
-    load(client, followed).await?;
+async fn follow_session(watching: Watching, followed: &Followed) -> Result<(), CoordError> {
+    let Watching { client, mut events } = watching;
     loop {
         let Some(ev) = events.recv().await else {
             return Err(CoordError::SessionExpired);
         };
         match ev {
             Event::Watch(w) if w.path.starts_with(USERS) => {
-                reload_user(client, &w.path, &followed.credentials).await?;
+                reload_user(&client, &w.path, &followed.credentials).await?;
             }
             Event::Watch(w) if w.path.starts_with(ACL_ROOT) => {
                 if let Some(a) = &followed.authorizer {
-                    reload_acl(client, &w.path, a).await?;
+                    reload_acl(&client, &w.path, a).await?;
                 }
             }
             Event::Session(SessionEvent::Expired) | Event::Session(SessionEvent::Closed) => {
@@ -189,7 +227,7 @@ async fn follow_session(client: &Arc<Client>, followed: &Followed) -> Result<(),
             }
             Event::Session(SessionEvent::Connected) => {
                 // Changes made while disconnected are not replayed: read everything.
-                load(client, followed).await?;
+                load(&client, followed).await?;
             }
             _ => {}
         }

@@ -280,10 +280,8 @@ fn initial_session_id(member: u64) -> i64 {
 }
 
 fn random_secret() -> [u8; 16] {
-    use std::io::Read;
     let mut s = [0u8; 16];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut s));
-    if read.is_err() {
+    if fjord_shared::random::fill(&mut s).is_err() {
         // No /dev/urandom: fall back to the clock, still unique per start.
         let t = SystemTime::now()
             .duration_since(UNIX_EPOCH)

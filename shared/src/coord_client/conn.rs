@@ -162,12 +162,8 @@ pub(crate) async fn sasl_login(
     max_frame: usize,
 ) -> Result<(), Error> {
     let mut cnonce = [0u8; 18];
-    {
-        use std::io::Read;
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut cnonce))
-            .map_err(|e| Error::BadArgument(format!("no random source for the SASL login: {e}")))?;
-    }
+    crate::random::fill(&mut cnonce)
+        .map_err(|e| Error::BadArgument(format!("no random source for the SASL login: {e}")))?;
     let mut client = crate::digest_md5::DigestClient::new(
         user,
         password,
