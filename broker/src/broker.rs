@@ -7,6 +7,7 @@ use crate::group::coordinator::GroupCoordinator;
 use crate::producer_ids::ProducerIds;
 use crate::replica::ReplicaManager;
 use crate::security::{InterBroker, Security};
+use crate::stats::BrokerStats;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -23,6 +24,8 @@ pub struct Broker {
     pub security: Security,
     /// How this broker reaches the others.
     pub inter_broker: Arc<InterBroker>,
+    /// What request handling counts, for the metrics.
+    pub stats: BrokerStats,
 }
 
 impl std::fmt::Debug for Broker {

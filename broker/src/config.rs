@@ -102,6 +102,11 @@ pub struct BrokerConfig {
     #[arg(long, env = "FJORD_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0)]
     pub connections_max_reauth_ms: u64,
 
+    /// Serve Prometheus metrics (/metrics), /healthz and /readyz over HTTP on HOST:PORT.
+    /// Off unless given; port 0 picks a free port, printed as `http listening on ADDR`.
+    #[arg(long, env = "FJORD_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+
     /// The coordinator: HOST:PORT[,HOST:PORT..][/chroot].
     #[arg(long, env = "FJORD_COORDINATOR", default_value = "127.0.0.1:2181")]
     pub coordinator: String,

@@ -5,6 +5,7 @@
 //! - [`replica`]: partitions this broker hosts (leader role, producer state).
 //! - [`group`]: the consumer group state machine (classic protocol) and committed offsets.
 //! - [`log`]: the on-disk partition log.
+//! - [`stats`]: hot-path counters; [`metrics`]: the HTTP endpoint that shows them.
 //! - [`client`] and [`cli`]: the `fjord` tool.
 
 pub mod alloc;
@@ -16,9 +17,11 @@ pub mod config;
 pub mod group;
 pub mod handler;
 pub mod log;
+pub mod metrics;
 pub mod producer_ids;
 pub mod readiness;
 pub mod replica;
 pub mod run;
 pub mod security;
 pub mod server;
+pub mod stats;

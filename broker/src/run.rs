@@ -75,6 +75,9 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         bound.push((listener, Arc::new(runtime), addr));
     }
     let addr = bound[0].2;
+    let http = fjord_shared::http::bind(config.http_listen)
+        .await
+        .context("cannot listen for HTTP (--http-listen)")?;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -102,6 +105,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     .context("cannot join the cluster")?;
     let broker = Arc::new(Broker {
         security,
+        stats: crate::stats::BrokerStats::new(crate::handler::SUPPORTED.len()),
         inter_broker,
         id: config.id,
         config: config.clone(),
@@ -186,6 +190,15 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         watching,
         shutdown.child_token(),
     ));
+    if let Some((listener, bound)) = http {
+        fjord_shared::http::spawn(
+            listener,
+            crate::metrics::router(broker.clone()),
+            shutdown.child_token(),
+        );
+        tracing::info!(%bound, "metrics and health over HTTP");
+        println!("http listening on {bound}");
+    }
     println!("listening on {addr}");
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
     let mut servers = tokio::task::JoinSet::new();

@@ -288,12 +288,20 @@ impl Conn<'_> {
         }
         match api {
             ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => {
+                let started = std::time::Instant::now();
                 let (version, correlation_id, request) = decode(frame)?;
                 let (response, close) = match request {
                     RequestKind::SaslHandshake(r) => self.handshake(version, r),
                     RequestKind::SaslAuthenticate(r) => self.authenticate(version, r),
                     _ => return Err(ConnError::UnknownApi(key)),
                 };
+                if let Some(slot) = handler::slot(api) {
+                    let stats = &self.broker.stats.requests;
+                    stats.request(slot, version, started.elapsed());
+                    for (code, n) in crate::stats::errors::error_counts(&response).iter() {
+                        stats.errors(slot, code, n);
+                    }
+                }
                 let bytes = encode(api, version, correlation_id, &response)?;
                 if let Some(reason) = close {
                     self.reader.get_mut().write_all(&bytes).await?;
@@ -577,10 +585,19 @@ async fn handle_frame(
         principal: who.principal,
         host: who.host,
     };
+    let started = std::time::Instant::now();
+    let slot = handler::slot(req.api).unwrap_or(usize::MAX);
+    let stats = &broker.stats.requests;
     let Some(response) = handler::dispatch(&ctx, req.body).await else {
+        stats.request(slot, req.version, started.elapsed());
         return Ok(None);
     };
-    encode(req.api, req.version, req.correlation_id, &response).map(Some)
+    for (code, n) in crate::stats::errors::error_counts(&response).iter() {
+        stats.errors(slot, code, n);
+    }
+    let encoded = encode(req.api, req.version, req.correlation_id, &response).map(Some);
+    stats.request(slot, req.version, started.elapsed());
+    encoded
 }
 
 fn encode(

@@ -87,6 +87,12 @@ pub struct Config {
     #[arg(long, env = "FJORD_CONTAINER_CHECK_MS", default_value_t = 60_000)]
     pub container_check_ms: u64,
 
+    /// Serve Prometheus metrics (/metrics), /healthz, /readyz and ZooKeeper's AdminServer
+    /// commands (/commands) over HTTP on HOST:PORT. Off unless given; port 0 picks a free
+    /// port, printed as `http listening on ADDR`.
+    #[arg(long, env = "FJORD_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+
     /// A TLS client port (ZooKeeper's secureClientPort), beside the plain one. Port 0 picks
     /// a free port, printed as `secure listening on ADDR`.
     #[arg(long, env = "FJORD_SECURE_LISTEN", requires_all = ["ssl_certificate", "ssl_key"])]

@@ -79,10 +79,17 @@ impl ServerStats {
 pub struct ConnView {
     pub id: u64,
     pub peer: SocketAddr,
+    /// Over TLS.
+    pub secure: bool,
     pub session: i64,
     pub timeout_ms: i32,
     pub received: u64,
     pub since_ms: u64,
+    /// When it was established, ms since the epoch.
+    pub established_ms: i64,
+    /// Requests received and not yet answered.
+    pub outstanding: usize,
+    pub stats: crate::processor::ConnStats,
 }
 
 /// What the processor shows of its state.
@@ -93,9 +100,12 @@ pub struct View {
     pub data_size: usize,
     pub ephemerals: usize,
     pub ephemeral_list: Vec<(i64, Vec<String>)>,
-    pub sessions: Vec<(i64, i32)>,
+    pub session_count: usize,
+    /// (id, timeout ms, deadline on the processor's clock)
+    pub sessions: Vec<(i64, i32, u64)>,
     pub watch_count: usize,
     pub watches_by_conn: Vec<(u64, Vec<String>)>,
+    pub conn_count: usize,
     pub conns: Vec<ConnView>,
     pub stats: Arc<ServerStats>,
     pub log_failed: bool,
@@ -104,6 +114,10 @@ pub struct View {
     pub max_session_ms: i32,
     pub data_dir: String,
     pub max_frame: usize,
+    /// The processor's clock (ms since it started), which session deadlines use.
+    pub now_ms: u64,
+    /// This member's id in its ensemble.
+    pub member: u64,
     pub role: RoleView,
 }
 
@@ -117,6 +131,8 @@ pub struct RoleView {
     pub followers: usize,
     pub synced_followers: usize,
     pub pending_syncs: usize,
+    /// How long this member has led, ms (0 unless it leads).
+    pub leader_uptime_ms: u64,
 }
 
 /// The text answer to `word`.
@@ -155,43 +171,14 @@ pub fn render(word: &str, v: &View) -> String {
             let _ = writeln!(s, "Latency min/avg/max: {lmin:.0}/{lavg:.4}/{lmax:.0}");
             let _ = writeln!(s, "Received: {received}");
             let _ = writeln!(s, "Sent: {sent}");
-            let _ = writeln!(s, "Connections: {}", v.conns.len());
+            let _ = writeln!(s, "Connections: {}", v.conn_count);
             let _ = writeln!(s, "Outstanding: {outstanding}");
             let _ = writeln!(s, "Zxid: {:#x}", v.last_zxid);
             let _ = writeln!(s, "Mode: {mode}");
             writeln!(s, "Node count: {}", v.node_count)
         }
         "mntr" => {
-            let mut rows: Vec<(&str, String)> = vec![
-                ("zk_version", ZK_VERSION.to_owned()),
-                (
-                    "zk_server_state",
-                    v.role.mode.unwrap_or("not serving").into(),
-                ),
-                ("zk_avg_latency", format!("{lavg:.4}")),
-                ("zk_max_latency", format!("{lmax:.0}")),
-                ("zk_min_latency", format!("{lmin:.0}")),
-                ("zk_packets_received", received.to_string()),
-                ("zk_packets_sent", sent.to_string()),
-                ("zk_num_alive_connections", v.conns.len().to_string()),
-                ("zk_outstanding_requests", outstanding.to_string()),
-                ("zk_znode_count", v.node_count.to_string()),
-                ("zk_watch_count", v.watch_count.to_string()),
-                ("zk_ephemerals_count", v.ephemerals.to_string()),
-                ("zk_approximate_data_size", v.data_size.to_string()),
-                ("zk_global_sessions", v.sessions.len().to_string()),
-                ("zk_last_zxid", format!("{:#x}", v.last_zxid)),
-                ("zk_uptime", st.started.elapsed().as_millis().to_string()),
-                ("zk_open_file_descriptor_count", open_fds().to_string()),
-            ];
-            if v.role.mode == Some("leader") {
-                rows.push(("zk_followers", v.role.followers.to_string()));
-                rows.push(("zk_synced_followers", v.role.synced_followers.to_string()));
-                rows.push(("zk_pending_syncs", v.role.pending_syncs.to_string()));
-            }
-            for (k, val) in rows {
-                let _ = writeln!(s, "{k}\t{val}");
-            }
+            s = crate::metrics::monitor::mntr(v);
             Ok(())
         }
         "cons" => {
@@ -253,10 +240,10 @@ pub fn render(word: &str, v: &View) -> String {
         }
         "dump" => {
             let _ = writeln!(s, "SessionTracker dump:");
-            let _ = writeln!(s, "Global Sessions({}):", v.sessions.len());
+            let _ = writeln!(s, "Global Sessions({}):", v.session_count);
             let mut sessions = v.sessions.clone();
             sessions.sort();
-            for (id, to) in sessions {
+            for (id, to, _) in sessions {
                 let _ = writeln!(s, "{id:#x}\t{to}ms");
             }
             let _ = writeln!(s, "ephemeral nodes dump:");
@@ -269,7 +256,7 @@ pub fn render(word: &str, v: &View) -> String {
                     let _ = writeln!(s, "\t{p}");
                 }
             }
-            writeln!(s, "Connections with Ephemerals ({}):", v.conns.len())
+            writeln!(s, "Connections with Ephemerals ({}):", v.conn_count)
         }
         "envi" => {
             let _ = writeln!(s, "Environment:");
@@ -303,12 +290,6 @@ pub fn render(word: &str, v: &View) -> String {
     s
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,7 +301,9 @@ mod tests {
             data_size: 10,
             ephemerals: 1,
             ephemeral_list: vec![(7, vec!["/e".into()])],
-            sessions: vec![(7, 4000)],
+            session_count: 1,
+            sessions: vec![(7, 4000, 5000)],
+            conn_count: 0,
             watch_count: 2,
             watches_by_conn: vec![(1, vec!["/a".into(), "/b".into()])],
             conns: vec![],
@@ -331,6 +314,8 @@ mod tests {
             max_session_ms: 10000,
             data_dir: "/d".into(),
             max_frame: 1 << 20,
+            now_ms: 1000,
+            member: 1,
             role: RoleView {
                 mode: Some("standalone"),
                 ..Default::default()
@@ -350,19 +335,21 @@ mod tests {
         );
         assert!(render("dump", &v).contains("0x7:\n\t/e\n"));
         assert!(render("envi", &v).contains("zookeeper.version=3.8.0-"));
-        assert!(!render("mntr", &v).contains("zk_followers"));
+        assert!(!render("mntr", &v).contains("zk_learners"));
+        assert!(render("mntr", &v).contains("zk_cnt_fsynctime\t"));
         let leader = View {
             role: RoleView {
                 mode: Some("leader"),
                 followers: 2,
                 synced_followers: 1,
                 pending_syncs: 0,
+                leader_uptime_ms: 10,
             },
             ..v.clone()
         };
         assert!(render("srvr", &leader).contains("Mode: leader\n"));
         assert!(render("mntr", &leader).contains("zk_server_state\tleader\nzk_"));
-        assert!(render("mntr", &leader).contains("zk_followers\t2\nzk_synced_followers\t1\n"));
+        assert!(render("mntr", &leader).contains("zk_learners\t2\nzk_synced_followers\t1\n"));
         let lost = View {
             role: RoleView::default(),
             ..v.clone()

@@ -14,6 +14,7 @@ pub mod acl;
 pub mod config;
 pub mod ensemble;
 pub mod four_letter;
+pub mod metrics;
 pub mod persist;
 pub mod processor;
 pub mod server;
@@ -73,9 +74,21 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
     let Some(addr) = plain_addr.or(secure_addr) else {
         anyhow::bail!("--secure-only needs --secure-listen");
     };
+    let http = fjord_shared::http::bind(cfg.http_listen)
+        .await
+        .context("cannot listen for HTTP (--http-listen)")?;
     let stats = Arc::new(four_letter::ServerStats::default());
+    let recovering = std::time::Instant::now();
     let recovered = ensemble::member::recover(&cfg.data_dir, cfg.tick_ms, &member_cfg)
         .context("recovery failed")?;
+    // The newest snapshot is the database: loading it is all of the initialisation (the
+    // log after it is replayed through Raft once the member starts).
+    metrics::stats::STATS
+        .dbinittime
+        .observe(recovering.elapsed());
+    metrics::stats::STATS
+        .startup_snap_load_time
+        .observe(recovering.elapsed());
     tracing::info!(
         zxid = format_args!("{:#x}", recovered.state.last_zxid),
         applied = %ensemble::show(&recovered.applied),
@@ -147,6 +160,19 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
     tracing::info!(%addr, secure = ?secure_addr, data_dir = %cfg.data_dir.display(), "coordinator started");
     if let Some(a) = secure_addr {
         println!("secure listening on {a}");
+    }
+    if let Some((listener, bound)) = http {
+        let endpoint = Arc::new(metrics::Endpoint {
+            processor: std::sync::Mutex::new(handle.tx.clone()),
+            info: metrics::admin::Info {
+                client_port: addr.port(),
+                secure_client_port: secure_addr.map(|a| a.port()),
+                max_client_cnxns: cfg.max_connections_per_ip,
+            },
+        });
+        fjord_shared::http::spawn(listener, metrics::router(endpoint), shutdown.child_token());
+        tracing::info!(%bound, "metrics, health and AdminServer commands over HTTP");
+        println!("http listening on {bound}");
     }
     println!("listening on {addr}");
     let identity = member.identity.clone();

@@ -15,6 +15,7 @@
 //!   gives the connection the id `x509:<subject>`. TLS connections end with close_notify.
 
 use crate::four_letter::{self, ServerStats};
+use crate::metrics::stats::{inc, STATS};
 use crate::processor::Durable;
 use crate::processor::{Msg, Out};
 use bytes::Bytes;
@@ -139,6 +140,7 @@ async fn accept_loop(
         };
         let Ok(slot) = conn_slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, max = shared.limits.max_connections, "too many connections; closing the new one");
+            inc(&STATS.connection_rejected);
             continue;
         };
         let ip = peer.ip();
@@ -146,6 +148,7 @@ async fn accept_loop(
             let mut n = shared.per_ip.entry(ip).or_insert(0);
             if *n >= shared.limits.max_connections_per_ip {
                 tracing::warn!(%peer, max = shared.limits.max_connections_per_ip, "too many connections from this address; closing the new one");
+                inc(&STATS.connection_rejected);
                 continue;
             }
             *n += 1;
@@ -184,23 +187,30 @@ async fn serve(
             let (read, write) = stream.into_split();
             let mut reader = BufReader::with_capacity(64 * 1024, read);
             tokio::select! {
-                r = handshake_and_serve(conn, peer, None, &mut reader, write, shared, token.clone()) => r,
+                r = handshake_and_serve(conn, peer, (false, None), &mut reader, write, shared, token.clone()) => r,
                 _ = token.cancelled() => Err(ConnError::Shutdown),
             }
         }
         Some(acceptor) => {
             let limit = shared.limits.handshake_timeout;
+            STATS
+                .outstanding_tls_handshake
+                .fetch_add(1, Ordering::Relaxed);
             let accepted = tokio::select! {
-                r = tokio::time::timeout(limit, acceptor.accept(stream)) => r,
-                _ = token.cancelled() => return,
+                r = tokio::time::timeout(limit, acceptor.accept(stream)) => Some(r),
+                _ = token.cancelled() => None,
             };
+            STATS
+                .outstanding_tls_handshake
+                .fetch_sub(1, Ordering::Relaxed);
+            let Some(accepted) = accepted else { return };
             match accepted {
                 Ok(Ok(s)) => {
                     let subject = fjord_shared::tls::peer_subject(s.get_ref().1);
                     let (read, write) = tokio::io::split(Stream::Server(Box::new(s)));
                     let mut reader = BufReader::with_capacity(64 * 1024, read);
                     tokio::select! {
-                        r = handshake_and_serve(conn, peer, subject, &mut reader, write, shared, token.clone()) => r,
+                        r = handshake_and_serve(conn, peer, (true, subject), &mut reader, write, shared, token.clone()) => r,
                         _ = token.cancelled() => Err(ConnError::Shutdown),
                     }
                 }
@@ -209,6 +219,12 @@ async fn serve(
             }
         }
     };
+    if matches!(
+        result,
+        Err(ConnError::Tls(_) | ConnError::HandshakeTimeout(_))
+    ) {
+        inc(&STATS.unsuccessful_handshake);
+    }
     match result {
         Ok(()) | Err(ConnError::Shutdown) => tracing::debug!(conn, %peer, "connection closed"),
         Err(ConnError::Io(e)) => tracing::debug!(conn, %peer, error = %e, "connection ended"),
@@ -248,7 +264,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
 async fn handshake_and_serve<R, W>(
     conn: u64,
     peer: SocketAddr,
-    cert_subject: Option<String>,
+    (secure, cert_subject): (bool, Option<String>),
     reader: &mut BufReader<R>,
     mut write: W,
     shared: &Shared,
@@ -299,6 +315,10 @@ where
         source,
     })?;
     shared.stats.received.fetch_add(1, Ordering::Relaxed);
+    inc(&STATS.connection_request_count);
+    STATS
+        .bytes_received_count
+        .fetch_add(body.len() as u64 + 4, Ordering::Relaxed);
 
     let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
     if shared
@@ -308,6 +328,7 @@ where
             req,
             out: out_tx,
             peer,
+            secure,
             cert_subject,
         })
         .is_err()
@@ -379,6 +400,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
         shared.stats.received.fetch_add(1, Ordering::Relaxed);
         shared.stats.outstanding.fetch_add(1, Ordering::Relaxed);
+        STATS
+            .bytes_received_count
+            .fetch_add(frame.len() as u64 + 4, Ordering::Relaxed);
         let msg = Msg::Request {
             conn,
             xid: h.xid,
@@ -426,6 +450,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     Out::Frame { bytes, started, .. } => {
                         w.write_all(&bytes).await?;
                         stats.sent.fetch_add(1, Ordering::Relaxed);
+                        STATS.responded(bytes.len() as u64);
                         if let Some(t) = started {
                             stats.record_latency(t.elapsed().as_micros() as u64);
                             stats.outstanding.fetch_sub(1, Ordering::Relaxed);

@@ -32,6 +32,13 @@ pub struct SessionTracker {
     wheel: BTreeMap<u64, BTreeSet<i64>>,
 }
 
+impl Session {
+    /// When it expires unless touched (ms on the processor's clock).
+    pub fn deadline(&self) -> u64 {
+        self.deadline
+    }
+}
+
 impl SessionTracker {
     pub fn new(tick_ms: u64) -> SessionTracker {
         SessionTracker {

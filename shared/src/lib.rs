@@ -4,6 +4,7 @@
 //! - [`coord_client`]: the async ZooKeeper-protocol client (sessions, watches, multi).
 //! - [`fs`]: durable file helpers (atomic replace, directory fsync, checksummed frames).
 //! - [`telemetry`]: tracing setup, driven by `RUST_LOG`.
+//! - [`metrics`] and [`http`]: Prometheus exposition and the servers' HTTP listener.
 //! - [`tls`]: TLS configs (rustls, ring provider) from PEM files; [`x509`]: certificate subjects.
 
 // Tests may unwrap: a panic there is a failed assertion with its reason.
@@ -12,7 +13,9 @@ pub mod cluster;
 pub mod coord_client;
 pub mod digest_md5;
 pub mod fs;
+pub mod http;
 pub mod jute;
+pub mod metrics;
 pub mod random;
 pub mod shutdown;
 pub mod stream;

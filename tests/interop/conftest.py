@@ -202,7 +202,8 @@ def _start_zookeeper(workdir: Path, extra_config=(), jvm_options=(), classpath: 
     return server
 
 
-def _start_fjord(workdir: Path) -> Server:
+def _start_fjord(workdir: Path, extra_args=()) -> Server:
+    """fjord-coordinator on a free port; `extra_args` are more flags."""
     binary = FJORD_BIN_DIR / "fjord-coordinator"
     if not binary.is_file():
         raise FileNotFoundError(f"{binary} not found: build it, or set FJORD_BIN_DIR")
@@ -216,6 +217,7 @@ def _start_fjord(workdir: Path) -> Server:
         str(workdir / "data"),
         "--tick-ms",
         str(TICK_MS),
+        *extra_args,
     ]
     # stdout goes to a file too: polling a file needs no reader thread, and
     # nothing can block on a full pipe later.

@@ -88,6 +88,15 @@ struct Shard {
     groups: tokio::sync::Mutex<BTreeMap<String, Entry>>,
 }
 
+/// One group's committed offsets.
+#[derive(Debug, Clone)]
+pub struct GroupOffsets {
+    pub group: String,
+    pub state: GroupState,
+    pub members: usize,
+    pub offsets: Vec<(TopicPartition, i64)>,
+}
+
 /// All shards of this broker.
 pub struct GroupCoordinator {
     config: CoordinatorConfig,
@@ -489,6 +498,26 @@ impl GroupCoordinator {
 
     /// ListGroups: every loaded group this broker coordinates.
     pub async fn list(&self) -> Vec<GroupOverview> {
+        self.each_live_group(|_, e| e.group.overview()).await
+    }
+
+    /// Every loaded group's committed offsets, for the lag metrics and the console.
+    pub async fn committed(&self) -> Vec<GroupOffsets> {
+        self.each_live_group(|id, e| GroupOffsets {
+            group: id.to_owned(),
+            state: e.group.state(),
+            members: e.group.members().len(),
+            offsets: e
+                .offsets
+                .iter()
+                .map(|(tp, c)| (tp.clone(), c.offset))
+                .collect(),
+        })
+        .await
+    }
+
+    /// `f` of every group that is not dead, in the shards that are loaded.
+    async fn each_live_group<T>(&self, f: impl Fn(&str, &Entry) -> T) -> Vec<T> {
         let shards: Vec<Arc<Shard>> = self
             .shards
             .lock()
@@ -502,9 +531,9 @@ impl GroupCoordinator {
             let groups = s.groups.lock().await;
             out.extend(
                 groups
-                    .values()
-                    .filter(|e| e.group.state() != GroupState::Dead)
-                    .map(|e| e.group.overview()),
+                    .iter()
+                    .filter(|(_, e)| e.group.state() != GroupState::Dead)
+                    .map(|(id, e)| f(id, e)),
             );
         }
         out

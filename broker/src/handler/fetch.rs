@@ -209,6 +209,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                 })
                 .collect();
             for (i, d) in results {
+                if let Some(topic) = names[i] {
+                    let ok = d.error_code == 0;
+                    let bytes = d.records.as_ref().map_or(0, |r| r.len()) as u64;
+                    broker
+                        .stats
+                        .fetched(topic, ok.then_some(if follower { 0 } else { bytes }));
+                }
                 topics[i].partitions.push(d);
             }
             return FetchResponse::default().with_responses(topics);

@@ -95,6 +95,11 @@ pub fn advertised_min(api: ApiKey, served_min: i16) -> i16 {
         .map_or(served_min, |(_, v)| *v)
 }
 
+/// Where `api` sits in [`SUPPORTED`]: its slot in the request counters.
+pub fn slot(api: ApiKey) -> Option<usize> {
+    SUPPORTED.iter().position(|(k, _, _)| *k == api)
+}
+
 /// The version range served for `api`, if any.
 pub fn supported(api: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED

@@ -59,13 +59,24 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
             } else {
                 match broker.replicas.leader(&broker.cluster, &topic, p.index) {
                     Ok(part) => {
-                        let a = part.append(p.records.unwrap_or_default(), req.acks);
+                        let records = p.records.unwrap_or_default();
+                        let bytes = records.len() as u64;
+                        let a = part.append(records, req.acks);
+                        broker.stats.produced(
+                            &topic,
+                            a.as_ref()
+                                .ok()
+                                .map(|a| ((a.end_offset - a.base_offset).max(0) as u64, bytes)),
+                        );
                         if let (Ok(a), -1) = (&a, req.acks) {
                             waits.push((responses.len(), parts.len(), part.clone(), *a));
                         }
                         a
                     }
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        broker.stats.produced(&topic, None);
+                        Err(e)
+                    }
                 }
             };
             match outcome {
@@ -99,6 +110,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
     }
     // The waits share one deadline, so awaiting them one after another takes no longer
     // than awaiting them together.
+    let waited = std::time::Instant::now();
     for (t, p, part, a) in &waits {
         if let Err(e) = part
             .wait_replicated(a.end_offset, a.leader_epoch, deadline)
@@ -115,6 +127,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
                 r.error_message = Some(StrBytes::from_string(e.message));
             }
         }
+    }
+    if !waits.is_empty() {
+        broker.stats.acks_all_wait.observe(waited.elapsed());
     }
     Some(ProduceResponse::default().with_responses(responses))
 }

@@ -651,6 +651,7 @@ impl PartitionLog {
     /// requests and calling this once before acknowledging them.
     pub fn flush(&mut self) -> Result<(), LogError> {
         self.check_writable()?;
+        let started = std::time::Instant::now();
         let mut result = Ok(());
         for seg in &mut self.segments {
             result = seg.sync();
@@ -658,6 +659,7 @@ impl PartitionLog {
                 break;
             }
         }
+        crate::stats::LOG_FLUSH.observe(started.elapsed());
         self.guard(result)?;
         self.recovery_point = self.log_end_offset();
         Ok(())

@@ -28,6 +28,8 @@ pub struct ReplicaManager {
     /// Woken after every append to a led partition (by producers and by the broker's own
     /// writers alike) and whenever a high watermark moves, so parked fetches re-read.
     data_arrived: Arc<Notify>,
+    /// ISR shrinks and expansions of the partitions led here, for the metrics.
+    pub isr_changes: Arc<crate::stats::IsrChanges>,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -129,6 +131,7 @@ impl ReplicaManager {
                 lag_max_ms: cfg.replica_lag_time_max_ms as i64,
             },
             data_arrived: Arc::new(Notify::new()),
+            isr_changes: Default::default(),
         };
         Ok(rm)
     }
@@ -306,6 +309,7 @@ impl ReplicaManager {
             min_insync: self.defaults.min_insync,
             fsync_always: self.defaults.fsync_always,
             data_arrived: self.data_arrived.clone(),
+            isr_changes: self.isr_changes.clone(),
         });
         self.partitions.insert(tp.clone(), part.clone());
         Ok(part)
@@ -363,6 +367,11 @@ impl ReplicaManager {
     }
 
     /// Partitions this broker leads, for the ISR checks.
+    /// Every hosted partition, led or followed.
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions.iter().map(|p| p.clone()).collect()
+    }
+
     pub(super) fn leading(&self) -> Vec<Arc<Partition>> {
         self.partitions
             .iter()

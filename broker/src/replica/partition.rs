@@ -112,6 +112,8 @@ pub struct Partition {
     pub(super) min_insync: AtomicUsize,
     pub(super) producers: Mutex<ProducerStates>,
     pub(super) fsync_always: bool,
+    /// Where ISR shrinks and expansions of a partition led here are counted.
+    pub(super) isr_changes: Arc<crate::stats::IsrChanges>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -154,6 +156,7 @@ pub(super) struct PartitionInit {
     pub min_insync: usize,
     pub fsync_always: bool,
     pub data_arrived: Arc<Notify>,
+    pub isr_changes: Arc<crate::stats::IsrChanges>,
 }
 
 impl Partition {
@@ -172,6 +175,7 @@ impl Partition {
             min_insync: AtomicUsize::new(init.min_insync),
             producers: Mutex::new(init.producers),
             fsync_always: init.fsync_always,
+            isr_changes: init.isr_changes,
         })
     }
 
@@ -206,6 +210,30 @@ impl Partition {
         let log = self.log.read().ok()?;
         log.end_offset_for_epoch(epoch)
             .map(|e| (e.leader_epoch, e.end_offset))
+    }
+
+    /// For the metrics, under one read lock: (log start, log end, bytes, segments).
+    pub fn log_stats(&self) -> Option<(i64, i64, u64, usize)> {
+        let log = self.log.read().ok()?;
+        Some((
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.size_bytes(),
+            log.segment_count(),
+        ))
+    }
+
+    /// min.insync.replicas of this partition's topic.
+    pub fn min_insync(&self) -> usize {
+        self.min_insync.load(Ordering::Relaxed)
+    }
+
+    /// The size of the ISR as this leader knows it; `None` if it does not lead.
+    pub fn isr_len(&self) -> Option<usize> {
+        match self.role.lock().as_deref() {
+            Ok(Role::Leader(s)) => Some(s.isr.len()),
+            _ => None,
+        }
     }
 
     /// The ISR as this leader knows it; empty if it does not lead.
@@ -484,6 +512,7 @@ impl Partition {
             return false;
         }
         tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, from = ?s.isr, to = ?isr, "ISR changed");
+        self.isr_changes.changed(s.isr.len(), isr.len());
         let moved = s.apply_isr(isr, zk_version, end);
         if moved {
             self.set_high_watermark(s.high_watermark);

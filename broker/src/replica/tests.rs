@@ -28,6 +28,7 @@ fn partition(dir: &std::path::Path, me: i32) -> Arc<Partition> {
         min_insync: 1,
         fsync_always: false,
         data_arrived: Arc::new(Notify::new()),
+        isr_changes: Default::default(),
     })
 }
 
@@ -287,6 +288,10 @@ fn appends_isr_changes_and_role_changes_wake_parked_fetches() {
         woke,
         "a high watermark move by an ISR change did not wake fetches"
     );
+    // ... and counts as an ISR shrink of a partition led here.
+    let changes = &a.isr_changes;
+    assert_eq!(changes.shrinks.load(Ordering::Relaxed), 1);
+    assert_eq!(changes.expands.load(Ordering::Relaxed), 0);
 
     // A refused append wakes nobody.
     a.min_insync.store(3, Ordering::Release);

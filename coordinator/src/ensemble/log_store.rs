@@ -429,6 +429,7 @@ impl Writer {
                             match r {
                                 Record::Entry(e) if buf.len() > start => {
                                     let len = (buf.len() - start) as u32;
+                                    crate::metrics::stats::STATS.proposed(len as u64);
                                     self.placed.push((start as u64, len, e.log_id));
                                 }
                                 _ => {}
@@ -453,7 +454,17 @@ impl Writer {
             let sync = !dones.is_empty() || !drops.is_empty();
             // The whole batch goes to the current file (a new one is started after it).
             let (seq, base) = (self.segments.last().map_or(0, |s| s.seq), self.pos);
+            let entries = self.placed.len() as u64;
+            let started = std::time::Instant::now();
             let result = self.flush(&buf, sync);
+            if sync && !buf.is_empty() {
+                let stats = &crate::metrics::stats::STATS;
+                stats.fsynctime.observe(started.elapsed());
+                stats.sync_processor_batch_size.observe_ticks(entries);
+                stats
+                    .sync_processor_request_queued
+                    .fetch_add(entries, std::sync::atomic::Ordering::Relaxed);
+            }
             if result.is_ok() {
                 let placed = self.placed.drain(..).map(|(offset, len, log_id)| Loc {
                     seq,

@@ -159,6 +159,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         .await
         .map_err(|e| storage_error(|e| StorageIOError::write_snapshot(None, e), e))?
         .map_err(|e| storage_error(|e| StorageIOError::write_snapshot(None, e), e))?;
+        let stats = &crate::metrics::stats::STATS;
+        stats.snapshottime.observe(started.elapsed());
+        crate::metrics::stats::inc(&stats.snap_count);
         tracing::info!(path = %path.display(), log_id = %super::show(&last), nodes, ms = started.elapsed().as_millis() as u64, "snapshot written");
         self.set_current(meta.clone(), path.clone());
         Ok(Snapshot {

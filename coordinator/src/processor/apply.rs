@@ -125,7 +125,7 @@ impl Processor {
                     self.commit_txn(zxid, p.time, p.session, Txn::CloseSession);
                 }
                 if let Some((conn, xid)) = local {
-                    self.send(conn, zxid, reply_frame(xid, zxid, 0, no_body), started);
+                    self.send_write_reply(conn, zxid, reply_frame(xid, zxid, 0, no_body), started);
                     self.session_conn.remove(&p.session);
                     self.close(conn, zxid, "session closed by the client".into());
                 } else if let Some(conn) = self.session_conn.remove(&p.session) {
@@ -142,7 +142,7 @@ impl Processor {
                 if let Some((conn, xid)) = local {
                     let (err, body) = reply;
                     let frame = reply_frame(xid, zxid, err, |b| b.extend_from_slice(&body));
-                    self.send(conn, zxid, frame, started);
+                    self.send_write_reply(conn, zxid, frame, started);
                 }
             }
             Op::Reconnect { timeout_ms, passwd } => {
@@ -311,8 +311,23 @@ impl Processor {
         };
         let now = self.now();
         let (changes, outcomes) = txn::apply(&mut self.state, &rec, now);
+        inc(&STATS.commit_count);
         for change in &changes {
-            for n in self.watches.trigger(change) {
+            let (path, data) = match change {
+                crate::tree::Change::Created(p) | crate::tree::Change::DataChanged(p) => (
+                    p,
+                    self.state
+                        .tree
+                        .get(p)
+                        .and_then(|n| n.data())
+                        .map_or(0, |d| d.len()),
+                ),
+                crate::tree::Change::Deleted(p) => (p, 0),
+            };
+            STATS.namespaces.write(path, data);
+            let fired = self.watches.trigger(change);
+            record_fired(&fired);
+            for n in fired {
                 let bytes = notification(n.event_type, &n.path);
                 self.send(n.conn, zxid, bytes, None);
             }
@@ -349,5 +364,31 @@ impl Processor {
         self.membership = meta.last_membership;
         let zxid = self.state.last_zxid;
         self.durable.send_modify(|d| d.zxid = d.zxid.max(zxid));
+    }
+}
+
+/// ZooKeeper's per-event watcher counts: how many watchers one change fired, by type.
+fn record_fired(fired: &[crate::watch::Notification]) {
+    let mut counts = [0u64; 4];
+    for n in fired {
+        let i = match n.event_type {
+            event::NODE_CREATED => 0,
+            event::NODE_DELETED => 1,
+            event::NODE_DATA_CHANGED => 2,
+            event::NODE_CHILDREN_CHANGED => 3,
+            _ => continue,
+        };
+        counts[i] += 1;
+    }
+    let summaries = [
+        &STATS.node_created_watch_count,
+        &STATS.node_deleted_watch_count,
+        &STATS.node_changed_watch_count,
+        &STATS.node_children_watch_count,
+    ];
+    for (n, h) in counts.into_iter().zip(summaries) {
+        if n > 0 {
+            h.observe_ticks(n);
+        }
     }
 }

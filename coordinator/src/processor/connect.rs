@@ -18,7 +18,7 @@ impl Processor {
         conn: ConnId,
         req: ConnectRequest,
         out: Outbox,
-        peer: SocketAddr,
+        (peer, secure): (SocketAddr, bool),
         cert_subject: Option<String>,
     ) {
         let with_ro = req.read_only.map(|_| false);
@@ -60,6 +60,7 @@ impl Processor {
             out: out.clone(),
             auth,
             peer,
+            secure,
             timeout_ms: timeout,
             since: Instant::now(),
             received: 0,
@@ -69,6 +70,7 @@ impl Processor {
             read_only: with_ro,
             sync: None,
             sasl: None,
+            stats: Default::default(),
         };
         if req.session_id == 0 {
             // The session exists once its creation is committed; the connection answers

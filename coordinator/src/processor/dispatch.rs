@@ -16,6 +16,8 @@ impl Processor {
             return;
         };
         c.received += 1;
+        c.stats.request(opcode, xid);
+        inc(&STATS.prep_processor_request_queued);
         let session = c.session;
         // In order per connection: behind anything already queued, and a read behind the
         // connection's pending writes.
@@ -203,6 +205,7 @@ impl Processor {
                     }
                     match self.state.tree.get(&r.path) {
                         Some(n) => {
+                            STATS.namespaces.read(&r.path, 0);
                             let stat = n.client_stat();
                             reply_frame(xid, last, 0, |b| StatResponse { stat }.write(b))
                         }
@@ -225,6 +228,9 @@ impl Processor {
                 };
                 let frame = match res {
                     Ok((data, stat)) => {
+                        STATS
+                            .namespaces
+                            .read(&r.path, data.as_ref().map_or(0, |d| d.len()));
                         if r.watch {
                             self.watches.add_data(&r.path, conn);
                         }
@@ -241,6 +247,9 @@ impl Processor {
                     .map(|n| (n.child_names(), n.client_stat()));
                 let frame = match res {
                     Ok((children, stat)) => {
+                        STATS
+                            .namespaces
+                            .read(&r.path, children.iter().map(String::len).sum());
                         if r.watch {
                             self.watches.add_child(&r.path, conn);
                         }
@@ -432,6 +441,7 @@ impl Processor {
                     }
                     Err(e) => {
                         tracing::info!(conn, scheme = %a.scheme, "authentication failed; closing the connection");
+                        inc(&STATS.auth_failed_count);
                         self.send(conn, last, reply_frame(xid, 0, e.code(), no_body), started);
                         self.close(
                             conn,
@@ -547,6 +557,7 @@ impl Processor {
             }
             Err(e) => {
                 tracing::info!(conn, error = %e, "SASL authentication failed; closing the connection");
+                inc(&STATS.auth_failed_count);
                 let last = self.state.last_zxid;
                 let err = ErrorCode::AuthFailed.code();
                 self.send(conn, last, reply_frame(xid, 0, err, no_body), started);

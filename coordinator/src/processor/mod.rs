@@ -21,8 +21,11 @@
 
 mod activity;
 mod apply;
+mod conn_stats;
+pub use conn_stats::ConnStats;
 mod connect;
 mod dispatch;
+mod inspect;
 mod prep;
 mod reply;
 pub mod request;
@@ -32,6 +35,7 @@ use crate::acl;
 use crate::ensemble::state_machine::SmRequest;
 use crate::ensemble::{self, LogId, Op, Origin, Outbound, Proposal, StoredMembership};
 use crate::four_letter::{self, ServerStats, View};
+use crate::metrics::stats::{inc, STATS};
 use crate::persist::snapshot::SnapshotJob;
 use crate::persist::PersistError;
 use crate::session::negotiate_timeout;
@@ -95,6 +99,8 @@ pub enum Msg {
         req: ConnectRequest,
         out: Outbox,
         peer: SocketAddr,
+        /// Whether it came over TLS.
+        secure: bool,
         /// The subject of a verified client certificate (TLS), the `x509` id.
         cert_subject: Option<String>,
     },
@@ -111,6 +117,12 @@ pub enum Msg {
     FourLetter {
         word: String,
         reply: oneshot::Sender<String>,
+    },
+    /// The processor's state for the AdminServer and the metrics; without the per-session,
+    /// per-watch and per-connection lists unless `full`.
+    View {
+        full: bool,
+        reply: oneshot::Sender<View>,
     },
     /// From the replicated log's state machine.
     Sm(SmRequest),
@@ -255,6 +267,8 @@ pub fn start(cfg: Config, stats: Arc<ServerStats>, start: Start) -> Result<Handl
         durable: durable_tx,
         syncing: Default::default(),
         followers: (0, 0),
+        leaderless_since: Some(Instant::now()),
+        leading_since: None,
         since_snapshot: 0,
     };
     let thread = std::thread::Builder::new()
@@ -304,6 +318,8 @@ struct Conn {
     out: Outbox,
     auth: Vec<Id>,
     peer: SocketAddr,
+    /// Over TLS.
+    secure: bool,
     timeout_ms: i32,
     since: Instant,
     received: u64,
@@ -320,6 +336,8 @@ struct Conn {
     sync: Option<PendingSync>,
     /// A DIGEST-MD5 exchange under way (opcode 102).
     sasl: Option<fjord_shared::digest_md5::DigestServer>,
+    /// What `cons` shows of it.
+    stats: conn_stats::ConnStats,
 }
 
 struct PendingSync {
@@ -367,6 +385,10 @@ struct Processor {
     followers: (usize, usize),
     /// Proposals applied since the last snapshot was asked for.
     since_snapshot: u64,
+    /// Since when this member has had no leader (for `election_time`).
+    leaderless_since: Option<Instant>,
+    /// Since when this member has led (for `leader_uptime`).
+    leading_since: Option<Instant>,
 }
 
 /// The processor's input channel has no senders left.
@@ -442,8 +464,9 @@ impl Processor {
                 req,
                 out,
                 peer,
+                secure,
                 cert_subject,
-            } => self.on_connect(conn, req, out, peer, cert_subject),
+            } => self.on_connect(conn, req, out, (peer, secure), cert_subject),
             Msg::Request {
                 conn,
                 xid,
@@ -453,7 +476,10 @@ impl Processor {
             } => self.on_request(conn, xid, op, body, started),
             Msg::Disconnected { conn } => self.drop_conn(conn),
             Msg::FourLetter { word, reply } => {
-                let _ = reply.send(four_letter::render(&word, &self.view()));
+                let _ = reply.send(four_letter::render(&word, &self.view(true)));
+            }
+            Msg::View { full, reply } => {
+                let _ = reply.send(self.view(full));
             }
             Msg::Sm(req) => self.on_state_machine(req),
             Msg::Touch { sessions } => {
@@ -559,8 +585,32 @@ impl Processor {
         }
     }
 
-    fn send(&self, conn: ConnId, after: i64, bytes: Bytes, started: Option<Instant>) {
-        if let Some(c) = self.conns.get(&conn) {
+    /// Queues a frame: a reply to a read (or ping) when `started` is set, a notification
+    /// or connect answer otherwise.
+    fn send(&mut self, conn: ConnId, after: i64, bytes: Bytes, started: Option<Instant>) {
+        if let Some(t) = started {
+            STATS.readlatency.observe(t.elapsed());
+        }
+        self.queue_frame(conn, after, bytes, started);
+    }
+
+    /// Queues the reply to a write once it is applied.
+    fn send_write_reply(
+        &mut self,
+        conn: ConnId,
+        after: i64,
+        bytes: Bytes,
+        started: Option<Instant>,
+    ) {
+        if let Some(t) = started {
+            STATS.updatelatency.observe(t.elapsed());
+        }
+        self.queue_frame(conn, after, bytes, started);
+    }
+
+    fn queue_frame(&mut self, conn: ConnId, after: i64, bytes: Bytes, started: Option<Instant>) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.stats.replied(after, started);
             let _ = c.out.send(Out::Frame {
                 after,
                 bytes,
@@ -614,6 +664,7 @@ impl Processor {
 
     /// Hands a proposal to Raft.
     fn propose(&self, origin: Option<Origin>, session: i64, op: Op) {
+        inc(&STATS.proposal_count);
         let p = Proposal {
             origin,
             session,
@@ -712,6 +763,7 @@ impl Processor {
         let now = self.now();
         for id in self.state.sessions.expire(now) {
             tracing::info!(session_id = format_args!("{id:#x}"), "session expired");
+            inc(&STATS.stale_sessions_expired);
             self.propose(None, id, Op::CloseSession);
         }
         if now.saturating_sub(self.last_container_check) >= self.cfg.container_check_ms {
@@ -737,6 +789,18 @@ impl Processor {
             tracing::info!(leader = ?leader, term, member = self.member, "ensemble leader");
         }
         let had_leader = self.leader.is_some();
+        match (had_leader, leader.is_some()) {
+            (true, false) => {
+                inc(&STATS.looking_count);
+                self.leaderless_since = Some(Instant::now());
+            }
+            (false, true) => {
+                if let Some(t) = self.leaderless_since.take() {
+                    STATS.election_time.observe(t.elapsed());
+                }
+            }
+            _ => {}
+        }
         self.leader = leader;
         self.term = term;
         if changed && had_leader {
@@ -761,64 +825,15 @@ impl Processor {
                 self.close(conn, after, why.into());
             }
         }
+        if !self.is_leader() {
+            self.leading_since = None;
+        } else if !was_leader {
+            self.leading_since = Some(Instant::now());
+        }
         if self.is_leader() && !was_leader {
             let now = self.now();
             self.state.sessions.restart_clocks(now);
             self.last_container_check = now;
-        }
-    }
-
-    fn view(&self) -> View {
-        let durable = Some(*self.durable.borrow());
-        View {
-            last_zxid: self.state.last_zxid,
-            node_count: self.state.tree.node_count(),
-            data_size: self.state.tree.approximate_data_size(),
-            ephemerals: self.state.tree.ephemeral_count(),
-            ephemeral_list: self
-                .state
-                .tree
-                .ephemeral_sessions()
-                .map(|(s, p)| (*s, p.iter().cloned().collect()))
-                .collect(),
-            sessions: self
-                .state
-                .sessions
-                .iter()
-                .map(|s| (s.id, s.timeout_ms))
-                .collect(),
-            watch_count: self.watches.count(),
-            watches_by_conn: self.watches.paths_by_conn(),
-            conns: self
-                .conns
-                .iter()
-                .map(|(id, c)| four_letter::ConnView {
-                    id: *id,
-                    peer: c.peer,
-                    session: c.session,
-                    timeout_ms: c.timeout_ms,
-                    received: c.received,
-                    since_ms: c.since.elapsed().as_millis() as u64,
-                })
-                .collect(),
-            stats: self.stats.clone(),
-            log_failed: durable.is_some_and(|d| d.failed),
-            tick_ms: self.cfg.tick_ms,
-            min_session_ms: self.cfg.min_session_ms,
-            max_session_ms: self.cfg.max_session_ms,
-            data_dir: self.cfg.data_dir.display().to_string(),
-            max_frame: self.cfg.max_frame,
-            role: four_letter::RoleView {
-                mode: match self.leader {
-                    None => None,
-                    Some(_) if self.alone() => Some("standalone"),
-                    Some(l) if l == self.member => Some("leader"),
-                    Some(_) => Some("follower"),
-                },
-                followers: self.followers.0,
-                synced_followers: self.followers.1,
-                pending_syncs: self.conns.values().filter(|c| c.sync.is_some()).count(),
-            },
         }
     }
 }
