@@ -84,8 +84,10 @@ class KafkaReference:
     """N Kafka nodes, each both broker and controller (KRaft), in WORKDIR/kafka-<n>."""
 
     def __init__(self, lib: Path, workdir: Path, pids_file: Path, nodes: int = 3,
-                 settings: dict[str, str] | None = None):
+                 settings: dict[str, str] | None = None, jvm_options: list[str] | None = None):
         self.lib = lib
+        # More JVM options for every node (a -javaagent, say), with {node} replaced by its id.
+        self.jvm_options = jvm_options or []
         self.workdir = workdir
         self.pids_file = pids_file
         self.nodes = nodes
@@ -133,7 +135,10 @@ class KafkaReference:
                 raise BenchError(f"kafka-storage format failed: {formatted.stdout}{formatted.stderr}")
             with open(ndir / "server.log", "ab") as out:
                 proc = subprocess.Popen(
-                    self._java(f"-Dkafka.logs.dir={ndir}", "kafka.Kafka", str(config), heap=HEAP),
+                    self._java(
+                        *(o.replace("{node}", str(n)) for o in self.jvm_options),
+                        f"-Dkafka.logs.dir={ndir}", "kafka.Kafka", str(config), heap=HEAP,
+                    ),
                     cwd=ndir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 )
             self.processes[n] = proc

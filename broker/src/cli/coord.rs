@@ -125,6 +125,27 @@ pub enum CoordCommand {
     /// The coordinator ensemble's voting members: list them, add one, remove one.
     #[command(subcommand)]
     Members(MembersCommand),
+    /// Every ephemeral node under a path, with the session that owns it: one
+    /// `PATH 0xSESSION` line each, sorted by path.
+    Ephemerals {
+        #[arg(default_value = "/")]
+        path: String,
+    },
+    /// The number of nodes under a path (all descendants, not counting the node itself).
+    Count { path: String },
+    /// Waits until the member this command is connected to has caught up with the leader
+    /// as of now (ZooKeeper's sync), then prints the path.
+    Sync {
+        #[arg(default_value = "/")]
+        path: String,
+    },
+    /// Who this command's session is: one `scheme:id` line per identity.
+    Whoami,
+    /// Sends a four-letter word (`ruok`, `srvr`, `stat`, `mntr`, `cons`, `dump`, `wchs`,
+    /// `wchc`, `wchp`, `envi`, `conf`, `isro`) to the first coordinator address and
+    /// prints the answer.
+    #[command(name = "4lw")]
+    FourLetter { word: String },
 }
 
 const PERMS: [(char, i32); 5] = [
@@ -211,6 +232,9 @@ pub(crate) async fn open(coordinator: &str, mut opts: ConnectOptions) -> Result<
 
 /// Connects to `coordinator`, runs one command, and closes the session.
 pub async fn run(coordinator: &str, args: CoordArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    if let CoordCommand::FourLetter { word } = &args.command {
+        return super::four_letter::run(coordinator, word, args.connect_timeout_ms, out).await;
+    }
     let opts = ConnectOptions::new(coordinator)
         .connect_timeout(Duration::from_millis(args.connect_timeout_ms))
         .session_timeout(Duration::from_millis(args.session_timeout_ms));
@@ -321,6 +345,36 @@ async fn execute(
                 .map_err(CliError::at(&path))?;
         }
         CoordCommand::Watch { path, recursive } => watch(client, &path, recursive, out).await?,
+        CoordCommand::Ephemerals { path } => {
+            let mut found = Vec::new();
+            ephemerals(client, &path, &mut found).await?;
+            found.sort();
+            for (p, owner) in found {
+                writeln!(out, "{p} {owner:#x}")?;
+            }
+        }
+        CoordCommand::Count { path } => {
+            let n = client
+                .get_all_children_number(&path)
+                .await
+                .map_err(CliError::at(&path))?;
+            writeln!(out, "{n}")?;
+        }
+        CoordCommand::Sync { path } => {
+            let synced = client.sync(&path).await.map_err(CliError::at(&path))?;
+            writeln!(out, "{synced}")?;
+        }
+        CoordCommand::Whoami => {
+            let who = client
+                .who_am_i()
+                .await
+                .map_err(|e| CliError::Coordinator(e.to_string()))?;
+            for info in who {
+                writeln!(out, "{}:{}", info.auth_scheme, info.user)?;
+            }
+        }
+        // Answered by `run` without a session.
+        CoordCommand::FourLetter { .. } => {}
         CoordCommand::Members(m) => {
             const CONFIG: &str = "/zookeeper/config";
             let data = match m {
@@ -470,6 +524,40 @@ async fn watch(
             },
         }
     }
+}
+
+/// The ephemeral nodes at and under `path`, with their owners.
+async fn ephemerals(
+    client: &Client,
+    path: &str,
+    found: &mut Vec<(String, i64)>,
+) -> Result<(), CliError> {
+    let mut pending = vec![path.to_owned()];
+    while let Some(p) = pending.pop() {
+        let Some(st) = client.exists(&p, false).await.map_err(CliError::at(&p))? else {
+            continue;
+        };
+        if st.ephemeral_owner != 0 {
+            found.push((p.clone(), st.ephemeral_owner));
+        }
+        if st.num_children == 0 {
+            continue;
+        }
+        let children = match client.get_children(&p, false).await {
+            Ok(c) => c,
+            // Gone meanwhile: nothing under it to list.
+            Err(Error::Zk(ErrorCode::NoNode)) => continue,
+            Err(e) => return Err(CliError::at(&p)(e)),
+        };
+        for c in children {
+            pending.push(if p == "/" {
+                format!("/{c}")
+            } else {
+                format!("{p}/{c}")
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -21,6 +21,10 @@ pub enum CliError {
         path: String,
         source: coord_client::Error,
     },
+    /// The coordinator refused or did not answer something that needs no node (a
+    /// four-letter word, whoami).
+    #[error("coordinator: {0}")]
+    Coordinator(String),
     /// The session ended under a long-running command (for example `watch`).
     #[error("coordinator session: {0}")]
     Session(coord_client::Error),

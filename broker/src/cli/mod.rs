@@ -16,6 +16,7 @@ mod cluster;
 mod consume;
 mod coord;
 mod error;
+mod four_letter;
 mod groups;
 mod kafka;
 mod output;
