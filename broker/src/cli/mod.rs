@@ -13,6 +13,7 @@
 
 mod acls;
 mod cluster;
+pub mod console;
 mod consume;
 mod coord;
 mod error;
@@ -92,6 +93,8 @@ pub enum Command {
     Acls(AclsArgs),
     /// List, set and delete SCRAM users.
     Users(UsersArgs),
+    /// Serve a web console for the cluster (read-only unless --allow-writes).
+    Console(console::ConsoleArgs),
 }
 
 /// Runs a parsed command line to completion and returns the process exit status. Failures
@@ -140,6 +143,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Coord(args) => coord::run(&cli.coordinator, args, &mut out).await,
         Command::Acls(args) => acls::run(&cli.bootstrap, args, &mut out).await,
         Command::Users(args) => users::run(&cli.bootstrap, &cli.coordinator, args, &mut out).await,
+        Command::Console(args) => console::run(&cli.bootstrap, &cli.coordinator, args).await,
     }
 }
 

@@ -30,6 +30,7 @@ mod error;
 mod fetch;
 mod groups;
 mod list_offsets;
+mod log_dirs;
 mod metadata;
 pub mod partitioner;
 mod produce;
@@ -58,6 +59,7 @@ pub use self::groups::{
     CONSUMER_PROTOCOL_TYPE,
 };
 pub use self::list_offsets::OffsetSpec;
+pub use self::log_dirs::LogDir;
 pub use self::metadata::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};
 pub use self::produce::{Acks, ProduceAck, ProduceOptions};
 pub use self::records::{ConsumedRecord, ProduceRecord};

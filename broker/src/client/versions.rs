@@ -36,6 +36,8 @@ pub fn client_range(api: ApiKey) -> Option<(i16, i16)> {
         ApiKey::AlterConfigs => (0, 2),
         ApiKey::IncrementalAlterConfigs => (0, 1),
         ApiKey::DescribeCluster => (0, 1),
+        // v3 adds the top-level error code, v4 the volume sizes.
+        ApiKey::DescribeLogDirs => (0, 4),
         // v3 adds the replica id that followers send.
         ApiKey::OffsetForLeaderEpoch => (3, 4),
         ApiKey::ElectLeaders => (0, 2),

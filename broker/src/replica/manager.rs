@@ -367,6 +367,14 @@ impl ReplicaManager {
     }
 
     /// Partitions this broker leads, for the ISR checks.
+    /// The directory holding the partition logs.
+    pub fn log_dir(&self) -> std::path::PathBuf {
+        self.logs
+            .lock()
+            .map(|l| l.data_dir().to_path_buf())
+            .unwrap_or_default()
+    }
+
     /// Every hosted partition, led or followed.
     pub fn all(&self) -> Vec<Arc<Partition>> {
         self.partitions.iter().map(|p| p.clone()).collect()

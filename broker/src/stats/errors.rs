@@ -60,6 +60,10 @@ pub fn error_counts(response: &ResponseKind) -> Counts {
             c.extend(r.responses.iter().map(|t| t.error_code))
         }
         ResponseKind::DescribeCluster(r) => c.add(r.error_code),
+        ResponseKind::DescribeLogDirs(r) => {
+            c.add(r.error_code);
+            c.extend(r.results.iter().map(|d| d.error_code))
+        }
         ResponseKind::DeleteRecords(r) => c.extend(
             r.topics
                 .iter()
