@@ -50,6 +50,11 @@ pub enum ClusterAction {
         #[arg(long, default_value_t = 30_000)]
         timeout_ms: u64,
     },
+    /// Each broker's log directory and the size of every replica in it, then each
+    /// broker's total (DescribeLogDirs).
+    LogDirs,
+    /// The API versions each broker serves, and the version this tool would use.
+    ApiVersions,
 }
 
 /// Prints the cluster, or runs an action.
@@ -60,8 +65,17 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let client = args.kafka.connect(bootstrap).await?;
-    if let Some(ClusterAction::RebalanceLeaders { timeout_ms }) = args.action {
-        return rebalance_leaders(&client, Duration::from_millis(timeout_ms), out).await;
+    match args.action {
+        Some(ClusterAction::RebalanceLeaders { timeout_ms }) => {
+            return rebalance_leaders(&client, Duration::from_millis(timeout_ms), out).await;
+        }
+        Some(ClusterAction::LogDirs) => {
+            return super::cluster_brokers::log_dirs(&client, out).await
+        }
+        Some(ClusterAction::ApiVersions) => {
+            return super::cluster_brokers::api_versions(&client, out).await
+        }
+        None => {}
     }
     let md = client.fetch_metadata(None, false).await?;
     write_metadata(&md, out)?;

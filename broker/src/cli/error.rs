@@ -49,6 +49,10 @@ pub enum CliError {
     /// or it still has active members).
     #[error("group {group}: {reason}")]
     Group { group: String, reason: String },
+    /// The command found what it checks for (under-replicated partitions, ...): the
+    /// exit is non-zero so scripts can act on it.
+    #[error("{0}")]
+    Unhealthy(String),
     /// A bug: a task the command started failed.
     #[error("internal error: {0}")]
     Internal(String),

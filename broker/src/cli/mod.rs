@@ -13,17 +13,21 @@
 
 mod acls;
 mod cluster;
+mod cluster_brokers;
 pub mod console;
 mod consume;
 mod coord;
 mod error;
 mod four_letter;
+mod group_reset;
 mod groups;
 mod kafka;
 mod output;
 mod produce;
 mod signal;
 mod table;
+mod topic_health;
+mod topic_offsets;
 mod topics;
 mod users;
 
@@ -36,7 +40,8 @@ pub use self::cluster::ClusterArgs;
 pub use self::consume::{ConsumeArgs, StartAt};
 pub use self::coord::{CoordArgs, CoordCommand};
 pub use self::error::CliError;
-pub use self::groups::{GroupsArgs, GroupsCommand, ResetOffsetsArgs, TopicSelection};
+pub use self::group_reset::{ResetOffsetsArgs, TopicSelection};
+pub use self::groups::{GroupsArgs, GroupsCommand};
 pub use self::kafka::KafkaArgs;
 pub use self::produce::ProduceArgs;
 pub use self::topics::{TopicsArgs, TopicsCommand};
@@ -358,7 +363,7 @@ mod tests {
         assert!(matches!(groups(&["list"]).unwrap(), GroupsCommand::List));
         assert!(matches!(
             groups(&["describe", "g", "--members"]).unwrap(),
-            GroupsCommand::Describe { group, members: true } if group == "g"
+            GroupsCommand::Describe { group: Some(group), members: true, all: false } if group == "g"
         ));
         assert!(groups(&["describe"]).is_err());
         let GroupsCommand::Delete { groups: names } = groups(&["delete", "a", "b"]).unwrap() else {

@@ -29,11 +29,39 @@ pub struct TopicsArgs {
 /// The `topics` commands.
 #[derive(Debug, Subcommand)]
 pub enum TopicsCommand {
-    /// Print every topic's name, one per line, sorted.
+    /// Print every topic's name, one per line, sorted; with a filter, the partitions in
+    /// trouble instead (exiting non-zero if there are any).
     List {
         /// Leave out internal topics such as `__consumer_offsets`.
         #[arg(long)]
         exclude_internal: bool,
+        /// Partitions whose ISR is smaller than their replica set.
+        #[arg(long)]
+        under_replicated: bool,
+        /// Partitions whose ISR is below the topic's min.insync.replicas (acks=all writes
+        /// are refused).
+        #[arg(long)]
+        under_min_isr: bool,
+        /// Partitions without a live leader.
+        #[arg(long)]
+        unavailable: bool,
+    },
+    /// Print each partition's offset: the earliest, the latest (the high watermark), or
+    /// the first at or after a time.
+    Offsets {
+        topic: String,
+        /// `earliest`, `latest` or milliseconds since the epoch.
+        #[arg(long, default_value = "latest", value_parser = super::topic_offsets::parse_time)]
+        time: crate::client::OffsetSpec,
+    },
+    /// Delete a partition's records before an offset (its log start moves there).
+    DeleteRecords {
+        /// TOPIC:PARTITION
+        #[arg(value_parser = super::topic_offsets::parse_topic_partition)]
+        partition: (String, i32),
+        /// Records before this offset go; -1: every record below the high watermark.
+        #[arg(long, value_name = "OFFSET", allow_negative_numbers = true)]
+        before: i64,
     },
     /// Create a topic.
     Create {
@@ -83,13 +111,32 @@ pub async fn run(bootstrap: &str, args: TopicsArgs, out: &mut dyn Write) -> Resu
     let client = args.kafka.connect(bootstrap).await?;
     let timeout = Duration::from_millis(args.kafka.request_timeout_ms);
     match args.command {
-        TopicsCommand::List { exclude_internal } => {
+        TopicsCommand::List {
+            exclude_internal,
+            under_replicated,
+            under_min_isr,
+            unavailable,
+        } => {
+            let filter = super::topic_health::Filter {
+                under_replicated,
+                under_min_isr,
+                unavailable,
+            };
+            if filter.any() {
+                return super::topic_health::list(&client, filter, exclude_internal, out).await;
+            }
             let md = client.fetch_metadata(None, false).await?;
             for t in md.topics.values() {
                 if !(exclude_internal && t.is_internal) {
                     writeln!(out, "{}", t.name)?;
                 }
             }
+        }
+        TopicsCommand::Offsets { topic, time } => {
+            super::topic_offsets::offsets(&client, &topic, time, out).await?;
+        }
+        TopicsCommand::DeleteRecords { partition, before } => {
+            super::topic_offsets::delete_records(&client, partition, before, out).await?;
         }
         TopicsCommand::Create {
             name,

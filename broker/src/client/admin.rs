@@ -358,6 +358,17 @@ impl Client {
         Ok(entries)
     }
 
+    /// The topic's `min.insync.replicas`, if its configs say.
+    pub async fn min_insync_replicas(&self, topic: &str) -> Result<Option<usize>> {
+        Ok(self
+            .describe_topic_configs(topic)
+            .await?
+            .iter()
+            .find(|c| c.name == "min.insync.replicas")
+            .and_then(|c| c.value.as_deref())
+            .and_then(|v| v.parse().ok()))
+    }
+
     /// Changes `topic`'s config (see the module docs for how).
     pub async fn alter_topic_configs(&self, topic: &str, changes: &[ConfigChange]) -> Result<()> {
         if changes.is_empty() {

@@ -7,7 +7,7 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::error::{Error, Result};
+use super::error::Result;
 use super::Client;
 
 /// Which offset to look up.
@@ -83,25 +83,19 @@ impl Client {
                 .with_timestamp(spec.wire())])]);
         let resp = conn.send(&req, version, std::time::Duration::ZERO).await?;
         drop(conn);
-        let resource = format!("{topic}-{partition}");
-        let p = resp
+        let found = resp
             .topics
             .iter()
             .filter(|t| t.name.0.as_str() == topic)
             .flat_map(|t| t.partitions.iter())
-            .find(|p| p.partition_index == partition)
-            .ok_or_else(|| Error::MissingResult {
-                api: ApiKey::ListOffsets,
-                resource: resource.clone(),
-            })?;
-        if p.error_code != 0 {
-            return Err(Error::kafka(
-                ApiKey::ListOffsets,
-                resource,
-                p.error_code,
-                None,
-            ));
-        }
+            .find(|p| p.partition_index == partition);
+        let p = super::partition_answer(
+            found,
+            |p| p.error_code,
+            ApiKey::ListOffsets,
+            topic,
+            partition,
+        )?;
         Ok((p.offset >= 0).then_some(p.offset))
     }
 }

@@ -26,6 +26,7 @@
 
 mod admin;
 mod connection;
+mod delete_records;
 mod error;
 mod fetch;
 mod groups;
@@ -347,4 +348,24 @@ fn locate(md: &ClusterMetadata, topic: &str, partition: i32) -> Result<(i32, Str
         .broker_addr(leader)
         .ok_or(Error::UnknownBroker { id: leader })?;
     Ok((leader, addr))
+}
+
+/// The answer for `topic`-`partition` among a response's partitions (`found`), checked:
+/// missing is an error, and so is a non-zero error code.
+pub(crate) fn partition_answer<'a, P>(
+    found: Option<&'a P>,
+    error_code: impl Fn(&P) -> i16,
+    api: ApiKey,
+    topic: &str,
+    partition: i32,
+) -> Result<&'a P> {
+    let resource = format!("{topic}-{partition}");
+    let p = found.ok_or_else(|| Error::MissingResult {
+        api,
+        resource: resource.clone(),
+    })?;
+    match error_code(p) {
+        0 => Ok(p),
+        code => Err(Error::kafka(api, resource, code, None)),
+    }
 }

@@ -36,6 +36,7 @@ pub fn client_range(api: ApiKey) -> Option<(i16, i16)> {
         ApiKey::AlterConfigs => (0, 2),
         ApiKey::IncrementalAlterConfigs => (0, 1),
         ApiKey::DescribeCluster => (0, 1),
+        ApiKey::DeleteRecords => (0, 2),
         // v3 adds the top-level error code, v4 the volume sizes.
         ApiKey::DescribeLogDirs => (0, 4),
         // v3 adds the replica id that followers send.
@@ -126,6 +127,13 @@ impl Negotiated {
     /// Whether the broker and the client share a version of `api`.
     pub fn supports(&self, api: ApiKey) -> bool {
         self.chosen.contains_key(&api)
+    }
+
+    /// Every API key the broker advertised with its range, sorted by key.
+    pub fn advertised(&self) -> Vec<(i16, (i16, i16))> {
+        let mut v: Vec<(i16, (i16, i16))> = self.broker.iter().map(|(k, r)| (*k, *r)).collect();
+        v.sort_unstable();
+        v
     }
 
     /// The broker's advertised range for `api`, if it advertised one.

@@ -257,15 +257,8 @@ fn publish_overview(hub: &Hub, o: Overview) {
 async fn poll_min_isr(hub: &Hub, kafka: &Kafka, md: &crate::client::ClusterMetadata) {
     let mut out = HashMap::new();
     for name in md.topics.keys() {
-        if let Ok(entries) = kafka.describe_topic_configs(name).await {
-            if let Some(v) = entries
-                .iter()
-                .find(|e| e.name == "min.insync.replicas")
-                .and_then(|e| e.value.as_deref())
-                .and_then(|v| v.parse().ok())
-            {
-                out.insert(name.clone(), v);
-            }
+        if let Ok(Some(v)) = kafka.min_insync_replicas(name).await {
+            out.insert(name.clone(), v);
         }
     }
     if let Ok(mut m) = hub.min_isr.write() {
