@@ -214,3 +214,117 @@ fn operator_commands_on_a_real_cluster() {
     let unavailable = run(&brokers[0], &["topics", "list", "--unavailable"], "");
     assert!(unavailable.success(), "{unavailable}");
 }
+
+#[test]
+fn json_output_and_progress_lines() {
+    let coord = Spec::coordinator()
+        .args(["--tick-ms", "200"])
+        .start()
+        .unwrap();
+    let broker = Spec::broker(1, coord.addr()).start().unwrap();
+    run(
+        &broker,
+        &["topics", "create", "progress", "--partitions", "2"],
+        "",
+    )
+    .ok()
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("lines.txt");
+    let lines: String = (0..50_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&input, &lines).unwrap();
+    let fjord = fjord_tests::binary("fjord").unwrap();
+    let bootstrap = broker.connect_string();
+
+    // On a terminal (a pty from `script`): a progress line with the share of the file.
+    let on_tty = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+                "{} --bootstrap {bootstrap} produce progress < {}",
+                fjord.display(),
+                input.display()
+            ),
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&on_tty.stdout);
+    assert!(on_tty.status.success(), "{shown}");
+    assert!(
+        shown.contains("/") && shown.contains("bytes (") && shown.contains("records/s"),
+        "{shown}"
+    );
+    assert!(shown.contains("acknowledged 50000 record(s)"), "{shown}");
+    // Piped: only the summary.
+    let piped = run(&broker, &["produce", "progress"], &lines).ok().unwrap();
+    assert!(!piped.stderr.contains("records/s"), "{piped}");
+    assert!(!piped.stderr.contains('\r'), "{piped}");
+    let consumed_file = dir.path().join("out.txt");
+    let consumed = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+                "{} --bootstrap {bootstrap} consume progress --from beginning --count 60000 > {}",
+                fjord.display(),
+                consumed_file.display()
+            ),
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&consumed.stdout);
+    assert!(consumed.status.success(), "{shown}");
+    assert!(shown.contains("/60000 records ("), "{shown}");
+    assert_eq!(
+        std::fs::read_to_string(&consumed_file)
+            .unwrap()
+            .lines()
+            .count(),
+        60_000
+    );
+
+    // --output json: each table one JSON line, keys from the column names.
+    let json = |args: &[&str]| {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let out = run(&broker, &all, "").ok().unwrap();
+        out.stdout
+            .lines()
+            .map(|l| fjord_tests::json::parse(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect::<Vec<_>>()
+    };
+    let offsets = json(&["topics", "offsets", "progress"]);
+    assert_eq!(offsets.len(), 1);
+    let rows = offsets[0].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let total: i64 = rows
+        .iter()
+        .map(|r| {
+            r.get("offset")
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, 100_000);
+    let describe = json(&["topics", "describe", "progress"]);
+    assert_eq!(
+        describe[0].get("topic").and_then(|v| v.as_str()),
+        Some("progress")
+    );
+    assert_eq!(describe[1].as_array().unwrap().len(), 2);
+    let cluster = json(&["cluster"]);
+    assert!(cluster[0].get("controller").is_some());
+    let dirs = json(&["cluster", "log-dirs"]);
+    assert_eq!(dirs.len(), 2, "replicas, then totals");
+    let versions = json(&["cluster", "api-versions"]);
+    assert!(versions[0].get("apis").unwrap().as_array().unwrap().len() > 20);
+    // Nothing found: no JSON line on stdout, the note on stderr.
+    let groups = run(&broker, &["--output", "json", "groups", "list"], "")
+        .ok()
+        .unwrap();
+    assert_eq!(groups.stdout.trim(), "[]", "{groups}");
+}

@@ -252,7 +252,7 @@ pub async fn run(bootstrap: &str, args: AclsArgs, out: &mut dyn Write) -> Result
                 }
             }
             client.create_acls(&acls).await?;
-            writeln!(out, "created {} ACL(s):", acls.len())?;
+            super::table::note(out, &format!("created {} ACL(s):", acls.len()))?;
             print(&acls, out)
         }
         AclsCommand::Delete {
@@ -288,7 +288,7 @@ pub async fn run(bootstrap: &str, args: AclsArgs, out: &mut dyn Write) -> Result
             };
             let mut removed = client.delete_acls(&filter).await?;
             removed.sort();
-            writeln!(out, "deleted {} ACL(s):", removed.len())?;
+            super::table::note(out, &format!("deleted {} ACL(s):", removed.len()))?;
             print(&removed, out)
         }
     }

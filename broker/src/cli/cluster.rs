@@ -21,7 +21,7 @@ use fjord_shared::coord_client::{self, ConnectOptions, ErrorCode};
 use super::error::CliError;
 use super::kafka::{ids, partition_status, KafkaArgs};
 use super::output::timestamp;
-use super::table::Table;
+use super::table::{self, Table};
 use crate::client::ClusterMetadata;
 
 /// `fjord cluster [--registrations] [rebalance-leaders]`.
@@ -82,7 +82,7 @@ pub async fn run(
     if args.registrations {
         let timeout = Duration::from_millis(args.kafka.connect_timeout_ms);
         let regs = read_registrations(coordinator, timeout).await?;
-        writeln!(out)?;
+        table::gap(out)?;
         write_registrations(coordinator, &regs, &md, out)?;
     }
     Ok(())
@@ -122,17 +122,21 @@ async fn rebalance_leaders(
 
 /// Writes the Metadata view.
 pub(crate) fn write_metadata(md: &ClusterMetadata, out: &mut dyn Write) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "cluster id: {}",
-        md.cluster_id.as_deref().unwrap_or("-")
-    )?;
     let controller = match md.controller_id {
         Some(id) => id.to_string(),
         None => "none".to_owned(),
     };
-    writeln!(out, "controller: {controller}")?;
-    writeln!(out)?;
+    table::fields(
+        out,
+        &[
+            (
+                "cluster id",
+                md.cluster_id.clone().unwrap_or_else(|| "-".into()),
+            ),
+            ("controller", controller),
+        ],
+    )?;
+    table::gap(out)?;
     let mut brokers = Table::new(&["BROKER", "ADDRESS", "RACK"]);
     for b in md.brokers.values() {
         let id = if Some(b.id) == md.controller_id {
@@ -147,10 +151,9 @@ pub(crate) fn write_metadata(md: &ClusterMetadata, out: &mut dyn Write) -> std::
         ]);
     }
     brokers.write(out, "")?;
-    writeln!(out)?;
+    table::gap(out)?;
     if md.topics.is_empty() {
-        writeln!(out, "no topics")?;
-        return Ok(());
+        return table::note(out, "no topics");
     }
     let mut topics = Table::new(&[
         "TOPIC",
@@ -266,12 +269,7 @@ pub(crate) fn write_registrations(
     md: &ClusterMetadata,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
-    writeln!(out, "coordinator {coordinator}:")?;
-    writeln!(
-        out,
-        "  cluster id: {}",
-        regs.cluster_id.as_deref().unwrap_or("-")
-    )?;
+    table::note(out, &format!("coordinator {coordinator}:"))?;
     let controller = match &regs.controller {
         Some(c) => format!(
             "{} (epoch {}, since {})",
@@ -283,7 +281,17 @@ pub(crate) fn write_registrations(
         ),
         None => "none".to_owned(),
     };
-    writeln!(out, "  controller: {controller}")?;
+    let prefix = if table::json() { "" } else { "  " };
+    table::fields(
+        out,
+        &[
+            (
+                &format!("{prefix}cluster id"),
+                regs.cluster_id.clone().unwrap_or_else(|| "-".into()),
+            ),
+            (&format!("{prefix}controller"), controller),
+        ],
+    )?;
     let mut table = Table::new(&["BROKER", "ENDPOINTS", "RACK", "REGISTERED"]);
     for (id, reg) in &regs.brokers {
         table.row(vec![
@@ -298,10 +306,10 @@ pub(crate) fn write_registrations(
     table.write(out, "  ")?;
     let diffs = differences(regs, md);
     if diffs.is_empty() {
-        writeln!(out, "  the brokers' metadata agrees with the coordinator")?;
+        table::note(out, "  the brokers' metadata agrees with the coordinator")?;
     } else {
         for d in diffs {
-            writeln!(out, "  differs: {d}")?;
+            table::note(out, &format!("  differs: {d}"))?;
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use std::io::Write;
 use kafka_protocol::messages::ApiKey;
 
 use super::error::CliError;
-use super::table::Table;
+use super::table::{self, Table};
 use crate::client::Client;
 
 /// Every replica of every broker: size and offset lag; then each broker's total.
@@ -42,7 +42,7 @@ pub async fn log_dirs(client: &Client, out: &mut dyn Write) -> Result<(), CliErr
         ]);
     }
     table.write(out, "")?;
-    writeln!(out)?;
+    table::gap(out)?;
     totals.write(out, "")?;
     Ok(())
 }
@@ -53,6 +53,26 @@ pub async fn api_versions(client: &Client, out: &mut dyn Write) -> Result<(), Cl
     for b in md.brokers.values() {
         let addr = b.addr();
         let versions = client.conn(&addr).await?.versions().clone();
+        if table::json() {
+            let apis: Vec<serde_json::Value> = versions
+                .advertised()
+                .iter()
+                .map(|(key, (min, max))| {
+                    let api = ApiKey::try_from(*key).ok();
+                    serde_json::json!({
+                        "api": api.map_or_else(|| format!("Unknown({key})"), |a| format!("{a:?}")),
+                        "key": key,
+                        "min": min,
+                        "max": max,
+                        "usable": api.and_then(|a| versions.version(a).ok()),
+                    })
+                })
+                .collect();
+            let line =
+                serde_json::json!({"broker": b.id, "address": addr, "rack": b.rack, "apis": apis});
+            writeln!(out, "{line}")?;
+            continue;
+        }
         writeln!(
             out,
             "{addr} (id: {} rack: {}) -> (",

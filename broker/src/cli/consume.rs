@@ -176,16 +176,28 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs, out: &mut dyn Write) -> Res
         spawn_fetch(&mut inflight, &client, group, fetch);
     }
     let mut printed: u64 = 0;
+    // With --count and the records going to a file or a pipe: progress on the terminal.
+    let mut progress = super::progress::Progress::new(
+        args.count.is_some()
+            && !std::io::IsTerminal::is_terminal(&std::io::stdout())
+            && super::progress::Progress::stderr_is_terminal(),
+        args.count,
+        "records",
+    );
     loop {
         let done = tokio::select! {
             done = inflight.join_next() => done,
             r = &mut stop => {
                 out.flush()?;
+                progress.finish();
                 return r.map_err(CliError::Signal);
             }
         };
         // Nothing in flight: every partition reached its end.
-        let Some(done) = done else { break };
+        let Some(done) = done else {
+            progress.finish();
+            break;
+        };
         let (mut group, results) = done.map_err(|e| CliError::Internal(e.to_string()))?;
         for (pos, result) in group.iter_mut().zip(results?) {
             let end = ends.get(&pos.partition).copied();
@@ -195,8 +207,10 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs, out: &mut dyn Write) -> Res
                 }
                 writeln!(out, "{}", format_record(pos.partition, rec, columns))?;
                 printed += 1;
+                progress.update(printed, printed);
                 if Some(printed) == args.count {
                     out.flush()?;
+                    progress.finish();
                     return Ok(());
                 }
             }

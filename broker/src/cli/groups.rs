@@ -24,7 +24,7 @@ use clap::{Args, Subcommand};
 
 use super::error::CliError;
 use super::kafka::KafkaArgs;
-use super::table::Table;
+use super::table::{self, Table};
 use crate::client::{
     code, Client, CommittedOffset, Error as ClientError, GroupDescription, GroupListing,
     OffsetSpec, TopicPartition,
@@ -88,7 +88,7 @@ pub async fn run(
             let groups = client.list_groups().await?;
             for (i, g) in groups.iter().enumerate() {
                 if i > 0 {
-                    writeln!(out)?;
+                    table::gap(out)?;
                 }
                 describe(&client, &g.group_id, members, out).await?;
             }
@@ -191,10 +191,10 @@ async fn describe(
         });
     }
     write_header(&desc, out)?;
-    writeln!(out)?;
+    table::gap(out)?;
     if members {
         if desc.members.is_empty() {
-            writeln!(out, "group {group} has no active members")?;
+            table::note(out, &format!("group {group} has no active members"))?;
         } else {
             write_members(&desc, out)?;
         }
@@ -223,9 +223,9 @@ async fn describe(
     }
     let rows = partition_rows(&desc, &committed, &ends);
     if rows.is_empty() {
-        writeln!(
+        table::note(
             out,
-            "group {group} has no committed offsets and no assigned partitions"
+            &format!("group {group} has no committed offsets and no assigned partitions"),
         )?;
         return Ok(());
     }
@@ -249,17 +249,24 @@ async fn describe(
 /// The header of `describe`: group, coordinator, state, protocol, generation, members.
 pub(crate) fn write_header(desc: &GroupDescription, out: &mut dyn Write) -> std::io::Result<()> {
     let c = &desc.coordinator;
-    writeln!(out, "group: {}", desc.group_id)?;
-    writeln!(out, "coordinator: {} ({})", c.id, c.addr())?;
-    writeln!(out, "state: {}", desc.state)?;
-    writeln!(out, "protocol type: {}", cell(&desc.protocol_type))?;
-    writeln!(out, "protocol: {}", cell(&desc.protocol))?;
     // DescribeGroups has no generation; members report theirs in their subscriptions.
-    match desc.reported_generation() {
-        Some(g) => writeln!(out, "generation: {g} (as reported by the members)")?,
-        None => writeln!(out, "generation: -")?,
-    }
-    writeln!(out, "members: {}", desc.members.len())
+    let generation = match desc.reported_generation() {
+        Some(g) if table::json() => g.to_string(),
+        Some(g) => format!("{g} (as reported by the members)"),
+        None => "-".into(),
+    };
+    table::fields(
+        out,
+        &[
+            ("group", desc.group_id.clone()),
+            ("coordinator", format!("{} ({})", c.id, c.addr())),
+            ("state", desc.state.clone()),
+            ("protocol type", cell(&desc.protocol_type)),
+            ("protocol", cell(&desc.protocol)),
+            ("generation", generation),
+            ("members", desc.members.len().to_string()),
+        ],
+    )
 }
 
 /// One row per partition the group has committed or been assigned (sorted), then one per

@@ -24,6 +24,7 @@ mod groups;
 mod kafka;
 mod output;
 mod produce;
+mod progress;
 mod signal;
 mod table;
 mod topic_health;
@@ -75,8 +76,26 @@ pub struct Cli {
     #[command(flatten)]
     pub coordinator_security: crate::security::coordinator::CoordinatorSecurity,
 
+    /// How tables print: `text` (aligned columns) or `json` (each table one line of JSON,
+    /// an array of objects keyed by column name; notes go to stderr).
+    #[arg(
+        long,
+        global = true,
+        env = "FJORD_OUTPUT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub output: OutputFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 /// The top-level commands.
@@ -131,6 +150,7 @@ pub fn run(cli: Cli) -> ExitCode {
 pub async fn execute(cli: Cli) -> Result<(), CliError> {
     let mut out = std::io::stdout();
     coord::set_security(cli.coordinator_security.clone());
+    table::set_json(cli.output == OutputFormat::Json);
     match cli.command {
         Command::Cluster(args) => {
             cluster::run(&cli.bootstrap, &cli.coordinator, args, &mut out).await

@@ -128,6 +128,21 @@ pub async fn run(bootstrap: &str, args: ProduceArgs) -> Result<(), CliError> {
     std::thread::spawn(move || read_lines(std::io::stdin().lock(), &tx));
 
     let mut tally = Tally::default();
+    // From a file, progress is the share of its bytes read; otherwise records sent.
+    let input_size = std::fs::metadata("/dev/stdin")
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len());
+    let mut progress = super::progress::Progress::new(
+        super::progress::Progress::stderr_is_terminal(),
+        input_size,
+        if input_size.is_some() {
+            "bytes"
+        } else {
+            "records"
+        },
+    );
+    let mut read: u64 = 0;
     let mut deadline: Option<Instant> = None;
     let producer = Producer {
         client: &client,
@@ -150,6 +165,15 @@ pub async fn run(bootstrap: &str, args: ProduceArgs) -> Result<(), CliError> {
             };
             match next {
                 Some(Ok(line)) => {
+                    read += line.len() as u64 + 1;
+                    progress.update(
+                        if input_size.is_some() {
+                            read
+                        } else {
+                            tally.sent
+                        },
+                        tally.sent,
+                    );
                     let (key, value) = split_line(&line, separator);
                     let record = ProduceRecord {
                         key,
@@ -179,6 +203,7 @@ pub async fn run(bootstrap: &str, args: ProduceArgs) -> Result<(), CliError> {
         }
     }
     .await;
+    progress.finish();
     // The summary comes first, whatever happened, so the user knows what did get through.
     tally.report(&args.topic, args.acks, &mut std::io::stderr())?;
     outcome

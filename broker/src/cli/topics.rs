@@ -13,7 +13,7 @@ use clap::{ArgGroup, Args, Subcommand};
 
 use super::error::CliError;
 use super::kafka::{check_topic_name, ids, parse_key_value, partition_status, KafkaArgs};
-use super::table::Table;
+use super::table::{self, Table};
 use crate::client::{Client, ConfigChange, ConfigSource, Error, NewTopic};
 
 /// `fjord topics <command>`.
@@ -220,16 +220,17 @@ async fn describe(
         .map(|p| p.replicas.len())
         .max()
         .unwrap_or(0);
-    writeln!(out, "topic: {name}")?;
+    let mut header = vec![("topic", name.to_owned())];
     if let Some(id) = &topic.topic_id {
-        writeln!(out, "topic id: {id}")?;
+        header.push(("topic id", id.clone()));
     }
-    writeln!(out, "partitions: {}", topic.partitions.len())?;
-    writeln!(out, "replication factor: {rf}")?;
+    header.push(("partitions", topic.partitions.len().to_string()));
+    header.push(("replication factor", rf.to_string()));
     if topic.is_internal {
-        writeln!(out, "internal: yes")?;
+        header.push(("internal", "yes".into()));
     }
-    writeln!(out)?;
+    table::fields(out, &header)?;
+    table::gap(out)?;
     let mut table = Table::new(&[
         "PARTITION",
         "LEADER",
@@ -255,17 +256,17 @@ async fn describe(
         ]);
     }
     table.write(out, "")?;
-    writeln!(out)?;
+    table::gap(out)?;
     let configs = match client.describe_topic_configs(name).await {
         Ok(c) => c,
         // Describing still succeeds without configs from a broker that lacks the API.
         Err(e @ Error::UnsupportedApi { .. }) => {
-            writeln!(out, "configs: not available ({e})")?;
+            table::note(out, &format!("configs: not available ({e})"))?;
             return Ok(());
         }
         Err(e) => return Err(e.into()),
     };
-    if all_configs {
+    if all_configs || table::json() {
         let mut table = Table::new(&["CONFIG", "VALUE", "SOURCE"]);
         for c in &configs {
             table.row(vec![c.name.clone(), config_value(c), c.source.name()]);
