@@ -26,6 +26,8 @@ from kazoo.client import KazooClient
 # What Debian's ZooKeeper ensemble was checked with (PROTOCOL-NOTES): a
 # quorum forms in about 2 s and a new leader within 0-2 s of a kill -9.
 TICK_MS = 500
+# ZooKeeper's AdminServer (Jetty) needs the servlet API beside its own jars.
+SERVLET_API = "/usr/share/java/servlet-api.jar"
 JVM_FLAGS = ["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Dzookeeper.skipACL=yes"]
 
 
@@ -53,6 +55,12 @@ class Member:
     # Transactions between snapshots; None: the server's default for ZooKeeper, and
     # often (1000) for Fjord, so that tests exercise snapshots and log compaction.
     snapshot_every: int | None = None
+    # ZooKeeper's AdminServer port, or Fjord's --http-listen port; None: off.
+    http_port: int | None = None
+
+    @property
+    def http_address(self) -> str:
+        return f"{self.host}:{self.http_port}"
 
     @property
     def kind(self) -> str:
@@ -124,7 +132,11 @@ class Member:
                     f"dataDir={data}",
                     f"clientPort={self.client_port}",
                     f"clientPortAddress={self.host}",
-                    "admin.enableServer=false",
+                    *(
+                        ["admin.enableServer=true", f"admin.serverAddress={self.host}",
+                         f"admin.serverPort={self.http_port}"]
+                        if self.http_port else ["admin.enableServer=false"]
+                    ),
                     "4lw.commands.whitelist=*",
                     # Membership changes through reconfig (its ACL check is skipped with
                     # -Dzookeeper.skipACL below).
@@ -142,7 +154,8 @@ class Member:
             self.process = subprocess.Popen(
                 [
                     "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
-                    "java", *JVM_FLAGS, "-cp", ZK_CLASSPATH,
+                    "java", *JVM_FLAGS, "-cp",
+                    f"{ZK_CLASSPATH}:{SERVLET_API}" if self.http_port else ZK_CLASSPATH,
                     "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(config),
                 ],
                 cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -169,6 +182,7 @@ class Member:
                     "--data-dir", str(self.workdir / "data"),
                     "--tick-ms", str(TICK_MS),
                     "--snapshot-txns", str(self.snapshot_every or 1000),
+                    *(["--http-listen", self.http_address] if self.http_port else []),
                 ],
                 cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             )
@@ -204,13 +218,15 @@ class ZooKeeperEnsemble:
     kind = "zookeeper"
     fjord = False
 
-    def __init__(self, workdir: Path, size: int = 3, snapshot_every: int | None = None):
+    def __init__(self, workdir: Path, size: int = 3, snapshot_every: int | None = None,
+                 admin: bool = False):
         self.members: dict[int, Member] = {}
         for sid in range(1, size + 1):
             host = f"127.0.0.{1 + sid}"
             self.members[sid] = Member(
                 sid, host, free_port(host), free_port(host), free_port(host), workdir / f"member-{sid}",
                 fjord=self.fjord, snapshot_every=snapshot_every,
+                http_port=free_port(host) if admin else None,
             )
         self.servers = self.server_list()
 

@@ -6,6 +6,7 @@ every answer, and the same values where both servers must agree."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from kazoo.client import KazooClient
@@ -70,13 +71,25 @@ def both(tmp_path):
             s.stop()
 
 
+# Summary sets named after data: a top-level znode (`app_read_per_namespace`)
+# or a follower's id (`2_learner_handler_qp_size`).
+DATA_NAMED = re.compile(r"^(avg|min|max|cnt|sum|p50|p95|p99|p999)_(.+?)_((read|write)_per_namespace)$")
+FOLLOWER_NAMED = re.compile(r"^(avg|min|max|cnt|sum|p50|p95|p99|p999)_\d+_(learner_handler_.+)$")
+
+
+def fold(key: str) -> str:
+    """A monitor key with its data part (namespace, follower id) as `*`."""
+    key = DATA_NAMED.sub(r"\1_*_\3", key)
+    return FOLLOWER_NAMED.sub(r"\1_*_\2", key)
+
+
 def shape(value, key: str = "") -> set[str]:
     """The key paths of a JSON value (`/server_stats/uptime`), with the keys
-    of data-keyed objects and list positions folded."""
+    of data-keyed objects, data-named summaries and list positions folded."""
     out: set[str] = set()
     if isinstance(value, dict):
         for k, v in value.items():
-            name = "*" if key.rsplit("/", 1)[-1] in KEYED_BY_DATA else k
+            name = "*" if key.rsplit("/", 1)[-1] in KEYED_BY_DATA else fold(k)
             out.add(f"{key}/{name}")
             out |= shape(v, f"{key}/{name}")
     elif isinstance(value, list):
@@ -158,6 +171,66 @@ def test_admin_server_commands_match_zookeeper(both):
             "command": "nosuch",
             "error": "Unknown command: nosuch",
         }
+    finally:
+        for zk in clients.values():
+            zk.stop()
+            zk.close()
+
+
+@pytest.fixture
+def ensembles(tmp_path):
+    """A 3-server ZooKeeper 3.8 ensemble with AdminServers, and a 3-member
+    fjord-coordinator ensemble with --http-listen."""
+    from ensemble import FjordEnsemble, ZooKeeperEnsemble
+
+    started = []
+    try:
+        for kind, cls in (("zookeeper", ZooKeeperEnsemble), ("fjord", FjordEnsemble)):
+            e = cls(tmp_path / kind, admin=True)
+            started.append(e)
+            e.start()
+        yield dict(zip(("zookeeper", "fjord"), started))
+    finally:
+        for e in started:
+            e.stop()
+
+
+# The commands whose answers depend on the member's role.
+ROLE_COMMANDS = ["monitor", "server_stats", "stats", "configuration", "connections", "dump", "is_read_only"]
+
+
+def test_admin_server_on_ensembles_matches_zookeeper(ensembles):
+    clients = {kind: scenario(e.address) for kind, e in ensembles.items()}
+    try:
+        for role in ("leader", "follower"):
+            shapes = {}
+            for kind, e in ensembles.items():
+                leader = e.wait_for_quorum()
+                sid = leader if role == "leader" else next(s for s in e.members if s != leader)
+                http = e.members[sid].http_address
+                # A client of this member (its connection lists are not empty) that
+                # reads, so the member's per-namespace read summary exists.
+                pinned = KazooClient(hosts=e.members[sid].address)
+                pinned.start(timeout=STARTUP_TIMEOUT)
+                try:
+                    pinned.get("/app")
+                    for name in ROLE_COMMANDS:
+                        status, _, body = http_get(http, f"/commands/{name}")
+                        assert status == 200, (kind, role, name, body)
+                        answer = json.loads(body)
+                        assert answer["error"] is None, (kind, role, answer)
+                        shapes[kind, name] = shape(answer)
+                finally:
+                    pinned.stop()
+                    pinned.close()
+                monitor = json.loads(http_get(http, "/commands/monitor")[2])
+                assert monitor["server_state"] == role, (kind, monitor["server_state"])
+            for name in ROLE_COMMANDS:
+                zk_keys, fj_keys = shapes["zookeeper", name], shapes["fjord", name]
+                assert zk_keys == fj_keys, (
+                    f"{role} {name}: only in ZooKeeper {sorted(zk_keys - fj_keys)}, "
+                    f"only in Fjord {sorted(fj_keys - zk_keys)}"
+                )
     finally:
         for zk in clients.values():
             zk.stop()

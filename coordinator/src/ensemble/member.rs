@@ -6,6 +6,7 @@ use super::log_store::{self, LogStore};
 use super::network::{self, Identity, PeerNetwork};
 use super::state_machine::{self, decode_meta, encode_meta, StateMachine};
 use super::{LogId, Membership, Outbound, Raft, SnapshotMeta, StoredMembership};
+use crate::metrics::stats::STATS;
 use crate::persist::snapshot::{self, SnapSession, SnapshotJob};
 use crate::persist::{list, recovery, PersistError};
 use crate::processor::Msg;
@@ -16,6 +17,7 @@ use openraft::{BasicNode, CommittedLeaderId, SnapshotPolicy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -471,8 +473,14 @@ async fn watch_role(
             } else {
                 m.current_leader
             };
+            STATS.quorum_size.store(voters as u64, Ordering::Relaxed);
             let (followers, synced) = match &m.replication {
                 Some(r) => {
+                    let last = m.last_log_index.unwrap_or(0);
+                    for (id, matched) in r.iter().filter(|(id, _)| **id != m.id) {
+                        let behind = last.saturating_sub(matched.map_or(0, |l| l.index));
+                        STATS.learner_behind(*id, behind);
+                    }
                     let applied = m.last_applied.map(|l| l.index);
                     let others = r.iter().filter(|(id, _)| **id != m.id);
                     let synced = others

@@ -182,13 +182,21 @@ fn server_stats(v: &View) -> Map<String, Value> {
         "non_mtlsremote_conn_count": 0,
         "non_mtlslocal_conn_count": 0,
     });
-    obj([
+    let mut m = obj([
         ("version", json!(ZK_VERSION)),
         ("read_only", json!(false)),
         ("server_stats", stats),
         ("client_response", buffers),
         ("node_count", json!(v.node_count)),
-    ])
+    ]);
+    if v.role.mode == Some("leader") {
+        let (last, min, max) = STATS.proposal_sizes();
+        m.insert(
+            "proposal_stats".into(),
+            json!({ "last_buffer_size": last, "min_buffer_size": min, "max_buffer_size": max }),
+        );
+    }
+    m
 }
 
 /// (plain, TLS) connections; `full` adds the session and latency fields of `cons`.
@@ -233,7 +241,10 @@ fn connections(v: &View, full: bool) -> (Value, Value) {
 
 fn dump(v: &View) -> Map<String, Value> {
     let mut expiry: BTreeMap<u64, Vec<i64>> = BTreeMap::new();
-    for (id, _, deadline) in &v.sessions {
+    // Only the member that expires sessions (the leader, or a standalone server) has
+    // their deadlines; a follower shows none, as ZooKeeper's followers do.
+    let tracks_expiry = v.role.mode != Some("follower");
+    for (id, _, deadline) in v.sessions.iter().filter(|_| tracks_expiry) {
         expiry.entry(*deadline).or_default().push(*id);
     }
     for ids in expiry.values_mut() {

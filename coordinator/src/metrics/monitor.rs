@@ -56,6 +56,18 @@ pub fn rows(v: &View) -> Vec<(String, Value)> {
     );
     put("min_client_response_size", json!(min_resp));
     put("non_mtls_local_conn_count", json!(0));
+    if matches!(v.role.mode, Some("leader" | "follower")) {
+        put(
+            "quorum_size",
+            json!(STATS.quorum_size.load(Ordering::Relaxed)),
+        );
+        let state = if v.role.mode == Some("leader") {
+            "leading - broadcast"
+        } else {
+            "following - broadcast"
+        };
+        put("peer_state", json!(state));
+    }
     if v.role.mode == Some("leader") {
         let (last, min, max) = STATS.proposal_sizes();
         put("learners", json!(v.role.followers));
@@ -85,6 +97,24 @@ pub fn rows(v: &View) -> Vec<(String, Value)> {
         if WITH_PERCENTILES.contains(name) {
             for (p, q) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999)] {
                 put(&format!("{p}_{name}"), json!(s.quantile(q).round() as i64));
+            }
+        }
+    }
+    if v.role.mode == Some("leader") {
+        // Per follower: how far behind it was, and (a stage of ZooKeeper's learner
+        // handler queue that Fjord's replication has not) no queue times.
+        for (id, s) in STATS.learner_lags() {
+            let name = format!("{id}_learner_handler_qp_size");
+            put(&format!("avg_{name}"), json!(round4(s.avg())));
+            put(&format!("min_{name}"), json!(s.min.round() as i64));
+            put(&format!("max_{name}"), json!(s.max.round() as i64));
+            put(&format!("cnt_{name}"), json!(s.count));
+            put(&format!("sum_{name}"), json!(s.sum.round() as i64));
+            let name = format!("{id}_learner_handler_qp_time_ms");
+            for k in [
+                "avg", "min", "max", "cnt", "sum", "p50", "p95", "p99", "p999",
+            ] {
+                put(&format!("{k}_{name}"), json!(0));
             }
         }
     }

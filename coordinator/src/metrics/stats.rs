@@ -203,6 +203,11 @@ pub struct Stats {
 
     /// Bytes read and written per top-level znode (ZooKeeper's `*_per_namespace`).
     pub namespaces: Namespaces,
+    /// Voting members of the ensemble (ZooKeeper's `quorum_size`).
+    pub quorum_size: AtomicU64,
+    /// On a leader, per follower: how many log entries it was behind, sampled whenever
+    /// replication progress changes (ZooKeeper's `<sid>_learner_handler_qp_size`).
+    pub learners: dashmap::DashMap<u64, Histogram>,
     /// TLS handshakes under way.
     pub outstanding_tls_handshake: AtomicU64,
     /// Sizes of log entries written (proposals): last, min, max.
@@ -324,6 +329,8 @@ impl Stats {
             sync_processor_request_queued: zero(),
             auth_failed_count: zero(),
             namespaces: Namespaces::default(),
+            quorum_size: zero(),
+            learners: dashmap::DashMap::new(),
             outstanding_tls_handshake: zero(),
             last_proposal_size: zero(),
             min_proposal_size: AtomicU64::new(u64::MAX),
@@ -382,6 +389,28 @@ impl Stats {
             .fetch_min(bytes, Ordering::Relaxed);
         self.max_client_response_size
             .fetch_max(bytes, Ordering::Relaxed);
+    }
+
+    /// Follower `id` was `behind` entries behind this leader.
+    pub fn learner_behind(&self, id: u64, behind: u64) {
+        if let Some(h) = self.learners.get(&id) {
+            return h.observe_ticks(behind);
+        }
+        self.learners
+            .entry(id)
+            .or_insert_with(Histogram::counts)
+            .observe_ticks(behind);
+    }
+
+    /// (follower id, its lag summary), sorted.
+    pub fn learner_lags(&self) -> Vec<(u64, Snapshot)> {
+        let mut v: Vec<(u64, Snapshot)> = self
+            .learners
+            .iter()
+            .map(|e| (*e.key(), e.value().snapshot()))
+            .collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
     }
 
     /// A log entry of `bytes` bytes was written.
