@@ -265,6 +265,17 @@ fn dump(v: &View) -> Map<String, Value> {
     ])
 }
 
+/// The `java.*` keys of ZooKeeper's `environment`, without the prefix.
+const JAVA_PROPERTIES: &[&str] = &[
+    "version",
+    "vendor",
+    "home",
+    "class.path",
+    "library.path",
+    "io.tmpdir",
+    "compiler",
+];
+
 /// ZooKeeper's `environment` keys. The `java.*` ones describe the JVM ZooKeeper runs in;
 /// Fjord has none, and says `<NA>` as ZooKeeper does for a property it lacks.
 fn environment() -> Map<String, Value> {
@@ -288,19 +299,20 @@ fn environment() -> Map<String, Value> {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_default();
-    obj([
+    let mut m = obj([
         ("zookeeper.version", json!(ZK_VERSION)),
         ("host.name", json!(host)),
-        ("java.version", na()),
-        ("java.vendor", na()),
-        ("java.home", na()),
-        ("java.class.path", na()),
-        ("java.library.path", na()),
-        (
-            "java.io.tmpdir",
-            json!(std::env::temp_dir().display().to_string()),
-        ),
-        ("java.compiler", na()),
+    ]);
+    // The JVM's properties: none but the temporary directory has a meaning here.
+    for key in JAVA_PROPERTIES {
+        let value = if *key == "io.tmpdir" {
+            json!(std::env::temp_dir().display().to_string())
+        } else {
+            na()
+        };
+        m.insert(format!("java.{key}"), value);
+    }
+    m.extend(obj([
         ("os.name", json!(os_name())),
         ("os.arch", json!(os_arch())),
         ("os.version", json!(os_version)),
@@ -318,7 +330,8 @@ fn environment() -> Map<String, Value> {
         ("os.memory.free", mem("MemAvailable:")),
         ("os.memory.max", mem("MemTotal:")),
         ("os.memory.total", rss),
-    ])
+    ]));
+    m
 }
 
 /// The OS name as Java spells it.
