@@ -24,10 +24,13 @@ History from its delivery reports.
 
 from __future__ import annotations
 
+import os
+import struct
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from confluent_kafka import Producer
 from kafka_helpers import RDKAFKA_LOG, consume, high_watermarks, wait_for
@@ -128,6 +131,14 @@ class CheckResult:
     conflicts: dict[tuple[int, int], dict[bytes, set[str]]] = field(default_factory=dict)
     # Values stored at more than one position: {value: positions}.
     duplicates: dict[bytes, list[tuple[int, int]]] = field(default_factory=dict)
+    # Duplicates whose copies the producer wrote under different epochs of
+    # its producer id: librdkafka bumps the epoch of an idempotent producer
+    # (KIP-360) after a sequence gap and renumbers every message it has not
+    # seen acknowledged, including ones a timed-out request had stored, so
+    # these are the client's doing, with any Kafka broker. {value: [(p, o,
+    # producer id, epoch, sequence)]}. Copies under one epoch stay in
+    # `duplicates`: the broker stored a retry twice.
+    renumbered: dict[bytes, list[tuple[int, int, int, int, int]]] = field(default_factory=dict)
     # Values acknowledged more than once, at different positions.
     double_acks: dict[bytes, list[tuple[int, int]]] = field(default_factory=dict)
     # Per partition, offsets missing between the first and last read.
@@ -148,6 +159,21 @@ class CheckResult:
         assert not self.gaps, f"offset gaps:\n{report}"
         assert not self.unknown, f"values never sent:\n{report}"
 
+    def classify_duplicates(self, lookup) -> None:
+        """Moves to `renumbered` each duplicate whose copies carry one producer
+        id and pairwise different producer epochs, as `lookup(partition,
+        offset)` reads them from the stored batches ((producer id, epoch,
+        sequence) or None when unknown)."""
+        for value, positions in list(self.duplicates.items()):
+            stamps = [lookup(p, o) for p, o in positions]
+            if any(s is None for s in stamps):
+                continue
+            pids = {s[0] for s in stamps}
+            epochs = [s[1] for s in stamps]
+            if len(pids) == 1 and next(iter(pids)) >= 0 and len(set(epochs)) == len(epochs):
+                self.renumbered[value] = [(p, o, *s) for (p, o), s in zip(positions, stamps)]
+                del self.duplicates[value]
+
     @property
     def not_read(self) -> int:
         """Acknowledged messages missing from their acknowledged position."""
@@ -166,6 +192,7 @@ class CheckResult:
             f"(lost {len(self.lost)}, found elsewhere {len(self.moved)})",
             f"offsets with two values: {len(self.conflicts)}",
             f"values stored more than once: {len(self.duplicates)}",
+            f"values stored again under a newer producer epoch: {len(self.renumbered)}",
             f"values acknowledged more than once: {len(self.double_acks)}",
             f"offset gaps: {sum(len(g) for g in self.gaps.values())}",
             f"values read but never sent: {len(self.unknown)}",
@@ -187,6 +214,11 @@ class CheckResult:
             )
         if self.duplicates:
             lines.append(f"  duplicates: {some(sorted(self.duplicates.items()))}")
+        if self.renumbered:
+            lines.append(
+                "  stored again after an epoch bump (partition, offset, producer id, epoch, "
+                f"sequence): {some(sorted(self.renumbered.items()))}"
+            )
         if self.double_acks:
             lines.append(f"  acknowledged twice: {some(sorted(self.double_acks.items()))}")
         if self.gaps:
@@ -369,6 +401,9 @@ class Workload:
                 "reconnect.backoff.ms": 50,
                 "reconnect.backoff.max.ms": 500,
                 **RDKAFKA_LOG,
+                # FJORD_CHAOS_DEBUG=eos,msg shows librdkafka's idempotence
+                # decisions (epoch bumps, retries) in a failing test's log.
+                **({"debug": os.environ["FJORD_CHAOS_DEBUG"]} if os.environ.get("FJORD_CHAOS_DEBUG") else {}),
                 **config,
             }
         )
@@ -445,7 +480,46 @@ def finish(cluster, workload: Workload, history: History, topic: str, partitions
     sent, acks, failures = history.snapshot()
     read, marks = read_everything(cluster, topic, partitions, acks)
     result = check(acks, read, sent=sent)
+    result.classify_duplicates(stored_stamps(cluster, topic))
     report = f"{result.summary()}\nhigh watermarks {marks}\nevents:\n{history.timeline()}"
     print(report)
     result.assert_clean(report)
     return result, read, failures
+
+
+# Offsets of the fields of a v2 record batch header that say who wrote it.
+_BATCH_LENGTH_END = 12
+_PRODUCER_AT = 43  # producer id (i64), epoch (i16), base sequence (i32)
+
+
+def stored_stamps(cluster, topic: str):
+    """A lookup (partition, offset) -> (producer id, producer epoch, sequence)
+    of the record stored there, read from the segment files of every broker
+    of `cluster` (the first replica that has the offset answers); None for
+    an offset no replica has."""
+    cache: dict[int, dict[int, tuple[int, int, int]]] = {}
+
+    def load(partition: int) -> dict[int, tuple[int, int, int]]:
+        stamps: dict[int, tuple[int, int, int]] = {}
+        for broker in cluster.brokers:
+            segments = sorted(Path(broker.data_dir).glob(f"**/{topic}-{partition}/*.log"))
+            for segment in segments:
+                data = segment.read_bytes()
+                at = 0
+                while at + 61 <= len(data):
+                    base, length = struct.unpack_from(">qi", data, at)
+                    if length <= 0 or at + _BATCH_LENGTH_END + length > len(data):
+                        break
+                    last_delta = struct.unpack_from(">i", data, at + 23)[0]
+                    pid, epoch, seq = struct.unpack_from(">qhi", data, at + _PRODUCER_AT)
+                    for delta in range(last_delta + 1):
+                        stamps.setdefault(base + delta, (pid, epoch, seq + delta if seq >= 0 else -1))
+                    at += _BATCH_LENGTH_END + length
+        return stamps
+
+    def lookup(partition: int, offset: int):
+        if partition not in cache:
+            cache[partition] = load(partition)
+        return cache[partition].get(offset)
+
+    return lookup

@@ -36,7 +36,7 @@ import os
 import random
 import time
 
-from chaos import History, Workload, apply_broker_fault, check, read_everything
+from chaos import History, Workload, apply_broker_fault, check, read_everything, stored_stamps
 from conftest import BROKER_SESSION_TIMEOUT_MS
 from kafka_helpers import (
     cluster_metadata,
@@ -128,6 +128,7 @@ def test_chaos(kafka_cluster):
     sent, acks, failures = history.snapshot()
     read, marks = read_everything(cluster, TOPIC, PARTITIONS, acks)
     result = check(acks, read, sent=sent)
+    result.classify_duplicates(stored_stamps(cluster, TOPIC))
     elapsed = time.monotonic() - began
     print(
         f"seed {SEED}: {rounds_run} rounds in {elapsed:.0f}s, {len(sent)} sent, "

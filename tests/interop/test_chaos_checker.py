@@ -114,6 +114,25 @@ def test_duplicate_is_reported_without_loss():
     assert not result.conflicts
 
 
+def test_duplicate_under_a_newer_epoch_is_the_clients_renumbering():
+    """The second copy carries a newer epoch of the same producer id (the
+    client renumbered it after an epoch bump): set apart, not a failure. A
+    copy under the same epoch, another producer id, or an unknown stamp
+    stays a duplicate."""
+    acked = clean(0, 6)
+    read = clean(0, 6) + [(0, 6, v(1)), (0, 7, v(2)), (0, 8, v(3)), (0, 9, v(4))]
+    stamps = {
+        (0, 1): (7, 0, 1), (0, 6): (7, 1, 0),  # renumbered
+        (0, 2): (7, 0, 2), (0, 7): (7, 0, 2),  # the same batch stored twice
+        (0, 3): (7, 0, 3), (0, 8): (8, 0, 0),  # another producer id
+        (0, 4): (7, 0, 4),  # the second copy's stamp is unknown
+    }
+    result = check(acked, read)
+    result.classify_duplicates(lambda p, o: stamps.get((p, o)))
+    assert result.renumbered == {v(1): [(0, 1, 7, 0, 1), (0, 6, 7, 1, 0)]}
+    assert set(result.duplicates) == {v(2), v(3), v(4)}
+
+
 def test_duplicate_across_partitions():
     acked = clean(0, 3) + clean(1, 3, start=3)
     read = acked + [(1, 3, v(0))]
