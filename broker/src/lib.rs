@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod producer_ids;
 pub mod readiness;
 pub mod replica;
+pub mod response_buf;
 pub mod run;
 pub mod security;
 pub mod server;

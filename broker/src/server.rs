@@ -19,6 +19,7 @@
 
 use crate::broker::Broker;
 use crate::handler;
+use crate::response_buf::{ChunkedBuf, Encoded};
 use crate::security::listener::SecurityProtocol;
 use crate::security::sasl::{Authenticator, SaslMechanism, Step};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -27,12 +28,13 @@ use kafka_protocol::messages::{
     ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind, SaslAuthenticateRequest,
     SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
+use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -254,20 +256,22 @@ impl Conn<'_> {
                 _ = token.cancelled() => return Ok(()),
             };
             if let Some(response) = response {
-                self.reader.get_mut().write_all(&response).await?;
+                let out = self.reader.get_mut();
+                let vectored = out.is_write_vectored();
+                response.write_to(out, vectored).await?;
             }
         }
     }
 
     /// One frame: a raw SASL token, a SASL request, or a Kafka request for the handlers.
-    async fn handle(&mut self, frame: Bytes) -> Result<Option<BytesMut>, ConnError> {
+    async fn handle(&mut self, frame: Bytes) -> Result<Option<Encoded>, ConnError> {
         if let Auth::Raw { auth } = &mut self.auth {
             let step = auth.step(&frame, &self.broker.security.credentials);
             return match step {
-                Ok(Step::Challenge(t)) => Ok(Some(raw_token(&t))),
+                Ok(Step::Challenge(t)) => Ok(Some(Encoded::Flat(raw_token(&t)))),
                 Ok(Step::Done { token, user }) => {
                     self.logged_in(&user, false);
-                    Ok(Some(raw_token(&token)))
+                    Ok(Some(Encoded::Flat(raw_token(&token))))
                 }
                 Err(e) => {
                     tokio::time::sleep(FAILED_AUTH_DELAY).await;
@@ -311,7 +315,7 @@ impl Conn<'_> {
                     }
                     return Err(reason);
                 }
-                Ok(Some(bytes))
+                Ok(Some(Encoded::Flat(bytes)))
             }
             _ => {
                 let who = Who {
@@ -553,7 +557,7 @@ async fn handle_frame(
     broker: &Broker,
     who: Who<'_>,
     frame: Bytes,
-) -> Result<Option<BytesMut>, ConnError> {
+) -> Result<Option<Encoded>, ConnError> {
     let peer = who.peer;
     let req = match parse(frame)? {
         Ok(r) => r,
@@ -566,7 +570,7 @@ async fn handle_frame(
                 correlation_id,
                 &ResponseKind::ApiVersions(body),
             )
-            .map(Some);
+            .map(|b| Some(Encoded::Flat(b)));
         }
     };
     tracing::trace!(
@@ -595,7 +599,7 @@ async fn handle_frame(
     for (code, n) in crate::stats::errors::error_counts(&response).iter() {
         stats.errors(slot, code, n);
     }
-    let encoded = encode(req.api, req.version, req.correlation_id, &response).map(Some);
+    let encoded = encode_response(req.api, req.version, req.correlation_id, &response).map(Some);
     stats.request(slot, req.version, started.elapsed());
     encoded
 }
@@ -604,20 +608,10 @@ fn encode(
     api: ApiKey,
     version: i16,
     correlation_id: i32,
-    response: &kafka_protocol::messages::ResponseKind,
+    response: &ResponseKind,
 ) -> Result<BytesMut, ConnError> {
-    let err = |e: anyhow::Error| ConnError::Encode {
-        api,
-        version,
-        reason: e.to_string(),
-    };
-    // A fetch response carries up to megabytes of records: size the buffer once, instead
-    // of letting it double (and copy everything again) as the records go in.
-    let body = match response {
-        kafka_protocol::messages::ResponseKind::Fetch(r) => r.compute_size(version).unwrap_or(0),
-        _ => 0,
-    };
-    let mut buf = BytesMut::with_capacity(256 + body);
+    let err = |e: anyhow::Error| encode_error(api, version, e);
+    let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0);
     // The ApiVersions response header is always v0, whatever the request version.
     let header_version = if api == ApiKey::ApiVersions {
@@ -633,4 +627,50 @@ fn encode(
     let len = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&len.to_be_bytes());
     Ok(buf)
+}
+
+fn encode_error(api: ApiKey, version: i16, e: anyhow::Error) -> ConnError {
+    ConnError::Encode {
+        api,
+        version,
+        reason: e.to_string(),
+    }
+}
+
+/// Encodes a response. A Fetch response keeps its record sets by reference (see
+/// [`ChunkedBuf`]), so megabytes of batches are not copied once more on the way out.
+fn encode_response(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> Result<Encoded, ConnError> {
+    let ResponseKind::Fetch(fetch) = response else {
+        return encode(api, version, correlation_id, response).map(Encoded::Flat);
+    };
+    let records: Vec<Bytes> = fetch
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|p| p.records.clone())
+        .filter(|r| !r.is_empty())
+        .collect();
+    if records.is_empty() {
+        return encode(api, version, correlation_id, response).map(Encoded::Flat);
+    }
+    let err = |e: anyhow::Error| encode_error(api, version, e);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = api.response_header_version(version);
+    let size = header.compute_size(header_version).map_err(err)?
+        + fetch.compute_size(version).map_err(err)?;
+    let mut buf = ChunkedBuf::new(&records, 1024);
+    buf.put_i32(size as i32);
+    header.encode(&mut buf, header_version).map_err(err)?;
+    fetch.encode(&mut buf, version).map_err(err)?;
+    let written = buf.offset() - 4;
+    match buf.finish() {
+        Some(pieces) if written == size => Ok(Encoded::Chunks(pieces)),
+        // The encoder revisited an earlier piece, or the size was off: one buffer.
+        _ => encode(api, version, correlation_id, response).map(Encoded::Flat),
+    }
 }
