@@ -14,6 +14,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod fd_limit;
 pub mod group;
 pub mod handler;
 pub mod log;

@@ -23,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 /// Runs a broker until SIGTERM or SIGINT. Prints `listening on ADDR` once it is bound and
 /// registered.
 pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    if let Some((soft, hard)) = crate::fd_limit::raise_open_files_limit() {
+        tracing::info!(soft, hard, "open files limit");
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let lock_path = config.data_dir.join(".lock");

@@ -133,17 +133,7 @@ class KafkaReference:
             )
             if formatted.returncode != 0:
                 raise BenchError(f"kafka-storage format failed: {formatted.stdout}{formatted.stderr}")
-            with open(ndir / "server.log", "ab") as out:
-                proc = subprocess.Popen(
-                    self._java(
-                        *(o.replace("{node}", str(n)) for o in self.jvm_options),
-                        f"-Dkafka.logs.dir={ndir}", "kafka.Kafka", str(config), heap=HEAP,
-                    ),
-                    cwd=ndir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                )
-            self.processes[n] = proc
-            with open(self.pids_file, "a") as f:
-                f.write(f"{proc.pid} {os.path.realpath(self.java)}\n")
+            self._launch(n)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         # Kafka 4 no longer serves the Metadata v1 probe the Fjord cluster uses.
         admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
@@ -159,6 +149,27 @@ class KafkaReference:
             if time.monotonic() > deadline:
                 raise BenchError(f"Kafka's {self.nodes} nodes did not all register within {STARTUP_TIMEOUT:.0f} s")
             time.sleep(0.5)
+
+    def _launch(self, n: int) -> subprocess.Popen:
+        ndir = self.workdir / f"kafka-{n}"
+        with open(ndir / "server.log", "ab") as out:
+            proc = subprocess.Popen(
+                self._java(
+                    *(o.replace("{node}", str(n)) for o in self.jvm_options),
+                    f"-Dkafka.logs.dir={ndir}", "kafka.Kafka", str(ndir / "server.properties"), heap=HEAP,
+                ),
+                cwd=ndir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            )
+        self.processes[n] = proc
+        with open(self.pids_file, "a") as f:
+            f.write(f"{proc.pid} {os.path.realpath(self.java)}\n")
+        return proc
+
+    def restart_node(self, n: int) -> subprocess.Popen:
+        """Starts node `n` again on its data (after it stopped or was killed); does not wait."""
+        if self.processes[n].poll() is None:
+            raise BenchError(f"Kafka node {n} is still running")
+        return self._launch(n)
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.processes.values()]

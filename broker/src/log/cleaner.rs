@@ -771,11 +771,11 @@ impl CleanPlan {
         // Sealed, like every closed segment: the time index ends with the max timestamp.
         push_time_entry(&mut time_entries, state.time_entry(base));
         let index_path = cleaned_file(&self.dir, base, "index");
-        let (index, _) = OffsetIndex::rebuild(index_path.clone(), index_entries)
+        let (mut index, _) = OffsetIndex::rebuild(index_path.clone(), index_entries)
             .map_err(LogError::io("write", &index_path))?;
         index.sync().map_err(LogError::io("fsync", &index_path))?;
         let time_path = cleaned_file(&self.dir, base, "timeindex");
-        let (time_index, _) = TimeIndex::rebuild(time_path.clone(), time_entries)
+        let (mut time_index, _) = TimeIndex::rebuild(time_path.clone(), time_entries)
             .map_err(LogError::io("write", &time_path))?;
         time_index
             .sync()

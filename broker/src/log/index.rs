@@ -128,14 +128,9 @@ impl OffsetIndex {
         self.file.truncate(keep)
     }
 
-    /// Fsyncs the file if open.
-    pub fn sync(&self) -> io::Result<()> {
+    /// Writes the entries not yet in the file, and fsyncs it.
+    pub fn sync(&mut self) -> io::Result<()> {
         self.file.sync()
-    }
-
-    /// Closes the file handle.
-    pub fn close_file(&mut self) {
-        self.file.close_file();
     }
 }
 
@@ -159,6 +154,9 @@ mod tests {
         for (o, p) in [(10, 4100), (20, 8300), (35, 12500)] {
             idx.append(e(o, p)).unwrap();
         }
+        // New entries wait in memory until a sync (or enough of them gather).
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        idx.sync().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
         assert_eq!(idx.lookup(9), None);
         assert_eq!(idx.lookup(10), Some(e(10, 4100)));
@@ -173,6 +171,37 @@ mod tests {
         idx.truncate_to_position(8300).unwrap();
         assert_eq!(idx.entries(), &[e(10, 4100)]);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
+    }
+
+    #[test]
+    fn pending_entries_reach_the_file_in_groups_and_the_file_is_never_held_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000000.index");
+        let mut idx = OffsetIndex::create(path.clone()).unwrap();
+        let n = crate::log::index_file::PENDING_MAX as u32;
+        for i in 0..n - 1 {
+            idx.append(e(i * 10, i * 4096)).unwrap();
+        }
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        idx.append(e((n - 1) * 10, (n - 1) * 4096)).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), u64::from(n) * 8);
+        // A crash now loses only the pending tail: the file is a valid, sparser index.
+        idx.append(e(n * 10, n * 4096)).unwrap();
+        let loaded = OffsetIndex::load(path.clone(), u64::MAX).unwrap().unwrap();
+        assert_eq!(loaded.entries(), &idx.entries()[..n as usize]);
+        // Truncating below what the file holds cuts the file; above it, only memory.
+        idx.truncate_to_position(u64::from(n) * 4096).unwrap();
+        assert_eq!(idx.entries().len(), n as usize);
+        idx.truncate_to_position(4096).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
+        idx.sync().unwrap();
+        assert_eq!(
+            OffsetIndex::load(path, u64::MAX)
+                .unwrap()
+                .unwrap()
+                .entries(),
+            &[e(0, 0)]
+        );
     }
 
     #[test]

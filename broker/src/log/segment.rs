@@ -390,8 +390,7 @@ impl Segment {
     }
 
     /// Makes the segment inactive (on roll and close): the time index gets its final
-    /// entry for the largest timestamp, everything is fsynced, and the index files are
-    /// closed.
+    /// entry for the largest timestamp, and everything is written and fsynced.
     pub(crate) fn seal(&mut self) -> Result<(), LogError> {
         let entry = self.state.time_entry(self.base_offset);
         if self
@@ -401,10 +400,7 @@ impl Segment {
         {
             self.dirty = true;
         }
-        self.sync()?;
-        self.index.close_file();
-        self.time_index.close_file();
-        Ok(())
+        self.sync()
     }
 
     /// The first batch whose last offset is at or above `offset`, found through the

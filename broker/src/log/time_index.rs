@@ -121,14 +121,9 @@ impl TimeIndex {
         self.file.truncate(keep)
     }
 
-    /// Fsyncs the file if open.
-    pub fn sync(&self) -> io::Result<()> {
+    /// Writes the entries not yet in the file, and fsyncs it.
+    pub fn sync(&mut self) -> io::Result<()> {
         self.file.sync()
-    }
-
-    /// Closes the file handle.
-    pub fn close_file(&mut self) {
-        self.file.close_file();
     }
 }
 
@@ -153,6 +148,12 @@ mod tests {
         assert!(!idx.maybe_append(e(900, 6)).unwrap());
         assert!(idx.maybe_append(e(2000, 10)).unwrap());
         assert!(idx.maybe_append(e(3000, 20)).unwrap());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            0,
+            "pending until a sync"
+        );
+        idx.sync().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 36);
         assert_eq!(idx.lookup(999), None);
         assert_eq!(idx.lookup(1000), Some(e(1000, 0)));
