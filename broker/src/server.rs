@@ -611,7 +611,13 @@ fn encode(
     response: &ResponseKind,
 ) -> Result<BytesMut, ConnError> {
     let err = |e: anyhow::Error| encode_error(api, version, e);
-    let mut buf = BytesMut::with_capacity(256);
+    // A Fetch response that could not keep its records by reference: size the buffer
+    // once instead of letting it double (and copy the records again) as they go in.
+    let body = match response {
+        ResponseKind::Fetch(r) => r.compute_size(version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut buf = BytesMut::with_capacity(256 + body);
     buf.put_i32(0);
     // The ApiVersions response header is always v0, whatever the request version.
     let header_version = if api == ApiKey::ApiVersions {

@@ -213,6 +213,18 @@ class KafkaServer:
         self.ref.stop()
 
 
+def restart_and_check(server, system: str, how: str, partitions: int, acked: int, result: dict) -> None:
+    """Starts the stopped server, times it into result[how + "_up_s" / "_ready_s"] and
+    checks that every acknowledged record is there."""
+    began, exited = server.restart()
+    up, ready, total = wait_ready(server.bootstrap, partitions, began, exited)
+    result.update({f"{how}_up_s": up, f"{how}_ready_s": ready, f"{how}_rss": rss_mib(server.pid())})
+    if total != acked:
+        raise BenchError(f"{system}: after the {how} restart the partitions hold {total} records, "
+                         f"{acked} were acknowledged")
+    log(f"{system}: {how} restart: up after {up:.2f} s, every partition after {ready:.2f} s")
+
+
 def run_system(args, system: str, server, rdir: Path) -> dict:
     load, clients_log = Path(args.load), rdir / "clients.log"
     partitions = args.partitions
@@ -232,22 +244,12 @@ def run_system(args, system: str, server, rdir: Path) -> dict:
 
         log(f"{system}: clean shutdown")
         result["stop_s"] = server.stop()
-        began, exited = server.restart()
-        up, ready, total = wait_ready(server.bootstrap, partitions, began, exited)
-        result.update(clean_up_s=up, clean_ready_s=ready, clean_rss=rss_mib(server.pid()))
-        if total != acked:
-            raise BenchError(f"{system}: after a clean restart the partitions hold {total} records, {acked} were acknowledged")
-        log(f"{system}: clean restart: up after {up:.2f} s, every partition after {ready:.2f} s")
+        restart_and_check(server, system, "clean", partitions, acked, result)
 
         acked += produce(load, server.bootstrap, TOP_UP, clients_log)
         log(f"{system}: kill -9")
         server.kill()
-        began, exited = server.restart()
-        up, ready, total = wait_ready(server.bootstrap, partitions, began, exited)
-        result.update(kill_up_s=up, kill_ready_s=ready, kill_rss=rss_mib(server.pid()))
-        if total != acked:
-            raise BenchError(f"{system}: after kill -9 the partitions hold {total} records, {acked} were acknowledged")
-        log(f"{system}: restart after kill -9: up after {up:.2f} s, every partition after {ready:.2f} s")
+        restart_and_check(server, system, "kill", partitions, acked, result)
         result["records"] = acked
     finally:
         server.shutdown()
