@@ -116,7 +116,7 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
             applied: recovered.applied,
             membership: recovered.membership,
             member: member_cfg.id,
-            proposer: proposer.clone(),
+            proposer: processor::Proposer::new(proposer.clone()),
         },
     )
     .context("cannot start the processor")?;
@@ -192,8 +192,10 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
     )
     .await;
     tracing::info!("shutting down");
-    if let Err(e) = member.raft.shutdown().await {
-        tracing::warn!(error = %e, "Raft did not stop cleanly");
+    if let Some(raft) = &member.raft {
+        if let Err(e) = raft.shutdown().await {
+            tracing::warn!(error = %e, "Raft did not stop cleanly");
+        }
     }
     tokio::task::spawn_blocking(move || raft_thread.stop()).await?;
     // Blocking join of the processor, which drains the log and stops the snapshot writer.
@@ -201,7 +203,7 @@ pub async fn run(cfg: config::Config) -> anyhow::Result<()> {
     drop(lock);
     if fatal.is_finished() {
         if let Ok(reason) = fatal.await {
-            anyhow::bail!("refused by the ensemble: {reason}");
+            anyhow::bail!("stopped: {reason}");
         }
         return Ok(());
     }

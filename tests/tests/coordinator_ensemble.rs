@@ -35,31 +35,38 @@ struct Ensemble {
     members: Vec<Process>,
 }
 
+/// The members' hosts, their peer addresses, and the `--peers` list.
+fn layout() -> (Vec<String>, Vec<String>, String) {
+    let hosts: Vec<String> = (1..=MEMBERS)
+        .map(|i| format!("127.0.0.{}", i + 1))
+        .collect();
+    let peers: Vec<String> = hosts
+        .iter()
+        .map(|h| format!("{h}:{}", free_port(h)))
+        .collect();
+    let list = peers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}={p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    (hosts, peers, list)
+}
+
+/// Member `i` (from 0) of the ensemble `layout` describes.
+fn member(hosts: &[String], peers: &[String], list: &str, i: usize) -> Process {
+    Spec::coordinator()
+        .args(["--id", &(i + 1).to_string(), "--peer-listen", &peers[i]])
+        .args(["--peers", list, "--tick-ms", "500"])
+        .start_on(&format!("{}:{}", hosts[i], free_port(&hosts[i])))
+        .unwrap()
+}
+
 impl Ensemble {
     fn start() -> Ensemble {
-        let hosts: Vec<String> = (1..=MEMBERS)
-            .map(|i| format!("127.0.0.{}", i + 1))
-            .collect();
-        let peers: Vec<String> = hosts
-            .iter()
-            .map(|h| format!("{h}:{}", free_port(h)))
-            .collect();
-        let list = peers
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{}={p}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
-        let members = hosts
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                Spec::coordinator()
-                    .args(["--id", &(i + 1).to_string(), "--peer-listen", &peers[i]])
-                    .args(["--peers", &list, "--tick-ms", "500"])
-                    .start_on(&format!("{h}:{}", free_port(h)))
-                    .unwrap()
-            })
+        let (hosts, peers, list) = layout();
+        let members = (0..hosts.len())
+            .map(|i| member(&hosts, &peers, &list, i))
             .collect();
         Ensemble { members }
     }
@@ -224,6 +231,75 @@ async fn zookeeper_client_writes_survive_a_leader_kill() {
         let missing: Vec<_> = acked.difference(&children).take(5).collect();
         assert!(missing.is_empty(), "member {} lacks {missing:?}", m.addr());
         digests.push(digest);
+    }
+    assert!(
+        digests.windows(2).all(|w| w[0] == w[1]),
+        "the members' trees differ"
+    );
+}
+
+/// A standalone coordinator commits on its own fsync without Raft round trips, but writes
+/// the log Raft would have written: its directory, also after a `kill -9` and a restart,
+/// starts as member 1 of a new ensemble, and the two new members catch up from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_directory_becomes_member_one_of_an_ensemble() {
+    let (hosts, peers, list) = layout();
+    let mut first = Spec::coordinator()
+        .args(["--tick-ms", "500"])
+        .start_on(&format!("{}:{}", hosts[0], free_port(&hosts[0])))
+        .unwrap();
+    let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let c = connect(&first.addr().to_string()).await;
+    c.create("/ens", b"", &opts).await.unwrap();
+    for n in 0..100 {
+        c.create(&format!("/ens/s-{n}"), b"v", &opts).await.unwrap();
+    }
+    drop(c);
+    // The log after the snapshot is replayed on start.
+    first.kill9().unwrap();
+    first.restart().unwrap();
+    let c = connect(&first.addr().to_string()).await;
+    for n in 100..200 {
+        c.create(&format!("/ens/s-{n}"), b"v", &opts).await.unwrap();
+    }
+    let (children, _) = c.get_children("/ens").await.unwrap();
+    assert_eq!(children.len(), 200, "the standalone member lost writes");
+    drop(c);
+
+    first.terminate(Duration::from_secs(10)).unwrap();
+    let spec = first.spec_mut();
+    spec.set_flag("--id", "1");
+    spec.set_flag("--peer-listen", peers[0].as_str());
+    spec.set_flag("--peers", list.as_str());
+    first.restart().unwrap();
+    let mut members = vec![first];
+    for i in 1..hosts.len() {
+        members.push(member(&hosts, &peers, &list, i));
+    }
+    let mut ens = Ensemble { members };
+    ens.leader().await;
+    let c = connect(&ens.connect_string()).await;
+    // Growing takes a membership change once member 1 leads; writes work throughout.
+    c.create("/ens/e-0", b"v", &opts).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut complete = true;
+        for m in &ens.members {
+            let (children, _) = view(m.addr()).await;
+            complete &= children.len() == 201;
+        }
+        if complete {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new members did not catch up from the standalone directory"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut digests = Vec::new();
+    for m in &ens.members {
+        digests.push(view(m.addr()).await.1);
     }
     assert!(
         digests.windows(2).all(|w| w[0] == w[1]),

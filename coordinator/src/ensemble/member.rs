@@ -236,7 +236,8 @@ fn import(dir: &Path, tick_ms: u64, cfg: &MemberConfig) -> anyhow::Result<()> {
 /// A running member's Raft side.
 #[derive(Clone)]
 pub struct Member {
-    pub raft: Raft,
+    /// `None` for a standalone member that drives its log itself (see [`super::solo`]).
+    pub raft: Option<Raft>,
     pub identity: Arc<Identity>,
 }
 
@@ -313,6 +314,27 @@ pub async fn start(
     let log = LogStore::open(dir, cfg.id)?;
     let gate = DurableGate::new(&log);
     let sm = StateMachine::new(processor.clone(), dir, snapshot, gate.clone());
+    if cfg.standalone() {
+        let solo = super::solo::prepare(
+            cfg.id,
+            nodes(&cfg.peers),
+            log.clone(),
+            sm.clone(),
+            processor.clone(),
+            identity.clone(),
+            cfg.snapshot_txns.min(1000),
+        )
+        .await
+        .context("starting the standalone member")?;
+        if let Some(control) = solo {
+            tokio::spawn(control.run(proposals));
+            return Ok(Member {
+                raft: None,
+                identity,
+            });
+        }
+        tracing::info!("this data directory's membership names other members: running Raft");
+    }
     let net = PeerNetwork {
         me: identity.clone(),
         durable: gate.clone(),
@@ -362,7 +384,10 @@ pub async fn start(
         let _ = raft.trigger().elect().await;
         wait_ready(&raft, cfg.id).await;
     }
-    Ok(Member { raft, identity })
+    Ok(Member {
+        raft: Some(raft),
+        identity,
+    })
 }
 
 /// A standalone coordinator's data directory started as member 1 of an ensemble: its

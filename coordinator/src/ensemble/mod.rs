@@ -17,6 +17,7 @@
 //! blank entry or a membership change consumes one too.
 //!
 //! Files: [`member`] configuration, start-up and the tasks between the processor and Raft;
+//! [`solo`] a standalone member, which commits on its own fsync without Raft round trips;
 //! [`log_store`] the durable Raft log (group commit); [`state_machine`] the bridge to the
 //! processor thread and snapshots; [`network`] the peer transport.
 
@@ -29,6 +30,7 @@ pub mod log_store;
 pub mod member;
 pub mod membership;
 pub mod network;
+pub mod solo;
 pub mod state_machine;
 pub mod thread;
 

@@ -7,7 +7,8 @@
 //! - A write (and a session's creation and closing) becomes a [`Proposal`] for the
 //!   replicated log. When Raft has committed it (a quorum has it fsynced; in a standalone
 //!   coordinator, this member's fsync), openraft hands it back through
-//!   [`crate::ensemble::state_machine`] and every member applies it the same way: [`prep`]
+//!   [`crate::ensemble::state_machine`] (a standalone member's log thread hands it over
+//!   itself, see [`crate::ensemble::solo`]) and every member applies it the same way: [`prep`]
 //!   validates it against the tree into a transaction (or an error transaction, which still
 //!   consumes a zxid, as in ZooKeeper), [`crate::txn::apply`] applies it, the watches it
 //!   triggers fire, and the member holding the client's connection queues the reply.
@@ -160,6 +161,8 @@ pub enum Msg {
         origin: Origin,
         result: Result<ensemble::Reconfigured, (i32, String)>,
     },
+    /// This member is standalone: proposals go to its log through this.
+    Solo(Box<ensemble::solo::Appender>),
     /// The replicated log failed on this member: stop serving.
     Failed,
     /// Shut down (other tasks hold senders, so the channel never disconnects by itself).
@@ -167,8 +170,41 @@ pub enum Msg {
 }
 
 /// Where proposals, keep-alives and syncs go: the task that hands them to Raft, or to the
-/// leader.
-pub type Proposer = tokio::sync::mpsc::UnboundedSender<Outbound>;
+/// leader; on a standalone member, proposals and syncs go straight to the log.
+pub struct Proposer {
+    tx: tokio::sync::mpsc::UnboundedSender<Outbound>,
+    solo: Option<Box<ensemble::solo::Appender>>,
+}
+
+impl std::fmt::Debug for Proposer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proposer")
+            .field("solo", &self.solo.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proposer {
+    pub fn new(tx: tokio::sync::mpsc::UnboundedSender<Outbound>) -> Proposer {
+        Proposer { tx, solo: None }
+    }
+
+    fn send(&self, o: Outbound) -> Result<(), ()> {
+        match (&self.solo, o) {
+            (Some(solo), Outbound::Propose(p)) => solo.push(p),
+            (Some(solo), Outbound::Sync(origin)) => solo.sync(origin),
+            (_, o) => return self.tx.send(o).map_err(|_| ()),
+        }
+        Ok(())
+    }
+
+    /// The processor's queue ran empty: what it proposed meanwhile goes to the log.
+    fn flush(&self) {
+        if let Some(solo) = &self.solo {
+            solo.flush();
+        }
+    }
+}
 
 /// What the processor starts from: the newest snapshot's state, as of `applied`.
 #[derive(Debug)]
@@ -406,10 +442,15 @@ impl Processor {
             let msg = match rx.try_recv() {
                 Ok(msg) => Some(msg),
                 Err(mpsc::TryRecvError::Disconnected) => break,
-                Err(mpsc::TryRecvError::Empty) => match self.wait(&rx, next_tick) {
-                    Ok(msg) => msg,
-                    Err(Disconnected) => break,
-                },
+                Err(mpsc::TryRecvError::Empty) => {
+                    // Everything proposed since the queue was last empty goes to the log
+                    // as one entry.
+                    self.proposer.flush();
+                    match self.wait(&rx, next_tick) {
+                        Ok(msg) => msg,
+                        Err(Disconnected) => break,
+                    }
+                }
             };
             match msg {
                 Some(Msg::Stop) => break,
@@ -565,6 +606,7 @@ impl Processor {
                 }
             }
             Msg::Stop => {}
+            Msg::Solo(appender) => self.proposer.solo = Some(appender),
             Msg::Role {
                 leader,
                 term,
