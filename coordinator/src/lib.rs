@@ -12,6 +12,7 @@
 
 pub mod acl;
 pub mod config;
+pub mod direct_reply;
 pub mod ensemble;
 pub mod four_letter;
 pub mod metrics;

@@ -14,10 +14,11 @@
 //! - A TLS port (`--secure-listen`) runs the handshake first; a verified client certificate
 //!   gives the connection the id `x509:<subject>`. TLS connections end with close_notify.
 
+use crate::direct_reply::DirectReply;
 use crate::four_letter::{self, ServerStats};
 use crate::metrics::stats::{inc, STATS};
 use crate::processor::Durable;
-use crate::processor::{Msg, Out};
+use crate::processor::{Msg, Out, Outbox};
 use bytes::Bytes;
 use dashmap::DashMap;
 use fjord_shared::jute::{ConnectRequest, Record, RequestHeader};
@@ -184,10 +185,26 @@ async fn serve(
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let result = match tls {
         None => {
+            // The processor writes replies to this socket itself when it can.
+            let outstanding = Arc::new(Semaphore::new(shared.limits.max_outstanding));
+            let direct = DirectReply::new(&stream, outstanding.clone(), shared.stats.clone())
+                .map_err(
+                    |e| tracing::info!(conn, error = %e, "replies go through the writer task only"),
+                )
+                .ok()
+                .map(Arc::new);
             let (read, write) = stream.into_split();
             let mut reader = BufReader::with_capacity(64 * 1024, read);
+            let conn_io = ConnIo {
+                conn,
+                peer,
+                secure: false,
+                cert_subject: None,
+                outstanding,
+                direct,
+            };
             tokio::select! {
-                r = handshake_and_serve(conn, peer, (false, None), &mut reader, write, shared, token.clone()) => r,
+                r = handshake_and_serve(conn_io, &mut reader, write, shared, token.clone()) => r,
                 _ = token.cancelled() => Err(ConnError::Shutdown),
             }
         }
@@ -209,8 +226,16 @@ async fn serve(
                     let subject = fjord_shared::tls::peer_subject(s.get_ref().1);
                     let (read, write) = tokio::io::split(Stream::Server(Box::new(s)));
                     let mut reader = BufReader::with_capacity(64 * 1024, read);
+                    let conn_io = ConnIo {
+                        conn,
+                        peer,
+                        secure: true,
+                        cert_subject: subject,
+                        outstanding: Arc::new(Semaphore::new(shared.limits.max_outstanding)),
+                        direct: None,
+                    };
                     tokio::select! {
-                        r = handshake_and_serve(conn, peer, (true, subject), &mut reader, write, shared, token.clone()) => r,
+                        r = handshake_and_serve(conn_io, &mut reader, write, shared, token.clone()) => r,
                         _ = token.cancelled() => Err(ConnError::Shutdown),
                     }
                 }
@@ -261,10 +286,21 @@ async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(Bytes::from(buf)))
 }
 
-async fn handshake_and_serve<R, W>(
+/// What a connection is, besides its two halves.
+struct ConnIo {
     conn: u64,
     peer: SocketAddr,
-    (secure, cert_subject): (bool, Option<String>),
+    /// Over TLS, and the subject of a verified client certificate.
+    secure: bool,
+    cert_subject: Option<String>,
+    /// Request slots: at most `max_outstanding` unanswered requests.
+    outstanding: Arc<Semaphore>,
+    /// The processor's own descriptor of a plain connection's socket.
+    direct: Option<Arc<DirectReply>>,
+}
+
+async fn handshake_and_serve<R, W>(
+    io: ConnIo,
     reader: &mut BufReader<R>,
     mut write: W,
     shared: &Shared,
@@ -274,6 +310,14 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let ConnIo {
+        conn,
+        peer,
+        secure,
+        cert_subject,
+        outstanding,
+        direct,
+    } = io;
     let limit = shared.limits.handshake_timeout;
     let first = tokio::time::timeout(limit, async {
         let mut b = [0u8; 4];
@@ -326,7 +370,7 @@ where
         .send(Msg::Connect {
             conn,
             req,
-            out: out_tx,
+            out: Outbox::new(out_tx, direct.clone()),
             peer,
             secure,
             cert_subject,
@@ -335,15 +379,13 @@ where
     {
         return Err(ConnError::Shutdown);
     }
-    let outstanding = Arc::new(Semaphore::new(shared.limits.max_outstanding));
     let writer_done = CancellationToken::new();
     let writer = tokio::spawn(write_loop(
         conn,
         write,
         out_rx,
         shared.durable.clone(),
-        shared.stats.clone(),
-        outstanding.clone(),
+        (shared.stats.clone(), outstanding.clone(), direct),
         writer_done.clone(),
     ));
     let result = tokio::select! {
@@ -416,16 +458,24 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
+/// Writes a connection's queued frames. With a [`DirectReply`], it says how many frames
+/// it has flushed, so that the processor knows when it may write to the socket again.
 async fn write_loop<W: AsyncWrite + Unpin>(
     conn: u64,
     write: W,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Out>,
     mut durable: watch::Receiver<Durable>,
-    stats: Arc<ServerStats>,
-    outstanding: Arc<Semaphore>,
+    (stats, outstanding, direct): (Arc<ServerStats>, Arc<Semaphore>, Option<Arc<DirectReply>>),
     done: CancellationToken,
 ) {
     let mut w = BufWriter::with_capacity(64 * 1024, write);
+    // Frames taken from the queue and not yet flushed.
+    let mut taken = 0usize;
+    let flushed = |taken: &mut usize| {
+        if let Some(d) = &direct {
+            d.flushed(std::mem::take(taken));
+        }
+    };
     let result: std::io::Result<()> = async {
         while let Some(first) = rx.recv().await {
             let mut next = Some(first);
@@ -436,6 +486,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 if durable.borrow().zxid < after {
                     // Send what is already durable before waiting for the log.
                     w.flush().await?;
+                    flushed(&mut taken);
                     let ok = durable
                         .wait_for(|d| d.zxid >= after || d.failed)
                         .await
@@ -449,6 +500,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 match item {
                     Out::Frame { bytes, started, .. } => {
                         w.write_all(&bytes).await?;
+                        taken += 1;
                         stats.sent.fetch_add(1, Ordering::Relaxed);
                         STATS.responded(bytes.len() as u64);
                         if let Some(t) = started {
@@ -467,6 +519,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 next = rx.try_recv().ok();
             }
             w.flush().await?;
+            flushed(&mut taken);
         }
         Ok(())
     }

@@ -562,6 +562,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def status_kib(pid: int, key: str) -> int:
+    """A size from /proc/PID/status (VmRSS, VmHWM) in KiB; 0 if the process is gone."""
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def own_cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system

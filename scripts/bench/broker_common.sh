@@ -99,6 +99,18 @@ if awk -v l="$LOAD_BEFORE" 'BEGIN { exit !(l > 0.5) }'; then
     log "warning: load average is $LOAD_BEFORE before starting; results will be noisy"
 fi
 
+# Builds kafka-load (scripts/bench/kafka-load) when BUILD is 1 or it is missing, and sets
+# LOAD to its path.
+build_kafka_load() {
+    local dir="$TARGET_DIR/kafka-load"
+    if [[ "$BUILD" == 1 || ! -x "$dir/release/kafka-load" ]]; then
+        log "building kafka-load (the first build compiles librdkafka: a few minutes)"
+        cargo build --release --quiet --manifest-path "$ROOT/scripts/bench/kafka-load/Cargo.toml" \
+            --target-dir "$dir" >&2
+    fi
+    LOAD="$dir/release/kafka-load"
+}
+
 # Runs `$PYTHON -u DRIVER ARGS...` in the background plus `wait`, so that a signal to the
 # script is handled at once; exits non-zero if the driver does.
 run_driver() {

@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import broker_bench  # noqa: E402
-from broker_bench import BenchError, Cluster, commit_line, fmt, machine_lines, median, print_rows  # noqa: E402
+from broker_bench import BenchError, Cluster, commit_line, fmt, machine_lines, median, print_rows, status_kib  # noqa: E402
 from confluent_kafka import KafkaException  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from kafka_reference import KafkaReference, add_side_by_side_args, ensure_jars, free_port  # noqa: E402
@@ -55,16 +55,6 @@ CONSUME_RUNS = 5
 
 def log(message: str) -> None:
     broker_bench.log(PROG, message)
-
-
-def status_kib(pid: int, key: str) -> int:
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 class Tansu:

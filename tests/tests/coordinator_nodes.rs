@@ -9,7 +9,8 @@ use bytes::BytesMut;
 use common::*;
 use fjord_shared::jute::{op, CheckVersionRequest, Record};
 use fjord_tests::zk::{
-    create_body, delete_body, multi_body, parse_multi, set_data_body, MultiResult, RawConn,
+    create_body, delete_body, multi_body, parse_multi, path_watch_body, set_data_body, MultiResult,
+    RawConn,
 };
 use zookeeper_client as zk;
 
@@ -416,4 +417,63 @@ async fn digest_acls_guard_nodes() {
     assert_eq!(carol.get_data("/secret").await.unwrap().0, b"s");
     carol.set_data("/secret", b"t", None).await.unwrap();
     assert_eq!(alice.get_data("/secret").await.unwrap().0, b"t");
+}
+
+/// Replies that do not fit the socket's buffer: a client that sends many requests for a
+/// large node before it reads anything gets every reply whole, in request order, with
+/// the replies to its writes in between (the processor writes replies itself while few
+/// clients are active, and hands the rest to the connection's writer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_larger_than_the_socket_buffer_arrive_whole_and_in_order() {
+    use fjord_shared::jute::{GetDataResponse, StatResponse};
+    let p = coordinator(&[]);
+    let mut c = RawConn::connect(p.addr(), 10_000).await.unwrap();
+    let big = vec![7u8; 600_000];
+    c.call(op::CREATE, &create_body("/big", &big, 0))
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    c.call(op::CREATE, &create_body("/small", b"0", 0))
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    // 40 reads of 600 KB (24 MB, far more than the socket buffers) and a write after
+    // every tenth, all sent before reading anything.
+    let first = 1000;
+    let mut expected = Vec::new();
+    for i in 0..44 {
+        let xid = first + i;
+        if i % 11 == 10 {
+            let body = set_data_body("/small", format!("{i}").as_bytes(), -1);
+            c.send_request(xid, op::SET_DATA, &body).await.unwrap();
+            expected.push((xid, false));
+        } else {
+            let body = path_watch_body("/big", false);
+            c.send_request(xid, op::GET_DATA, &body).await.unwrap();
+            expected.push((xid, true));
+        }
+    }
+    for (xid, read) in expected {
+        let reply = c
+            .read_reply(xid, std::time::Duration::from_secs(30))
+            .await
+            .unwrap()
+            .ok()
+            .unwrap();
+        if read {
+            let r: GetDataResponse = reply.decode().unwrap();
+            assert_eq!(r.data.as_deref(), Some(&big[..]), "xid {xid}");
+        } else {
+            let r: StatResponse = reply.decode().unwrap();
+            assert!(r.stat.version > 0, "xid {xid}");
+        }
+    }
+    // And the connection carries on.
+    c.call(op::SET_DATA, &set_data_body("/small", b"end", -1))
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
 }

@@ -1,5 +1,5 @@
-//! When the processor spins for the next request instead of sleeping: while several
-//! connections were active in the last few milliseconds.
+//! When the processor spins for the next request instead of sleeping, and writes replies
+//! itself: while few connections were active in the last few milliseconds.
 
 use super::*;
 
@@ -32,6 +32,11 @@ impl Activity {
 
     pub(super) fn record(&mut self, conn: ConnId) {
         self.seen.insert(conn);
+    }
+
+    /// Whether at most one connection per CPU was active lately (as of the last check).
+    pub(super) fn few_active(&self) -> bool {
+        self.last.max(self.seen.len()) <= self.limit
     }
 
     /// True while some but few connections are active.

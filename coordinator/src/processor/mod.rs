@@ -89,8 +89,50 @@ pub enum Out {
     Close { after: i64, reason: String },
 }
 
-/// Where a connection's frames go.
-pub type Outbox = tokio::sync::mpsc::UnboundedSender<Out>;
+/// Where a connection's frames go: its writer task, or straight to its socket (see
+/// [`crate::direct_reply`]).
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    tx: tokio::sync::mpsc::UnboundedSender<Out>,
+    direct: Option<Arc<crate::direct_reply::DirectReply>>,
+}
+
+impl Outbox {
+    pub fn new(
+        tx: tokio::sync::mpsc::UnboundedSender<Out>,
+        direct: Option<Arc<crate::direct_reply::DirectReply>>,
+    ) -> Outbox {
+        Outbox { tx, direct }
+    }
+
+    /// Queues for the writer task; false if the connection's writer is gone.
+    pub fn send(&self, out: Out) -> bool {
+        if let Some(d) = &self.direct {
+            d.queue();
+        }
+        self.tx.send(out).is_ok()
+    }
+
+    /// A frame: written at once if the processor asks for it (`direct`: how far the log is
+    /// applied), the connection allows it, nothing is queued before it, and everything it
+    /// depends on is applied; else queued.
+    fn send_frame(&self, after: i64, bytes: Bytes, started: Option<Instant>, direct: Option<i64>) {
+        let bytes = match (&self.direct, direct) {
+            (Some(d), Some(durable)) if after <= durable && d.idle() => {
+                match d.write(bytes, started) {
+                    None => return,
+                    Some(rest) => rest,
+                }
+            }
+            _ => bytes,
+        };
+        let _ = self.send(Out::Frame {
+            after,
+            bytes,
+            started,
+        });
+    }
+}
 
 /// Messages to the processor.
 #[derive(Debug)]
@@ -651,13 +693,16 @@ impl Processor {
     }
 
     fn queue_frame(&mut self, conn: ConnId, after: i64, bytes: Bytes, started: Option<Instant>) {
+        // With few active connections the processor writes replies itself (one wake-up
+        // less per reply); with more, the sends are better spread over the network
+        // threads than serialized on this one.
+        let direct = self
+            .activity
+            .few_active()
+            .then(|| self.durable.borrow().zxid);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.stats.replied(after, started);
-            let _ = c.out.send(Out::Frame {
-                after,
-                bytes,
-                started,
-            });
+            c.out.send_frame(after, bytes, started, direct);
         }
     }
 

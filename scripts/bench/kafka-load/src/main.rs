@@ -4,6 +4,7 @@
 //! kafka-load produce  --bootstrap B --topic T [--partition 0] --messages N --size S [-X k=v]...
 //! kafka-load consume  --bootstrap B --topic T [--partition 0] --messages N [-X k=v]...
 //! kafka-load latency  --bootstrap B --topic T [--partition 0] --rate R --secs S --size S [-X k=v]...
+//! kafka-load fleet    --bootstrap B --topic T --producers P --consumers C --rate R --secs S --size S
 //! ```
 //!
 //! Every mode prints one JSON line. The client runs with librdkafka's defaults except
@@ -13,7 +14,10 @@
 //! once the client knows the partition's leader) to the N-th record; `latency` sends R records per second for S seconds and reports the time
 //! from each send to its delivery report. `produce` and `consume` also report what the
 //! client's statistics say about its requests to the partition's broker (count, bytes
-//! per response, round-trip times).
+//! per response, round-trip times). `fleet` (see `fleet.rs`) runs many producers and a
+//! consumer group over every partition of a topic.
+
+mod fleet;
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -31,13 +35,13 @@ use std::time::{Duration, Instant};
 /// backs off for `fetch.queue.backoff.ms`, 1 s, when its prefetch queue is full).
 const STALL: Duration = Duration::from_millis(200);
 
-static STARTED: OnceLock<Instant> = OnceLock::new();
+pub(crate) static STARTED: OnceLock<Instant> = OnceLock::new();
 
-const USAGE: &str = "usage: kafka-load produce|consume|latency --bootstrap B --topic T \
+const USAGE: &str = "usage: kafka-load produce|consume|latency|fleet --bootstrap B --topic T \
 [--partition P] [--messages N] [--size BYTES] [--rate PER_SEC] [--secs S] [--timeout S] \
-[-X key=value]...";
+[--producers N] [--consumers N] [--group G] [-X key=value]...";
 
-struct Args {
+pub(crate) struct Args {
     mode: String,
     bootstrap: String,
     topic: String,
@@ -47,13 +51,16 @@ struct Args {
     rate: u64,
     secs: f64,
     timeout: f64,
+    producers: usize,
+    consumers: usize,
+    group: String,
     config: Vec<(String, String)>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let mode = it.next().ok_or(USAGE)?;
-    if !matches!(mode.as_str(), "produce" | "consume" | "latency") {
+    if !matches!(mode.as_str(), "produce" | "consume" | "latency" | "fleet") {
         return Err(format!("unknown mode {mode:?}\n{USAGE}"));
     }
     let mut a = Args {
@@ -66,6 +73,9 @@ fn parse_args() -> Result<Args, String> {
         rate: 5000,
         secs: 10.0,
         timeout: 300.0,
+        producers: 1,
+        consumers: 1,
+        group: "kafka-load-fleet".into(),
         config: Vec::new(),
     };
     while let Some(flag) = it.next() {
@@ -83,6 +93,9 @@ fn parse_args() -> Result<Args, String> {
             "--rate" => a.rate = num(&value)? as u64,
             "--secs" => a.secs = num(&value)?,
             "--timeout" => a.timeout = num(&value)?,
+            "--producers" => a.producers = num(&value)? as usize,
+            "--consumers" => a.consumers = num(&value)? as usize,
+            "--group" => a.group = value,
             "-X" => {
                 let (k, v) = value
                     .split_once('=')
@@ -95,8 +108,17 @@ fn parse_args() -> Result<Args, String> {
     if a.bootstrap.is_empty() || a.topic.is_empty() {
         return Err(format!("--bootstrap and --topic are required\n{USAGE}"));
     }
-    if a.messages == 0 || a.rate == 0 || a.secs <= 0.0 || a.timeout <= 0.0 {
-        return Err("--messages, --rate, --secs and --timeout must be positive".into());
+    if a.messages == 0
+        || a.rate == 0
+        || a.secs <= 0.0
+        || a.timeout <= 0.0
+        || a.producers == 0
+        || a.consumers == 0
+    {
+        return Err(
+            "--messages, --rate, --secs, --timeout, --producers and --consumers must be positive"
+                .into(),
+        );
     }
     Ok(a)
 }
@@ -406,6 +428,7 @@ fn main() -> ExitCode {
     let out = match args.mode.as_str() {
         "produce" => produce(&args),
         "consume" => consume(&args),
+        "fleet" => fleet::fleet(&args),
         _ => latency(&args),
     };
     match out {
