@@ -35,6 +35,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// Writes `bytes` to `path` through a temp file and a rename, without fsyncs: readers never
+/// see a half-written file, but after a machine crash the file may be missing or empty.
+/// For files whose loss is recovered from (see the callers).
+pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = Path::new(&tmp_name);
+    std::fs::write(tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}
+
 /// Appends one checksummed frame holding `payload` to `out`.
 pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);

@@ -80,13 +80,27 @@ pub fn read_offsets(path: &Path) -> Result<BTreeMap<TopicPartition, i64>, Checkp
     Ok(entries.into_iter().collect())
 }
 
-/// Writes the leader epoch entries atomically.
-pub fn write_epochs(path: &Path, entries: &[EpochEntry]) -> Result<(), CheckpointError> {
+/// Writes the leader epoch entries atomically; fsynced only if `durable` (a new
+/// partition's checkpoint is made durable by its first flush, see `PartitionLog::flush`).
+pub fn write_epochs(
+    path: &Path,
+    entries: &[EpochEntry],
+    durable: bool,
+) -> Result<(), CheckpointError> {
     let mut text = format!("{VERSION}\n{}\n", entries.len());
     for e in entries {
         let _ = writeln!(text, "{} {}", e.epoch, e.start_offset);
     }
-    write(path, &text)
+    if durable {
+        write(path, &text)
+    } else {
+        fjord_shared::fs::write_replace(path, text.as_bytes()).map_err(|source| {
+            CheckpointError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        })
+    }
 }
 
 /// Reads a leader epoch checkpoint; a missing file is empty.
@@ -181,7 +195,7 @@ mod tests {
                 start_offset: 120,
             },
         ];
-        write_epochs(&path, &entries).unwrap();
+        write_epochs(&path, &entries, true).unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "0\n2\n0 0\n3 120\n"

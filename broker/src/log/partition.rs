@@ -105,10 +105,17 @@ pub struct PartitionLog {
     cleaning: Arc<AtomicBool>,
     /// Set when the partition is deleted.
     deleted: bool,
+    /// A new partition whose directory, file names and metadata files are not fsynced yet:
+    /// creating a thousand partitions would otherwise cost six fsyncs each. Its first
+    /// flush (or roll) makes them durable before anything that depends on them; until
+    /// then a machine crash can only lose an empty partition, which the broker creates
+    /// again from the cluster's metadata (as Kafka writes these files in the background).
+    unsynced_dirs: bool,
 }
 
 impl PartitionLog {
-    /// Creates the directory of a new partition (fsyncing its parent) and opens it.
+    /// Creates the directory of a new partition and opens it (its first flush fsyncs the
+    /// directories, see `unsynced_dirs`).
     pub fn create(
         dir: impl Into<PathBuf>,
         tp: TopicPartition,
@@ -117,9 +124,6 @@ impl PartitionLog {
     ) -> Result<PartitionLog, LogError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(LogError::io("create", &dir))?;
-        if let Some(parent) = dir.parent() {
-            fjord_shared::fs::sync_dir(parent).map_err(LogError::io("fsync", parent))?;
-        }
         PartitionLog::open(dir, tp, config, 0, None, now_ms)
     }
 
@@ -206,8 +210,15 @@ impl PartitionLog {
             }
         }
 
-        if segments.is_empty() {
-            segments.push(Segment::create(&dir, log_start_offset.unwrap_or(0).max(0))?);
+        // No segment at all: a new partition (or one whose files a crash lost before its
+        // first flush).
+        let unsynced_dirs = segments.is_empty();
+        if unsynced_dirs {
+            segments.push(Segment::create_with(
+                &dir,
+                log_start_offset.unwrap_or(0).max(0),
+                false,
+            )?);
         }
         let first_base = segments[0].base_offset();
         let mut start = log_start_offset.unwrap_or(first_base).max(first_base);
@@ -238,6 +249,7 @@ impl PartitionLog {
             truncations: 0,
             cleaning: Arc::new(AtomicBool::new(false)),
             deleted: false,
+            unsynced_dirs,
         };
         let end = log.log_end_offset();
         log.epochs.truncate_from_end(end);
@@ -250,7 +262,12 @@ impl PartitionLog {
             seg.seal()?;
         }
         log.delete_segments_below_log_start()?;
-        log.flush()?;
+        if log.unsynced_dirs {
+            // A new, empty partition: nothing to fsync until its first flush.
+            log.recovery_point = log.log_end_offset();
+        } else {
+            log.flush()?;
+        }
         info!(topic = %log.tp.topic, partition = log.tp.partition,
             log_start_offset = log.log_start_offset, log_end_offset = log.log_end_offset(),
             segments = log.segments.len(), "opened partition log");
@@ -618,7 +635,8 @@ impl PartitionLog {
             self.active_mut().seal()?;
             None
         };
-        match Segment::create(&self.dir, base_offset) {
+        let synced = self.sync_dirs();
+        match synced.and_then(|()| Segment::create(&self.dir, base_offset)) {
             Ok(seg) => self.segments.push(seg),
             Err(e) => {
                 // Keep the list non-empty; the log refuses writes after this anyway.
@@ -659,9 +677,43 @@ impl PartitionLog {
                 break;
             }
         }
+        if result.is_ok() {
+            result = self.sync_dirs();
+        }
         crate::stats::LOG_FLUSH.observe(started.elapsed());
         self.guard(result)?;
         self.recovery_point = self.log_end_offset();
+        Ok(())
+    }
+
+    /// Whether this is a new partition whose directories are not fsynced yet.
+    pub fn dirs_unsynced(&self) -> bool {
+        self.unsynced_dirs
+    }
+
+    /// Makes a new partition's directory entries and metadata files durable: the leader
+    /// epoch checkpoint and `partition.metadata` fsynced, then the partition's directory
+    /// and the data directory.
+    fn sync_dirs(&mut self) -> Result<(), LogError> {
+        if !self.unsynced_dirs {
+            return Ok(());
+        }
+        checkpoint::write_epochs(
+            &self.dir.join(LEADER_EPOCH_CHECKPOINT),
+            self.epochs.entries(),
+            true,
+        )?;
+        let metadata = self.dir.join("partition.metadata");
+        match std::fs::File::open(&metadata) {
+            Ok(f) => f.sync_all().map_err(LogError::io("fsync", &metadata))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LogError::io("open", &metadata)(e)),
+        }
+        fjord_shared::fs::sync_dir(&self.dir).map_err(LogError::io("fsync", &self.dir))?;
+        if let Some(parent) = self.dir.parent() {
+            fjord_shared::fs::sync_dir(parent).map_err(LogError::io("fsync", parent))?;
+        }
+        self.unsynced_dirs = false;
         Ok(())
     }
 
@@ -1172,6 +1224,7 @@ impl PartitionLog {
         checkpoint::write_epochs(
             &self.dir.join(LEADER_EPOCH_CHECKPOINT),
             self.epochs.entries(),
+            !self.unsynced_dirs,
         )?;
         Ok(())
     }

@@ -659,3 +659,44 @@ fn a_deleted_log_refuses_writes_but_reads() {
     assert!(matches!(log.truncate_to(0), Err(LogError::Failed { .. })));
     assert_eq!(bases(&log.read(0, 10, i64::MAX).unwrap().records), vec![0]);
 }
+
+/// A new partition is created without fsyncs; its first flush makes its directories and
+/// metadata durable. Losing its metadata files before that (a machine crash) leaves a
+/// partition that opens as empty and new again.
+#[test]
+fn a_new_partition_syncs_its_directories_at_its_first_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let mut log = PartitionLog::create(&path, tp(), small_config(), NOW).unwrap();
+    assert!(log.dirs_unsynced());
+    log.assign_epoch_start(3).unwrap();
+    assert!(path.join(LEADER_EPOCH_CHECKPOINT).exists());
+    drop(log);
+
+    // What a crash before the first flush may leave: the files, but not their contents.
+    std::fs::write(path.join(LEADER_EPOCH_CHECKPOINT), b"").unwrap();
+    let log = PartitionLog::open(&path, tp(), small_config(), 0, None, NOW).unwrap();
+    assert_eq!(log.log_end_offset(), 0);
+    // Its segment survived, so it is not new: reopened logs count as synced.
+    assert!(!log.dirs_unsynced());
+    drop(log);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let mut log = PartitionLog::create(&path, tp(), small_config(), NOW).unwrap();
+    log.assign_epoch_start(5).unwrap();
+    log.append_as_leader(simple_batch(3, NOW, 10), 5, NOW)
+        .unwrap();
+    log.flush().unwrap();
+    assert!(!log.dirs_unsynced());
+    drop(log);
+    let log = PartitionLog::open(&path, tp(), small_config(), 0, None, NOW).unwrap();
+    assert_eq!(log.log_end_offset(), 3);
+    assert_eq!(
+        checkpoint::read_epochs(&path.join(LEADER_EPOCH_CHECKPOINT)).unwrap(),
+        vec![EpochEntry {
+            epoch: 5,
+            start_offset: 0
+        }]
+    );
+}

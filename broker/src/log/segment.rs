@@ -158,6 +158,16 @@ fn recovered_roll_start(first_max_timestamp: Option<i64>, now_ms: i64) -> Option
 impl Segment {
     /// Creates an empty segment's three files and fsyncs the directory.
     pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
+        Self::create_with(dir, base_offset, true)
+    }
+
+    /// [`Segment::create`], fsyncing the directory only if `sync_dir` (the first segment of
+    /// a new partition leaves that to the partition's first flush).
+    pub(crate) fn create_with(
+        dir: &Path,
+        base_offset: i64,
+        sync_dir: bool,
+    ) -> Result<Segment, LogError> {
         let log_path = log_file(dir, base_offset);
         let file = open_log(&log_path)?;
         file.set_len(0)
@@ -168,7 +178,9 @@ impl Segment {
         let time_path = time_index_file(dir, base_offset);
         let time_index =
             TimeIndex::create(time_path.clone()).map_err(LogError::io("create", &time_path))?;
-        fjord_shared::fs::sync_dir(dir).map_err(LogError::io("fsync", dir))?;
+        if sync_dir {
+            fjord_shared::fs::sync_dir(dir).map_err(LogError::io("fsync", dir))?;
+        }
         Ok(Segment {
             base_offset,
             log_path: Arc::from(log_path),

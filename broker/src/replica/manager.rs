@@ -416,15 +416,25 @@ pub(super) fn check_topic_id(
         s.lines()
             .find_map(|l| l.strip_prefix("topic_id: ").map(|v| v.trim().to_owned()))
     });
-    let write = |dir: &std::path::Path| {
+    // A new partition's file is fsynced by its first flush (`PartitionLog::flush`); if a
+    // machine crash loses it before, it is written again here.
+    let write = |dir: &std::path::Path, durable: bool| {
         let text = format!("version: 0\ntopic_id: {topic_id}\n");
-        fjord_shared::fs::write_atomic(&dir.join("partition.metadata"), text.as_bytes())
-            .map_err(LogError::io("write", &dir.join("partition.metadata")))
+        let path = dir.join("partition.metadata");
+        if durable {
+            fjord_shared::fs::write_atomic(&path, text.as_bytes())
+        } else {
+            fjord_shared::fs::write_replace(&path, text.as_bytes())
+        }
+        .map_err(LogError::io("write", &path))
     };
+    let unsynced =
+        |log: &SharedPartitionLog| log.read().map(|l| l.dirs_unsynced()).unwrap_or(false);
     match found {
         Some(id) if id == topic_id => Ok(None),
         None => {
-            write(dir)?;
+            let durable = !logs.get(tp).is_some_and(|l| unsynced(&l));
+            write(dir, durable)?;
             Ok(None)
         }
         Some(_) => {
@@ -435,7 +445,7 @@ pub(super) fn check_topic_id(
                 .unwrap_or_else(|| logs.default_config().clone());
             logs.delete(tp)?;
             let fresh = logs.create(tp.clone(), config, now_ms())?;
-            write(dir)?;
+            write(dir, !unsynced(&fresh))?;
             Ok(Some(fresh))
         }
     }
