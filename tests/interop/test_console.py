@@ -18,6 +18,7 @@ import urllib.request
 
 import pytest
 from kazoo.client import KazooClient
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from conftest import STARTUP_TIMEOUT, Broker, KafkaCluster, _start_fjord
@@ -83,9 +84,13 @@ def visit(driver, url: str):
 
 
 def text(driver, by, selector) -> str:
-    """The element's text, or "" while it is not there (a page still loading)."""
+    """The element's text, or "" while it is not there (a page still loading, or the page
+    it was found on replaced by the next one before its text was read)."""
     found = driver.find_elements(by, selector)
-    return found[0].text if found else ""
+    try:
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
 
 
 def live(driver) -> None:
