@@ -472,6 +472,10 @@ struct Processor {
 /// The processor's input channel has no senders left.
 struct Disconnected;
 
+/// Messages the processor handles at most before it hands what it proposed to the log,
+/// even if more are queued (a standalone member; see [`Proposer::flush`]).
+const FLUSH_EVERY: usize = 256;
+
 impl Processor {
     fn now(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
@@ -480,6 +484,8 @@ impl Processor {
     fn run(&mut self, rx: mpsc::Receiver<Msg>) {
         let half_tick = Duration::from_millis((self.cfg.tick_ms / 2).max(1));
         let mut next_tick = Instant::now() + half_tick;
+        // Messages handled since proposals last went to the log.
+        let mut since_flush = 0usize;
         loop {
             let msg = match rx.try_recv() {
                 Ok(msg) => Some(msg),
@@ -488,6 +494,7 @@ impl Processor {
                     // Everything proposed since the queue was last empty goes to the log
                     // as one entry.
                     self.proposer.flush();
+                    since_flush = 0;
                     match self.wait(&rx, next_tick) {
                         Ok(msg) => msg,
                         Err(Disconnected) => break,
@@ -498,6 +505,13 @@ impl Processor {
                 Some(Msg::Stop) => break,
                 Some(msg) => self.handle(msg),
                 None => {}
+            }
+            // A queue that never runs empty (more requests than this thread can take) must
+            // not hold writes back.
+            since_flush += 1;
+            if since_flush >= FLUSH_EVERY {
+                self.proposer.flush();
+                since_flush = 0;
             }
             if Instant::now() >= next_tick {
                 self.tick();
