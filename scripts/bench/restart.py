@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import broker_bench  # noqa: E402
-from broker_bench import BenchError, Cluster, commit_line, fmt, machine_lines, print_rows  # noqa: E402
+from broker_bench import BenchError, Cluster, commit_line, fmt, machine_lines, print_rows, status_kib  # noqa: E402
 from confluent_kafka import KafkaException, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic, OffsetSpec  # noqa: E402
 from kafka_reference import KafkaReference, add_side_by_side_args, ensure_jars  # noqa: E402
@@ -47,16 +47,6 @@ KAFKA_STEP = 5_000
 
 def log(message: str) -> None:
     broker_bench.log(PROG, message)
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def produce(load: Path, bootstrap: str, messages: int, log_path: Path) -> int:
@@ -218,7 +208,7 @@ def restart_and_check(server, system: str, how: str, partitions: int, acked: int
     checks that every acknowledged record is there."""
     began, exited = server.restart()
     up, ready, total = wait_ready(server.bootstrap, partitions, began, exited)
-    result.update({f"{how}_up_s": up, f"{how}_ready_s": ready, f"{how}_rss": rss_mib(server.pid())})
+    result.update({f"{how}_up_s": up, f"{how}_ready_s": ready, f"{how}_rss": status_kib(server.pid(), "VmRSS") / 1024})
     if total != acked:
         raise BenchError(f"{system}: after the {how} restart the partitions hold {total} records, "
                          f"{acked} were acknowledged")

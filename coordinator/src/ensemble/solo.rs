@@ -32,7 +32,7 @@ use std::sync::{mpsc, Arc};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Entries handed to the processor at once while catching up on start.
-const REPLAY_CHUNK: u64 = 1024;
+const REPLAY_CHUNK: usize = 1024;
 /// Proposals that make the processor hand an entry over even if its queue is not empty.
 const FLUSH_AT: usize = 1024;
 
@@ -77,7 +77,7 @@ pub async fn prepare(
     let (applied, mut membership) = sm.applied_state().await?;
     let (vote, mut last, _) = log.state();
     let from = applied.map_or(0, |l| l.index + 1);
-    let pending = if last.is_some_and(|l| l.index >= from) {
+    let mut pending = if last.is_some_and(|l| l.index >= from) {
         log.try_get_log_entries(from..).await?
     } else {
         Vec::new()
@@ -96,7 +96,8 @@ pub async fn prepare(
             log_id: LogId::default(),
             payload: EntryPayload::Membership(Membership::new(vec![voters], nodes)),
         };
-        append_synced(&log, vec![first]).await?;
+        append_synced(&log, vec![first.clone()]).await?;
+        pending.push(first);
         tracing::info!(member = me, "initialized a new standalone member");
         last = Some(LogId::default());
     } else if voters != BTreeSet::from([me]) {
@@ -110,18 +111,14 @@ pub async fn prepare(
         log_id: LogId::new(CommittedLeaderId::new(term, me), next),
         payload: EntryPayload::Blank,
     };
-    append_synced(&log, vec![blank]).await?;
+    append_synced(&log, vec![blank.clone()]).await?;
+    pending.push(blank);
     // Everything in the log is committed: this member is the only voter, and an entry is
     // in the log (past a torn tail, which recovery cut) only once it was written whole.
-    let mut at = from;
-    while at <= next {
-        let upto = (at + REPLAY_CHUNK).min(next + 1);
-        let entries = log.try_get_log_entries(at..upto).await?;
-        let n = entries.len();
-        if n > 0 {
-            sm.apply(entries).await?;
-        }
-        at = upto;
+    let replayed = pending.len();
+    while !pending.is_empty() {
+        let rest = pending.split_off(pending.len().min(REPLAY_CHUNK));
+        sm.apply(std::mem::replace(&mut pending, rest)).await?;
     }
     let last_id = log.state().1;
     log.set_committed(last_id);
@@ -145,7 +142,7 @@ pub async fn prepare(
     STATS.quorum_size.store(1, Ordering::Relaxed);
     tracing::info!(
         term,
-        replayed = next + 1 - from,
+        replayed,
         last = next,
         "standalone member: the only voter, committing on its own fsync"
     );
