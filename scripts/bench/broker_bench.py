@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
 import os
 import platform
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -688,6 +690,55 @@ def produce_phase(producer: Producer, topic: str, payload: bytes, secs: float, m
     return result
 
 
+def native_phase(load: Path, log_path: Path, bootstrap: str, topic: str, messages: int,
+                 size: int, config: dict[str, str], brokers: list[int],
+                 timeout: float) -> PhaseResult:
+    """Produces `messages` records with kafka-load (librdkafka in a native program, one
+    producer, every partition) and reads its JSON summary; the client's CPU is the child's."""
+    cmd = [str(load), "produce", "--bootstrap", bootstrap, "--topic", topic, "--partition", "-1",
+           "--messages", str(messages), "--size", str(size), "--timeout", str(timeout)]
+    for k, v in config.items():
+        cmd += ["-X", f"{k}={v}"]
+    brokers_before = sum(cpu_seconds(b) for b in brokers)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(log_path, "a") as err:
+        err.write(f"$ {' '.join(cmd)}\n")
+        err.flush()
+        try:
+            out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+                                 timeout=timeout + 30)
+        except subprocess.TimeoutExpired as e:
+            raise BenchError(f"kafka-load did not finish within {timeout + 30:.0f} s") from e
+    if out.returncode != 0:
+        raise BenchError(f"kafka-load failed (exit {out.returncode}); see {log_path}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    result = PhaseResult(sent=messages, delivered=int(summary["messages"]), elapsed=float(summary["secs"]))
+    result.client_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+    result.brokers_cpu = sum(cpu_seconds(b) for b in brokers) - brokers_before
+    return result
+
+
+def warm_memory(prog: str, gib: float) -> None:
+    """Writes and frees `gib` GiB of shared memory, so that pages the benchmark's page cache
+    later uses have been touched once: on a virtual machine the first touch of a guest page
+    faults in the hypervisor and copies into it run several times slower (see README)."""
+    if gib <= 0:
+        return
+    path = Path("/dev/shm") / f"fjord-bench-warm-{os.getpid()}"
+    chunk = b"\x01" * (1 << 20)
+    started = time.monotonic()
+    try:
+        with open(path, "wb") as f:
+            for _ in range(int(gib * 1024)):
+                f.write(chunk)
+    except OSError as e:
+        log(prog, f"warning: could not warm memory through {path}: {e}")
+    finally:
+        path.unlink(missing_ok=True)
+    log(prog, f"touched {gib:g} GiB of memory in {time.monotonic() - started:.1f} s")
+
+
 def run_replication(args) -> int:
     prog = "replication-bench"
     root = Path(args.root)
@@ -709,6 +760,11 @@ def run_replication(args) -> int:
     shown_config = ", ".join(f"{k}={v}" for k, v in producer_config.items())
     results: dict[str, list[PhaseResult]] = {rf1: [], rfn: []}
     layouts: dict[str, str] = {}
+    native = args.client == "native"
+    if native and not args.load:
+        raise BenchError("--client native needs --load (the kafka-load binary)")
+    native_messages = args.messages or 1_000_000
+    warm_memory(prog, args.warm_memory)
 
     for round_no in range(1, args.rounds + 1):
         cluster = Cluster(prog, bin_dir, work / f"round-{round_no}", pids, 3)
@@ -727,6 +783,21 @@ def run_replication(args) -> int:
                 log(prog, f"round {round_no}/{args.rounds}: {topic} {state!r}")
             order = [rf1, rfn] if round_no % 2 == 1 else [rfn, rf1]
             for topic in order:
+                if native:
+                    brokers = [b.pid for b in cluster.brokers.values()]
+                    client_log = work / "client.log"
+                    if args.warmup > 0:
+                        native_phase(Path(args.load), client_log, cluster.bootstrap, topic,
+                                     max(1, native_messages // 10), args.size, producer_config,
+                                     brokers, args.max_secs)
+                    result = native_phase(Path(args.load), client_log, cluster.bootstrap, topic,
+                                          native_messages, args.size, producer_config, brokers,
+                                          args.max_secs)
+                    cluster.check_alive(f"during the {topic} phase")
+                    results[topic].append(result)
+                    log(prog, f"round {round_no}/{args.rounds}: {topic}: {result.delivered} msgs in "
+                              f"{result.elapsed:.2f} s, {fmt(result.msgs_per_sec)} msgs/s")
+                    continue
                 producer = Producer({
                     "bootstrap.servers": cluster.bootstrap,
                     "logger": client_logger(work / "client.log", f"producer-{round_no}-{topic}"),
@@ -790,12 +861,21 @@ def run_replication(args) -> int:
     bound = f"{args.secs:g} s" if args.secs > 0 else ""
     if args.messages:
         bound = f"{bound} or {args.messages} messages" if bound else f"{args.messages} messages"
-    print(f"client:    confluent-kafka {confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]}), "
-          f"Python {platform.python_version()}, one producer per phase: {shown_config}")
-    print(f"workload:  {args.size}-byte values, no key, as fast as the client goes with at most "
-          f"{args.outstanding} unacknowledged;")
-    print(f"           {args.warmup:g} s unmeasured warm-up, then {bound} measured (until the last "
-          f"delivery report); latency = produce() to delivery report")
+    if native:
+        print(f"client:    kafka-load (librdkafka 2.12.1 through the rdkafka crate, a native program), "
+              f"one producer per phase, every partition, client defaults plus: {shown_config}")
+        print(f"workload:  {args.size}-byte values, no key, {native_messages} records per phase after "
+              f"{max(1, native_messages // 10)} unmeasured ones; time until the last delivery report")
+    else:
+        print(f"client:    confluent-kafka {confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]}), "
+              f"Python {platform.python_version()}, one producer per phase: {shown_config}")
+        print(f"workload:  {args.size}-byte values, no key, as fast as the client goes with at most "
+              f"{args.outstanding} unacknowledged;")
+        print(f"           {args.warmup:g} s unmeasured warm-up, then {bound} measured (until the last "
+              f"delivery report); latency = produce() to delivery report")
+    if args.warm_memory > 0:
+        print(f"memory:    {args.warm_memory:g} GiB written to shared memory and freed before the "
+              f"first round (pages touched once)")
     print(f"rounds:    {args.rounds}, both topics on the same fresh cluster, alternating which goes "
           f"first; values are medians; load after {load_after}")
     print()
@@ -1110,6 +1190,9 @@ def main() -> int:
     p.add_argument("--outstanding", type=int, default=10000)
     p.add_argument("--max-secs", type=float, default=600)
     p.add_argument("--flush-timeout", type=float, default=60)
+    p.add_argument("--client", choices=["python", "native"], default="python")
+    p.add_argument("--load", default="")
+    p.add_argument("--warm-memory", type=float, default=0)
     p = sub.choices["failover"]
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--interval-ms", type=float, default=5)

@@ -621,3 +621,44 @@ fn unknown_topic_and_bad_bootstrap_are_clear_errors() {
         out.elapsed
     );
 }
+
+/// A topic of more partitions than the controller writes in one coordinator multi (500)
+/// gets every state (three multis), and adding partitions to it writes only the new ones
+/// beside the partition znodes that already exist.
+#[test]
+fn a_topic_of_a_thousand_partitions_gets_every_state() {
+    let c = Cluster::start();
+    c.ok(&["topics", "create", "wide", "--partitions", "1001"], "");
+    let d = describe(&c, "wide");
+    assert_eq!(
+        d.partitions.iter().map(|p| p.partition).collect::<Vec<_>>(),
+        (0..1001).collect::<Vec<i32>>()
+    );
+    let not_ok: Vec<_> = d.partitions.iter().filter(|p| p.status != "ok").collect();
+    assert!(not_ok.is_empty(), "partitions without a leader: {not_ok:?}");
+    c.ok(&["topics", "alter", "wide", "--partitions", "1003"], "");
+    let d = describe(&c, "wide");
+    assert_eq!(d.partitions.len(), 1003);
+    assert!(
+        d.partitions.iter().all(|p| p.status == "ok"),
+        "{:?}",
+        &d.partitions[1000..]
+    );
+    let children = c.coord(&["ls", "/brokers/topics/wide/partitions"]);
+    assert_eq!(
+        children.stdout.split_whitespace().count(),
+        1003,
+        "{children}"
+    );
+    let state = json::parse(
+        c.coord(&["get", "/brokers/topics/wide/partitions/1002/state"])
+            .stdout
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(
+        state.get("leader_epoch").and_then(json::Value::as_i64),
+        Some(0),
+        "{state:?}"
+    );
+}

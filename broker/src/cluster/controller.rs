@@ -354,6 +354,111 @@ async fn delete_topic(client: &Client, epoch: Epoch, topic: &str) -> Result<(), 
     Ok(())
 }
 
+/// At most this many partitions get their first state in one multi (about 150 bytes of
+/// request per partition, far below the coordinator's 1 MiB request limit).
+const CREATE_BATCH: usize = 500;
+
+/// Creates the first state of the topic's partitions in `new`, in multis of
+/// [`CREATE_BATCH`] partitions, so that a topic of a thousand partitions costs a few
+/// coordinator writes instead of a thousand. A multi that finds one of its znodes already
+/// there (an older view) is redone one partition at a time, skipping what exists.
+async fn create_states(
+    client: &Client,
+    epoch: Epoch,
+    topic: &str,
+    assignment: &BTreeMap<i32, Vec<i32>>,
+    new: &[i32],
+    live: &BTreeSet<i32>,
+) -> Result<(), CoordError> {
+    let partitions = cluster::partitions_path(topic);
+    let existing = match client.get_children(&partitions, false).await {
+        Ok(c) => Some(c.into_iter().collect::<BTreeSet<String>>()),
+        Err(CoordError::Zk(ErrorCode::NoNode)) => None,
+        Err(e) => return Err(e),
+    };
+    let create = |path: String, data: Vec<u8>| {
+        let acl = client.acl_for(&path);
+        Op::create(path, data, &acl, CreateMode::Persistent)
+    };
+    let state_of = |p: i32| {
+        let replicas = assignment.get(&p).map(Vec::as_slice).unwrap_or_default();
+        initial_state(replicas, live, epoch.epoch)
+    };
+    for (i, chunk) in new.chunks(CREATE_BATCH).enumerate() {
+        let mut ops = Vec::with_capacity(chunk.len() * 2 + 1);
+        if i == 0 && existing.is_none() {
+            ops.push(create(partitions.clone(), Vec::new()));
+        }
+        for &p in chunk {
+            if !existing
+                .as_ref()
+                .is_some_and(|e| e.contains(&p.to_string()))
+            {
+                ops.push(create(cluster::partition_path(topic, p), Vec::new()));
+            }
+            let state = serde_json::to_vec(&state_of(p)).unwrap_or_default();
+            ops.push(create(cluster::partition_state_path(topic, p), state));
+        }
+        match fenced_multi(client, epoch, ops).await {
+            Ok(()) => {
+                tracing::info!(
+                    topic,
+                    partitions = chunk.len(),
+                    first = chunk.first().copied().unwrap_or_default(),
+                    last = chunk.last().copied().unwrap_or_default(),
+                    "partition states created"
+                );
+            }
+            Err(CoordError::Zk(ErrorCode::NodeExists)) => {
+                for &p in chunk {
+                    create_state(client, epoch, topic, p, &state_of(p)).await?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One partition's first state, creating its parents where missing (see [`create_states`]).
+async fn create_state(
+    client: &Client,
+    epoch: Epoch,
+    topic: &str,
+    p: i32,
+    state: &PartitionState,
+) -> Result<(), CoordError> {
+    let mut ops = Vec::new();
+    for path in [
+        cluster::partitions_path(topic),
+        cluster::partition_path(topic, p),
+    ] {
+        if read(client, &path).await?.is_none() {
+            let acl = client.acl_for(&path);
+            ops.push(Op::create(path, Vec::new(), &acl, CreateMode::Persistent));
+        }
+    }
+    let path = cluster::partition_state_path(topic, p);
+    let acl = client.acl_for(&path);
+    ops.push(Op::create(
+        path,
+        serde_json::to_vec(state).unwrap_or_default(),
+        &acl,
+        CreateMode::Persistent,
+    ));
+    match fenced_multi(client, epoch, ops).await {
+        Ok(()) | Err(CoordError::Zk(ErrorCode::NodeExists)) => {}
+        Err(e) => return Err(e),
+    }
+    tracing::info!(
+        topic,
+        partition = p,
+        leader = state.leader,
+        "partition state created"
+    );
+    Ok(())
+}
+
 /// Brings the partition states in line with the view (see the module docs).
 pub async fn reconcile(
     client: &Client,
@@ -372,72 +477,38 @@ pub async fn reconcile(
             .config
             .get("unclean.leader.election.enable")
             .is_some_and(|v| v == "true");
+        let new: Vec<i32> = t
+            .assignment
+            .keys()
+            .copied()
+            .filter(|p| !t.states.contains_key(p))
+            .collect();
+        if !new.is_empty() {
+            create_states(client, epoch, topic, &t.assignment, &new, &live).await?;
+        }
         for (p, replicas) in &t.assignment {
-            match t.states.get(p) {
-                None => {
-                    let state = initial_state(replicas, &live, epoch.epoch);
-                    let mut ops = Vec::new();
-                    if read(client, &cluster::partitions_path(topic))
-                        .await?
-                        .is_none()
-                    {
-                        ops.push(Op::create(
-                            cluster::partitions_path(topic),
-                            Vec::new(),
-                            &client.acl_for(&cluster::partitions_path(topic)),
-                            CreateMode::Persistent,
-                        ));
-                    }
-                    if read(client, &cluster::partition_path(topic, *p))
-                        .await?
-                        .is_none()
-                    {
-                        ops.push(Op::create(
-                            cluster::partition_path(topic, *p),
-                            Vec::new(),
-                            &client.acl_for(&cluster::partition_path(topic, *p)),
-                            CreateMode::Persistent,
-                        ));
-                    }
-                    ops.push(Op::create(
-                        cluster::partition_state_path(topic, *p),
-                        serde_json::to_vec(&state).unwrap_or_default(),
-                        &client.acl_for(&cluster::partition_state_path(topic, *p)),
-                        CreateMode::Persistent,
-                    ));
-                    match fenced_multi(client, epoch, ops).await {
-                        Ok(()) | Err(CoordError::Zk(ErrorCode::NodeExists)) => {}
-                        Err(e) => return Err(e),
-                    }
-                    tracing::info!(
-                        topic,
-                        partition = p,
-                        leader = state.leader,
-                        "partition state created"
-                    );
+            let Some((current, version)) = t.states.get(p) else {
+                continue;
+            };
+            if let Some(next) = next_state(
+                current,
+                replicas,
+                &live,
+                &view.shutting_down,
+                unclean,
+                epoch.epoch,
+            ) {
+                let op = Op::set_data(
+                    cluster::partition_state_path(topic, *p),
+                    serde_json::to_vec(&next).unwrap_or_default(),
+                    Some(*version),
+                );
+                match fenced_multi(client, epoch, vec![op]).await {
+                    // A leader changed the ISR meanwhile: the next event retries.
+                    Ok(()) | Err(CoordError::Zk(ErrorCode::BadVersion)) => {}
+                    Err(e) => return Err(e),
                 }
-                Some((current, version)) => {
-                    if let Some(next) = next_state(
-                        current,
-                        replicas,
-                        &live,
-                        &view.shutting_down,
-                        unclean,
-                        epoch.epoch,
-                    ) {
-                        let op = Op::set_data(
-                            cluster::partition_state_path(topic, *p),
-                            serde_json::to_vec(&next).unwrap_or_default(),
-                            Some(*version),
-                        );
-                        match fenced_multi(client, epoch, vec![op]).await {
-                            // A leader changed the ISR meanwhile: the next event retries.
-                            Ok(()) | Err(CoordError::Zk(ErrorCode::BadVersion)) => {}
-                            Err(e) => return Err(e),
-                        }
-                        tracing::info!(topic, partition = p, leader = next.leader, leader_epoch = next.leader_epoch, isr = ?next.isr, "partition state changed");
-                    }
-                }
+                tracing::info!(topic, partition = p, leader = next.leader, leader_epoch = next.leader_epoch, isr = ?next.isr, "partition state changed");
             }
         }
     }

@@ -46,7 +46,7 @@ pub struct OffsetIndex {
 }
 
 impl OffsetIndex {
-    /// An empty index; creates or empties the file.
+    /// An empty index; the file is created when first written (see `index_file`).
     pub fn create(path: PathBuf) -> io::Result<OffsetIndex> {
         Ok(OffsetIndex {
             file: EntryFile::create(path)?,
@@ -154,8 +154,9 @@ mod tests {
         for (o, p) in [(10, 4100), (20, 8300), (35, 12500)] {
             idx.append(e(o, p)).unwrap();
         }
-        // New entries wait in memory until a sync (or enough of them gather).
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        // New entries wait in memory until a sync (or enough of them gather); the file
+        // does not exist before that.
+        assert!(!path.exists());
         idx.sync().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
         assert_eq!(idx.lookup(9), None);
@@ -174,6 +175,19 @@ mod tests {
     }
 
     #[test]
+    fn create_removes_a_stale_file_and_an_empty_index_appears_on_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000000.index");
+        std::fs::write(&path, [0u8, 0, 0, 5, 0, 0, 16, 0]).unwrap();
+        let mut idx = OffsetIndex::create(path.clone()).unwrap();
+        assert!(!path.exists(), "the old entries must not survive");
+        assert_eq!(idx.lookup(u32::MAX), None);
+        idx.sync().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert_eq!(OffsetIndex::load(path, 0).unwrap().unwrap().entries(), &[]);
+    }
+
+    #[test]
     fn pending_entries_reach_the_file_in_groups_and_the_file_is_never_held_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000000.index");
@@ -182,7 +196,7 @@ mod tests {
         for i in 0..n - 1 {
             idx.append(e(i * 10, i * 4096)).unwrap();
         }
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert!(!path.exists());
         idx.append(e((n - 1) * 10, (n - 1) * 4096)).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), u64::from(n) * 8);
         // A crash now loses only the pending tail: the file is a valid, sparser index.

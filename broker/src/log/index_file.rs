@@ -8,10 +8,11 @@
 //! close), and checked on open (size a multiple of the entry size, monotonic entries).
 //! Unlike Kafka's, our index files are not preallocated or memory-mapped.
 //!
-//! No index file stays open: new entries wait in memory and are written (open, write,
-//! close) once [`PENDING_MAX`] of them have gathered, on sync, and when the segment is
-//! sealed, so a partition holds one descriptor (its active `.log`) instead of three, and
-//! a broker with 10,000 partitions fits in a 20,000-descriptor limit. After a crash an
+//! No index file stays open, and a new one is not created before it is first written:
+//! new entries wait in memory and are written (open, write, close) once [`PENDING_MAX`]
+//! of them have gathered, on sync, and when the segment is sealed, so a partition holds
+//! one descriptor (its active `.log`) instead of three, and a broker with 10,000
+//! partitions fits in a 20,000-descriptor limit. After a crash an
 //! index may lack its newest entries: it is then sparser, never wrong (a lookup scans on
 //! from the last entry it has).
 
@@ -63,9 +64,17 @@ fn encode_all<E: FixedEntry>(entries: &[E]) -> Vec<u8> {
 }
 
 impl<E: FixedEntry> EntryFile<E> {
-    /// An empty index; creates or empties the file.
+    /// An empty index. A file left at `path` is removed; the new one is created by the
+    /// first write or sync, so that a new partition creates one file (its `.log`) instead
+    /// of three. Creating a file costs far more than writing to one on some file systems
+    /// (ext4 without a journal scans past recently deleted inodes for every new one), and
+    /// a new topic creates thousands. A missing index is rebuilt on open.
     pub(crate) fn create(path: PathBuf) -> io::Result<EntryFile<E>> {
-        open_rw(&path)?.set_len(0)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         Ok(EntryFile {
             path,
             entries: Vec::new(),

@@ -195,6 +195,11 @@ fn segments_roll_by_size_with_20_digit_names() {
         log.append_as_leader(b.clone(), 0, NOW).unwrap();
     }
     assert_eq!(log.segment_base_offsets(), vec![0, 5, 10, 15]);
+    // A roll fsyncs the sealed segment, so the recovery point follows.
+    assert_eq!(log.recovery_point(), 15);
+    // The active segment's index files appear with its first flush.
+    assert!(!log.dir().join(format!("{:020}.index", 15)).exists());
+    log.flush().unwrap();
     for base in [0, 5, 10, 15] {
         let name = format!("{base:020}");
         for ext in ["log", "index", "timeindex"] {
@@ -204,8 +209,6 @@ fn segments_roll_by_size_with_20_digit_names() {
             );
         }
     }
-    // A roll fsyncs the sealed segment, so the recovery point follows.
-    assert_eq!(log.recovery_point(), 15);
     assert!(log.size_bytes() <= 4 * 1024);
     // An append larger than a segment is refused.
     let huge = batch_at(1, 1000, 2000);
