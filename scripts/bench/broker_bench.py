@@ -690,29 +690,36 @@ def produce_phase(producer: Producer, topic: str, payload: bytes, secs: float, m
     return result
 
 
+def kafka_load(binary: Path, log_path: Path, args: list[str], timeout: float) -> dict:
+    """Runs kafka-load (`scripts/bench/kafka-load`) with `args`, its stderr appended to
+    `log_path`, and returns the JSON summary it prints last; a failure or a run longer than
+    `timeout` seconds is a BenchError."""
+    cmd = [str(binary), *args]
+    with open(log_path, "a") as err:
+        err.write(f"$ {' '.join(cmd)}\n")
+        err.flush()
+        try:
+            out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise BenchError(f"kafka-load {args[0]} did not finish within {timeout:.0f} s") from e
+    if out.returncode != 0:
+        raise BenchError(f"kafka-load {args[0]} failed (exit {out.returncode}); see {log_path}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def native_phase(load: Path, log_path: Path, bootstrap: str, topic: str, messages: int,
                  size: int, config: dict[str, str], brokers: list[int],
                  timeout: float) -> PhaseResult:
     """Produces `messages` records with kafka-load (librdkafka in a native program, one
     producer, every partition) and reads its JSON summary; the client's CPU is the child's."""
-    cmd = [str(load), "produce", "--bootstrap", bootstrap, "--topic", topic, "--partition", "-1",
-           "--messages", str(messages), "--size", str(size), "--timeout", str(timeout)]
+    args = ["produce", "--bootstrap", bootstrap, "--topic", topic, "--partition", "-1",
+            "--messages", str(messages), "--size", str(size), "--timeout", str(timeout)]
     for k, v in config.items():
-        cmd += ["-X", f"{k}={v}"]
+        args += ["-X", f"{k}={v}"]
     brokers_before = sum(cpu_seconds(b) for b in brokers)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with open(log_path, "a") as err:
-        err.write(f"$ {' '.join(cmd)}\n")
-        err.flush()
-        try:
-            out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
-                                 timeout=timeout + 30)
-        except subprocess.TimeoutExpired as e:
-            raise BenchError(f"kafka-load did not finish within {timeout + 30:.0f} s") from e
-    if out.returncode != 0:
-        raise BenchError(f"kafka-load failed (exit {out.returncode}); see {log_path}")
+    summary = kafka_load(load, log_path, args, timeout + 30)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
     result = PhaseResult(sent=messages, delivered=int(summary["messages"]), elapsed=float(summary["secs"]))
     result.client_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
     result.brokers_cpu = sum(cpu_seconds(b) for b in brokers) - brokers_before

@@ -22,9 +22,7 @@ broker-and-controller JVMs for Kafka.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ from broker_bench import (  # noqa: E402
     commit_line,
     cpu_seconds,
     fmt,
+    kafka_load,
     log as _log,
     machine_lines,
     median,
@@ -92,21 +91,11 @@ def servers(pids: list[int]) -> tuple[float, int]:
 
 
 def fleet(args, bootstrap: str, topic: str, log_path: Path) -> dict:
-    cmd = [args.load, "fleet", "--bootstrap", bootstrap, "--topic", topic,
-           "--producers", str(args.producers), "--consumers", str(args.consumers),
-           "--rate", str(args.rate), "--size", str(args.size), "--secs", str(args.secs),
-           "--group", f"{topic}-group", "--timeout", str(args.client_timeout)]
-    with open(log_path, "a") as err:
-        err.write(f"$ {' '.join(cmd)}\n")
-        err.flush()
-        try:
-            out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
-                                 timeout=args.client_timeout + 60)
-        except subprocess.TimeoutExpired as e:
-            raise BenchError(f"kafka-load fleet did not finish within {args.client_timeout + 60:.0f} s") from e
-    if out.returncode != 0:
-        raise BenchError(f"kafka-load fleet failed (exit {out.returncode}); see {log_path}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    fleet_args = ["fleet", "--bootstrap", bootstrap, "--topic", topic,
+                  "--producers", str(args.producers), "--consumers", str(args.consumers),
+                  "--rate", str(args.rate), "--size", str(args.size), "--secs", str(args.secs),
+                  "--group", f"{topic}-group", "--timeout", str(args.client_timeout)]
+    return kafka_load(Path(args.load), log_path, fleet_args, args.client_timeout + 60)
 
 
 def run_system(args, system: str, bootstrap: str, pids: list[int], rdir: Path) -> dict:

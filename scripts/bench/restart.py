@@ -20,7 +20,6 @@ every partition answers. Every wait has a deadline.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -52,13 +51,9 @@ def log(message: str) -> None:
 def produce(load: Path, bootstrap: str, messages: int, log_path: Path) -> int:
     """Sends `messages` 1 KiB records over every partition; returns how many were
     acknowledged (all of them, or kafka-load fails)."""
-    cmd = [str(load), "produce", "--bootstrap", bootstrap, "--topic", TOPIC, "--partition", "-1",
-           "--messages", str(messages), "--size", "1024", "--timeout", str(FILL_TIMEOUT)]
-    with open(log_path, "a") as err:
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, timeout=FILL_TIMEOUT + 60)
-    if done.returncode != 0:
-        raise BenchError(f"kafka-load produce failed (exit {done.returncode}); see {log_path}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    args = ["produce", "--bootstrap", bootstrap, "--topic", TOPIC, "--partition", "-1",
+            "--messages", str(messages), "--size", "1024", "--timeout", str(FILL_TIMEOUT)]
+    result = broker_bench.kafka_load(load, log_path, args, FILL_TIMEOUT + 60)
     log(f"produced {messages} records at {result['msgs_per_sec']:.0f}/s")
     return messages
 

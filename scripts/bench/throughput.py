@@ -25,9 +25,7 @@ the performance work (scripts/bench/README.md). Every wait has a deadline.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -127,17 +125,7 @@ def create_topic(bootstrap: str, name: str) -> None:
 
 
 def load(binary: Path, log_path: Path, *args: str) -> dict:
-    cmd = [str(binary), *args]
-    with open(log_path, "a") as err:
-        err.write(f"$ {' '.join(cmd)}\n")
-        err.flush()
-        try:
-            out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, timeout=CLIENT_TIMEOUT)
-        except subprocess.TimeoutExpired as e:
-            raise BenchError(f"kafka-load {args[0]} did not finish within {CLIENT_TIMEOUT:.0f} s") from e
-    if out.returncode != 0:
-        raise BenchError(f"kafka-load {args[0]} failed (exit {out.returncode}); see {log_path}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return broker_bench.kafka_load(binary, log_path, list(args), CLIENT_TIMEOUT)
 
 
 def run_system(args, system: str, bootstrap: str, pids: dict[str, int], rdir: Path) -> dict:

@@ -376,10 +376,6 @@ async fn create_states(
         Err(CoordError::Zk(ErrorCode::NoNode)) => None,
         Err(e) => return Err(e),
     };
-    let create = |path: String, data: Vec<u8>| {
-        let acl = client.acl_for(&path);
-        Op::create(path, data, &acl, CreateMode::Persistent)
-    };
     let state_of = |p: i32| {
         let replicas = assignment.get(&p).map(Vec::as_slice).unwrap_or_default();
         initial_state(replicas, live, epoch.epoch)
@@ -387,17 +383,25 @@ async fn create_states(
     for (i, chunk) in new.chunks(CREATE_BATCH).enumerate() {
         let mut ops = Vec::with_capacity(chunk.len() * 2 + 1);
         if i == 0 && existing.is_none() {
-            ops.push(create(partitions.clone(), Vec::new()));
+            ops.push(create_op(client, partitions.clone(), Vec::new()));
         }
         for &p in chunk {
             if !existing
                 .as_ref()
                 .is_some_and(|e| e.contains(&p.to_string()))
             {
-                ops.push(create(cluster::partition_path(topic, p), Vec::new()));
+                ops.push(create_op(
+                    client,
+                    cluster::partition_path(topic, p),
+                    Vec::new(),
+                ));
             }
             let state = serde_json::to_vec(&state_of(p)).unwrap_or_default();
-            ops.push(create(cluster::partition_state_path(topic, p), state));
+            ops.push(create_op(
+                client,
+                cluster::partition_state_path(topic, p),
+                state,
+            ));
         }
         match fenced_multi(client, epoch, ops).await {
             Ok(()) => {
@@ -434,17 +438,13 @@ async fn create_state(
         cluster::partition_path(topic, p),
     ] {
         if read(client, &path).await?.is_none() {
-            let acl = client.acl_for(&path);
-            ops.push(Op::create(path, Vec::new(), &acl, CreateMode::Persistent));
+            ops.push(create_op(client, path, Vec::new()));
         }
     }
-    let path = cluster::partition_state_path(topic, p);
-    let acl = client.acl_for(&path);
-    ops.push(Op::create(
-        path,
+    ops.push(create_op(
+        client,
+        cluster::partition_state_path(topic, p),
         serde_json::to_vec(state).unwrap_or_default(),
-        &acl,
-        CreateMode::Persistent,
     ));
     match fenced_multi(client, epoch, ops).await {
         Ok(()) | Err(CoordError::Zk(ErrorCode::NodeExists)) => {}
@@ -457,6 +457,12 @@ async fn create_state(
         "partition state created"
     );
     Ok(())
+}
+
+/// A multi op creating the persistent znode `path` with the ACL the client gives it.
+fn create_op(client: &Client, path: String, data: Vec<u8>) -> Op {
+    let acl = client.acl_for(&path);
+    Op::create(path, data, &acl, CreateMode::Persistent)
 }
 
 /// Brings the partition states in line with the view (see the module docs).

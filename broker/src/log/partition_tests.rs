@@ -703,3 +703,38 @@ fn a_new_partition_syncs_its_directories_at_its_first_flush() {
         }]
     );
 }
+
+#[test]
+fn an_unflushed_segment_has_no_index_files_and_gets_them_back_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 1 << 20,
+        ..small_config()
+    };
+    let path = dir.path().join("t-0");
+    let mut log = PartitionLog::create(&path, tp(), config.clone(), NOW).unwrap();
+    for i in 0..12 {
+        log.append_as_leader(batch_at(1 + i % 3, 1000 + i as i64, 7), 0, NOW)
+            .unwrap();
+    }
+    let entries = log.segments[0].index().entries().to_vec();
+    assert!(entries.len() > 2, "{entries:?}");
+    let (index, time_index) = (
+        path.join(format!("{:020}.index", 0)),
+        path.join(format!("{:020}.timeindex", 0)),
+    );
+    assert!(!index.exists() && !time_index.exists());
+    let end = log.log_end_offset();
+    // A process killed now (no flush, no close) leaves only the .log behind.
+    drop(log);
+    let log = PartitionLog::open(&path, tp(), config, 0, None, NOW).unwrap();
+    assert_eq!(log.log_end_offset(), end);
+    assert_eq!(log.segments[0].index().entries(), &entries[..]);
+    assert!(index.exists() && time_index.exists());
+    for offset in 0..end {
+        let r = log.read(offset, 1, i64::MAX).unwrap();
+        let parts = split_batches(&r.records).unwrap();
+        let h = validate(&parts[0]).unwrap();
+        assert!(h.base_offset() <= offset && offset <= h.last_offset());
+    }
+}
