@@ -19,7 +19,7 @@ use super::error::LogError;
 use bytes::Bytes;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -192,18 +192,32 @@ impl ReadPlan {
 }
 
 /// Reads up to `len` bytes at `pos`; fewer only at the end of the file.
+#[allow(unsafe_code)]
 fn read_up_to(file: &File, pos: u64, len: usize) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        match file.read_at(&mut buf[filled..], pos + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+    // Not zeroed first: `pread` fills the buffer straight from the page cache (zeroing a
+    // megabyte per fetch was a visible share of a consumer-bound broker's CPU).
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    let fd = file.as_raw_fd();
+    while buf.len() < len {
+        let filled = buf.len();
+        let at = libc::off_t::try_from(pos + filled as u64)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: the destination is the vector's spare capacity, which starts `filled`
+        // bytes in and is `len - filled` bytes long; `pread` writes at most that many.
+        let n = unsafe { libc::pread(fd, buf.as_mut_ptr().add(filled).cast(), len - filled, at) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
         }
+        if n == 0 {
+            break;
+        }
+        // SAFETY: `pread` initialised the next `n` bytes, and `n <= len - filled`.
+        unsafe { buf.set_len(filled + n as usize) };
     }
-    buf.truncate(filled);
     Ok(buf)
 }
 
