@@ -21,7 +21,12 @@
 //! `setData` call until the watcher sees the event.
 //!
 //! Every phase is bounded in time (warm-up plus measured window) and in
-//! operation count. The output is one JSON object per line and phase.
+//! operation count. The output is one JSON object per line and phase. For the create,
+//! set and get phases it includes the CPU time per measured operation of the load
+//! generator itself and, with `--server-pid`, of the server (user + system, from
+//! `/proc/PID/stat` at the start and the end of the measured window; -1 when unknown):
+//! on a machine the two share, the generator's own cost bounds how far apart two
+//! servers' rates can be.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,6 +78,9 @@ struct Args {
     /// Label copied into every output line (e.g. the server's name).
     #[arg(long, default_value = "server")]
     label: String,
+    /// The server's process id, to report its CPU time per operation (Linux).
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 /// One kind of measured work.
@@ -106,6 +114,8 @@ struct PhaseResult {
     elapsed: Duration,
     /// Per-operation latencies in microseconds, sorted.
     latencies_us: Vec<u32>,
+    /// CPU time over the measured window: (load generator, server), where known.
+    cpu: (Option<Duration>, Option<Duration>),
 }
 
 impl PhaseResult {
@@ -116,6 +126,14 @@ impl PhaseResult {
         }
         let rank = ((p / 100.0) * self.latencies_us.len() as f64).ceil() as usize;
         self.latencies_us[rank.clamp(1, self.latencies_us.len()) - 1]
+    }
+
+    /// Microseconds of `cpu` per measured operation, -1 if unknown.
+    fn cpu_per_op(&self, cpu: Option<Duration>) -> f64 {
+        match cpu {
+            Some(cpu) if self.ops > 0 => cpu.as_secs_f64() * 1e6 / self.ops as f64,
+            _ => -1.0,
+        }
     }
 
     /// One output line; `nodes` is how many nodes the benchmark has created so far.
@@ -137,7 +155,8 @@ impl PhaseResult {
         let _ = write!(
             line,
             "{{\"label\":\"{}\",\"op\":\"{}\",\"clients\":{},\"ops\":{},\"errors\":{},\"secs\":{:.3},\
-             \"ops_per_sec\":{:.1},\"mean_us\":{:.1},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\"nodes\":{}}}",
+             \"ops_per_sec\":{:.1},\"mean_us\":{:.1},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\"nodes\":{},\
+             \"client_cpu_us_per_op\":{:.1},\"server_cpu_us_per_op\":{:.1}}}",
             label.replace(['"', '\\'], "_"),
             self.phase.name(),
             self.clients,
@@ -150,6 +169,8 @@ impl PhaseResult {
             self.percentile(99.0),
             self.latencies_us.last().copied().unwrap_or(0),
             nodes,
+            self.cpu_per_op(self.cpu.0),
+            self.cpu_per_op(self.cpu.1),
         );
         line
     }
@@ -180,6 +201,37 @@ impl Window {
             until: measure_from + measured,
         }
     }
+}
+
+/// User plus system CPU time of a process so far, from `/proc/PID/stat` (fields 14 and
+/// 15, in the kernel's fixed USER_HZ of 100 ticks per second); None where unreadable.
+fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// The CPU time of this process and of `server` between the start of `window`'s measured
+/// part and its end, or `done`, whichever comes first.
+async fn cpu_over(
+    window: Window,
+    server: Option<u32>,
+    done: tokio::sync::oneshot::Receiver<()>,
+) -> (Option<Duration>, Option<Duration>) {
+    let server = server.map(|p| p.to_string());
+    let read = || (cpu_time("self"), server.as_deref().and_then(cpu_time));
+    tokio::time::sleep_until(window.measure_from.into()).await;
+    let before = read();
+    tokio::select! {
+        _ = tokio::time::sleep_until(window.until.into()) => {}
+        _ = done => {}
+    }
+    let after = read();
+    let delta = |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?));
+    (delta(before.0, after.0), delta(before.1, after.1))
 }
 
 fn micros(d: Duration) -> u32 {
@@ -258,7 +310,9 @@ async fn run(args: Args) -> Result<()> {
             }
             let before: usize = created.iter().sum();
             let window = Window::starting_now(warmup, measured);
-            let result = run_ops_phase(
+            let (done, finished) = tokio::sync::oneshot::channel();
+            let cpu = tokio::spawn(cpu_over(window, args.server_pid, finished));
+            let mut result = run_ops_phase(
                 phase,
                 &sessions,
                 &base,
@@ -268,6 +322,8 @@ async fn run(args: Args) -> Result<()> {
                 args.max_ops,
             )
             .await?;
+            let _ = done.send(());
+            result.cpu = cpu.await.context("CPU sampler panicked")?;
             nodes += (created.iter().sum::<usize>() - before) as u64;
             println!("{}", result.json(&args.label, nodes));
         }
@@ -356,6 +412,7 @@ async fn run_ops_phase(
         errors,
         elapsed: last_done.saturating_duration_since(window.measure_from),
         latencies_us: latencies,
+        cpu: (None, None),
     })
 }
 
@@ -502,5 +559,6 @@ async fn run_watch_phase(
         errors,
         elapsed: last_done.saturating_duration_since(window.measure_from),
         latencies_us: latencies,
+        cpu: (None, None),
     })
 }
