@@ -6,6 +6,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Bytes in a frame header: length then checksum.
@@ -97,9 +98,156 @@ pub fn read_frame(buf: &[u8], pos: usize, max_len: usize) -> Frame<'_> {
     }
 }
 
+/// Bytes a [`FrameFile`] reads at a time (more when one frame is larger).
+const WINDOW: usize = 1 << 20;
+
+/// The frames of one file, read through a window of it rather than whole: a preallocated
+/// log file is mostly zeros, and reading it into one buffer costs its full size in memory
+/// (an allocator may keep that memory after the buffer is freed). [`FrameFile::frame_at`]
+/// answers exactly what [`read_frame`] answers over the whole file's bytes.
+#[derive(Debug)]
+pub struct FrameFile {
+    file: File,
+    len: usize,
+    /// The file's bytes from `start` on.
+    window: Vec<u8>,
+    start: usize,
+}
+
+impl FrameFile {
+    pub fn open(path: &Path) -> io::Result<FrameFile> {
+        let file = File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        Ok(FrameFile {
+            file,
+            len,
+            window: Vec::new(),
+            start: 0,
+        })
+    }
+
+    /// The file's length when it was opened.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Up to `n` bytes at `pos` (fewer at the end of the file).
+    pub fn bytes_at(&mut self, pos: usize, n: usize) -> io::Result<&[u8]> {
+        self.cover(pos, n)?;
+        let from = pos - self.start;
+        let to = (from + n).min(self.window.len());
+        Ok(&self.window[from.min(to)..to])
+    }
+
+    /// The frame at `pos`; an `Ok` frame's `next` is an offset in the file.
+    pub fn frame_at(&mut self, pos: usize, max_len: usize) -> io::Result<Frame<'_>> {
+        self.cover(pos, FRAME_HEADER)?;
+        // The header says how much more the frame needs.
+        let rel = pos - self.start;
+        if let Some(h) = self.window.get(rel..rel + FRAME_HEADER) {
+            let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            if len <= max_len {
+                self.cover(pos, FRAME_HEADER + len)?;
+            }
+        }
+        let start = self.start;
+        Ok(match read_frame(&self.window, pos - start, max_len) {
+            Frame::Ok { payload, next } => Frame::Ok {
+                payload,
+                next: next + start,
+            },
+            other => other,
+        })
+    }
+
+    /// Makes the window hold the file's bytes from `pos` to `pos + need`, or to the end of
+    /// the file if that comes first.
+    fn cover(&mut self, pos: usize, need: usize) -> io::Result<()> {
+        let end = pos.saturating_add(need).min(self.len);
+        if pos >= self.start && end <= self.start + self.window.len() {
+            return Ok(());
+        }
+        let take = need.max(WINDOW).min(self.len.saturating_sub(pos));
+        self.window.clear();
+        self.window.resize(take, 0);
+        self.file.read_exact_at(&mut self.window, pos as u64)?;
+        self.start = pos;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every frame of `bytes` through a FrameFile, against read_frame over the whole.
+    fn same_answers(bytes: &[u8], max_len: usize) {
+        let dir = tempfile_dir();
+        let path = dir.join("frames");
+        std::fs::write(&path, bytes).unwrap();
+        let mut ff = FrameFile::open(&path).unwrap();
+        assert_eq!(ff.len(), bytes.len());
+        let mut pos = 0;
+        loop {
+            let whole = read_frame(bytes, pos, max_len);
+            let windowed = ff.frame_at(pos, max_len).unwrap();
+            assert_eq!(windowed, whole, "at {pos}");
+            match whole {
+                Frame::Ok { next, .. } => pos = next,
+                _ => break,
+            }
+        }
+        // Past the end, and from a position before the window.
+        assert_eq!(ff.frame_at(bytes.len() + 10, max_len).unwrap(), Frame::End);
+        assert_eq!(
+            ff.frame_at(0, max_len).unwrap(),
+            read_frame(bytes, 0, max_len)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "fjord-frames-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_frame_file_reads_what_read_frame_reads_across_windows() {
+        // Frames of every size up to beyond the window, so that some cross its edge and
+        // one is larger than it; then zero padding, as in a preallocated file.
+        let mut bytes = Vec::new();
+        for i in 0..300usize {
+            let len = (i * 7919) % 20_000;
+            frame(&vec![(i % 251) as u8; len], &mut bytes);
+        }
+        frame(&vec![3u8; WINDOW + 12_345], &mut bytes);
+        frame(b"last", &mut bytes);
+        let written = bytes.len();
+        bytes.extend_from_slice(&vec![0u8; 3 * WINDOW / 2]);
+        same_answers(&bytes, 4 * WINDOW);
+        // Torn inside a payload and inside a header, at the end of the file.
+        same_answers(&bytes[..written - 2], 4 * WINDOW);
+        same_answers(&bytes[..written - 4 - FRAME_HEADER + 3], 4 * WINDOW);
+        // A corrupt frame in the middle, and a length over the bound.
+        let mut bad = bytes.clone();
+        bad[WINDOW + 100] ^= 1;
+        same_answers(&bad, 4 * WINDOW);
+        same_answers(&bytes, 10_000);
+        // An empty file.
+        same_answers(&[], 100);
+    }
 
     #[test]
     fn frames_round_trip_and_detect_damage() {

@@ -26,7 +26,7 @@
 
 use super::{storage_error, Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::persist::PersistError;
-use fjord_shared::fs::{read_frame, sync_dir, Frame, FRAME_HEADER};
+use fjord_shared::fs::{read_frame, sync_dir, Frame, FrameFile, FRAME_HEADER};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{RaftLogReader, StorageIOError};
 use serde::{Deserialize, Serialize};
@@ -280,8 +280,12 @@ impl LogStore {
         let n = files.len();
         for (i, (seq, path)) in files.into_iter().enumerate() {
             let last = i + 1 == n;
-            let bytes = std::fs::read(&path).map_err(|e| PersistError::io(&path, e))?;
-            if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+            // Through a window: a file is preallocated (mostly zeros) and reading it whole
+            // would cost its full size in memory.
+            let io = |e| PersistError::io(&path, e);
+            let mut file = FrameFile::open(&path).map_err(io)?;
+            let file_len = file.len();
+            if file.bytes_at(0, MAGIC.len()).map_err(io)? != MAGIC {
                 if last {
                     tracing::warn!(path = %path.display(), "Raft log file has no header (torn at creation); removing it");
                     std::fs::remove_file(&path).map_err(|e| PersistError::io(&path, e))?;
@@ -292,7 +296,7 @@ impl LogStore {
             let mut pos = MAGIC.len();
             let mut max_index = None;
             loop {
-                match read_frame(&bytes, pos, MAX_RECORD) {
+                match file.frame_at(pos, MAX_RECORD).map_err(io)? {
                     Frame::Ok { payload, next } => {
                         let rec: Record = rmp_serde::from_slice(payload).map_err(|e| {
                             PersistError::Undecodable {
@@ -326,10 +330,10 @@ impl LogStore {
                         // Zero the tail rather than shrinking: the file stays preallocated
                         // and the next record goes where the torn one was.
                         f.set_len(pos as u64)
-                            .and_then(|_| f.set_len(bytes.len().max(pos) as u64))
+                            .and_then(|_| f.set_len(file_len.max(pos) as u64))
                             .and_then(|_| f.sync_all())
                             .map_err(|e| PersistError::io(&path, e))?;
-                        tracing::warn!(path = %path.display(), offset = pos, bytes = bytes.len() - pos, "cut a torn or corrupt tail off the Raft log");
+                        tracing::warn!(path = %path.display(), offset = pos, bytes = file_len - pos, "cut a torn or corrupt tail off the Raft log");
                         break;
                     }
                     Frame::Torn | Frame::Corrupt => {

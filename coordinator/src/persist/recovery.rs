@@ -5,7 +5,7 @@ use super::{list, PersistError, LOG_MAGIC};
 use crate::session::SessionTracker;
 use crate::tree::DataTree;
 use crate::txn::{self, State, TxnRecord};
-use fjord_shared::fs::{read_frame, Frame};
+use fjord_shared::fs::{Frame, FrameFile};
 use std::fs::OpenOptions;
 use std::path::Path;
 
@@ -62,8 +62,10 @@ pub fn recover(dir: &Path, tick_ms: u64, now: u64) -> Result<(State, Report), Pe
             }
         }
         let last_file = i + 1 == n;
-        let bytes = std::fs::read(path).map_err(|e| PersistError::io(path, e))?;
-        if bytes.len() < LOG_MAGIC.len() || &bytes[..LOG_MAGIC.len()] != LOG_MAGIC {
+        // Through a window, not whole: log files are preallocated.
+        let io = |e| PersistError::io(path, e);
+        let mut file = FrameFile::open(path).map_err(io)?;
+        if file.bytes_at(0, LOG_MAGIC.len()).map_err(io)? != LOG_MAGIC {
             if last_file {
                 tracing::warn!(path = %path.display(), "log file has no header (torn at creation); ignoring it");
                 continue;
@@ -75,7 +77,7 @@ pub fn recover(dir: &Path, tick_ms: u64, now: u64) -> Result<(State, Report), Pe
         }
         let mut pos = LOG_MAGIC.len();
         loop {
-            match read_frame(&bytes, pos, MAX_RECORD) {
+            match file.frame_at(pos, MAX_RECORD).map_err(io)? {
                 Frame::Ok { payload, next } => {
                     let rec: TxnRecord =
                         rmp_serde::from_slice(payload).map_err(|e| PersistError::Undecodable {
@@ -98,7 +100,7 @@ pub fn recover(dir: &Path, tick_ms: u64, now: u64) -> Result<(State, Report), Pe
                 }
                 Frame::End => break,
                 Frame::Torn | Frame::Corrupt if last_file => {
-                    let cut = bytes.len() - pos;
+                    let cut = file.len() - pos;
                     let f = OpenOptions::new()
                         .write(true)
                         .open(path)
@@ -129,6 +131,7 @@ mod tests {
     use crate::persist::snapshot::SnapshotJob;
     use crate::txn::{acl_to_rec, Txn};
     use bytes::Bytes;
+    use fjord_shared::fs::read_frame;
     use fjord_shared::jute::Acl;
     use std::io::Write;
 
