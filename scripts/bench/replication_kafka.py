@@ -109,10 +109,11 @@ def print_table(args, root: Path, work: Path, results: dict[str, list[dict]]) ->
     print()
     header = ["system", "RF1 msgs/s", "RF3 msgs/s", "RF3/RF1", "RF3/RF1 by round",
               "servers CPU RF1/RF3 %", "client CPU RF1/RF3 %"]
+    def cpu(key):
+        return lambda r: 100 * getattr(r, key) / r.elapsed if r.elapsed else None
+
     rows = []
     for system in results:
-        def cpu(key):
-            return lambda r: 100 * getattr(r, key) / r.elapsed if r.elapsed else None
         by_round = " ".join(fmt(r["rf3"].msgs_per_sec / r["rf1"].msgs_per_sec, 2)
                             for r in results[system] if r["rf1"].msgs_per_sec and r["rf3"].msgs_per_sec)
         rows.append([system, fmt(med(system, "rf1", rate)), fmt(med(system, "rf3", rate)),

@@ -8,7 +8,10 @@ use std::process::ExitCode;
 /// processor thread's CPU went to glibc's `malloc`/`free` (its fastbins are consolidated
 /// on every larger allocation, and blocks freed on another thread go back through locks);
 /// mimalloc's thread-local free lists cut the server's CPU per write by about a tenth and
-/// its memory with 500,000 nodes by 8%.
+/// its memory with 500,000 nodes by 8%. Built with `no_thp` (Cargo.toml): otherwise mimalloc
+/// advises its arenas onto transparent huge pages and an idle coordinator holds 25 MiB
+/// instead of 10. Memory freed is not always returned to the system, so nothing should
+/// read a large file into one buffer (recovery reads logs through a window, `FrameFile`).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
