@@ -89,6 +89,8 @@ impl Broker {
             ("delete.retention.ms", "86400000".to_owned()),
             ("min.compaction.lag.ms", "0".to_owned()),
             ("unclean.leader.election.enable", "false".to_owned()),
+            (crate::replica::throttle::LEADER_REPLICAS, String::new()),
+            (crate::replica::throttle::FOLLOWER_REPLICAS, String::new()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

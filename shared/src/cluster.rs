@@ -26,6 +26,11 @@ pub const TOPICS: &str = "/brokers/topics";
 pub const CONTROLLER: &str = "/controller";
 pub const CONTROLLER_EPOCH: &str = "/controller_epoch";
 pub const TOPIC_CONFIGS: &str = "/config/topics";
+/// Dynamic broker configs: `/config/brokers/<id>`, and `/config/brokers/<default>` for
+/// every broker.
+pub const BROKER_CONFIGS: &str = "/config/brokers";
+/// The config entity that applies to every broker (Kafka's `<default>`).
+pub const DEFAULT_ENTITY: &str = "<default>";
 pub const ADMIN: &str = "/admin";
 pub const DELETE_TOPICS: &str = "/admin/delete_topics";
 /// Kafka's request for a preferred-leader election: `{"version":1,"partitions":[..]}`, or
@@ -38,13 +43,14 @@ pub const CONTROLLED_SHUTDOWN: &str = "/admin/controlled_shutdown";
 pub const PRODUCER_ID_BLOCK: &str = "/latest_producer_id_block";
 
 /// Paths that must exist before brokers use the layout (persistent, empty).
-pub const BASE_PATHS: [&str; 9] = [
+pub const BASE_PATHS: [&str; 10] = [
     "/cluster",
     "/brokers",
     BROKER_IDS,
     TOPICS,
     "/config",
     TOPIC_CONFIGS,
+    BROKER_CONFIGS,
     ADMIN,
     DELETE_TOPICS,
     CONTROLLED_SHUTDOWN,
@@ -90,6 +96,11 @@ pub fn partition_state_path(topic: &str, partition: i32) -> String {
 
 pub fn topic_config_path(topic: &str) -> String {
     format!("{TOPIC_CONFIGS}/{topic}")
+}
+
+/// `/config/brokers/<entity>`: a broker id or [`DEFAULT_ENTITY`].
+pub fn broker_config_path(entity: &str) -> String {
+    format!("{BROKER_CONFIGS}/{entity}")
 }
 
 pub fn delete_topic_path(topic: &str) -> String {

@@ -55,6 +55,33 @@ pub enum ClusterAction {
     LogDirs,
     /// The API versions each broker serves, and the version this tool would use.
     ApiVersions,
+    /// Move every replica off a broker (to the least loaded others, rack-aware), wait
+    /// until it holds none, and say when it is safe to stop it.
+    Decommission {
+        broker: i32,
+        /// Print the plan without starting it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Cap the copying at this many bytes per second (removed when done).
+        #[arg(long, value_name = "BYTES_PER_SEC", value_parser = super::replica_moves::parse_rate)]
+        throttle: Option<u64>,
+        /// Stop waiting after this many seconds (the moves carry on).
+        #[arg(long, value_name = "SECS", default_value_t = 86_400)]
+        wait_timeout_s: u64,
+    },
+    /// Compute a plan that spreads replicas and preferred leaders evenly over the live
+    /// brokers, rack-aware, moving as little data as possible; print it as a Kafka plan
+    /// file, and with --execute carry it out with progress, then move leaders.
+    Balance {
+        #[arg(long)]
+        execute: bool,
+        /// With --execute: cap the copying at this many bytes per second (removed when done).
+        #[arg(long, value_name = "BYTES_PER_SEC", requires = "execute", value_parser = super::replica_moves::parse_rate)]
+        throttle: Option<u64>,
+        /// Stop waiting after this many seconds (the moves carry on).
+        #[arg(long, value_name = "SECS", default_value_t = 86_400)]
+        wait_timeout_s: u64,
+    },
 }
 
 /// Prints the cluster, or runs an action.
@@ -74,6 +101,29 @@ pub async fn run(
         }
         Some(ClusterAction::ApiVersions) => {
             return super::cluster_brokers::api_versions(&client, out).await
+        }
+        Some(ClusterAction::Decommission {
+            broker,
+            dry_run,
+            throttle,
+            wait_timeout_s,
+        }) => {
+            let timeout = Duration::from_millis(args.kafka.request_timeout_ms);
+            let wait = Duration::from_secs(wait_timeout_s);
+            return super::replica_moves::decommission(
+                &client, broker, dry_run, throttle, timeout, wait, out,
+            )
+            .await;
+        }
+        Some(ClusterAction::Balance {
+            execute,
+            throttle,
+            wait_timeout_s,
+        }) => {
+            let timeout = Duration::from_millis(args.kafka.request_timeout_ms);
+            let wait = Duration::from_secs(wait_timeout_s);
+            return super::replica_moves::balance(&client, execute, throttle, timeout, wait, out)
+                .await;
         }
         None => {}
     }

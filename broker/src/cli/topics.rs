@@ -89,12 +89,21 @@ pub enum TopicsCommand {
     },
     /// Add partitions or change config overrides.
     #[command(group(ArgGroup::new("change").required(true).multiple(true)
-        .args(["partitions", "configs", "delete_configs"])))]
+        .args(["partitions", "replication_factor", "configs", "delete_configs"])))]
     Alter {
         name: String,
         /// The new total number of partitions (only growing is possible).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
         partitions: Option<i32>,
+        /// Give every partition N replicas: a reassignment adds replicas on the least
+        /// loaded brokers (or removes the last ones), and the command waits for it.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        replication_factor: Option<u16>,
+        /// With --replication-factor: cap the copying at this many bytes per second
+        /// (removed when done).
+        #[arg(long, value_name = "BYTES_PER_SEC", requires = "replication_factor",
+              value_parser = super::replica_moves::parse_rate)]
+        throttle: Option<u64>,
         /// Set a config override; repeat for several.
         #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
         configs: Vec<(String, String)>,
@@ -104,6 +113,8 @@ pub enum TopicsCommand {
     },
     /// Delete a topic.
     Delete { name: String },
+    /// Move partition replicas between brokers with a plan in Kafka's JSON format.
+    Reassign(super::reassign::ReassignArgs),
 }
 
 /// Runs one `topics` command.
@@ -169,12 +180,25 @@ pub async fn run(bootstrap: &str, args: TopicsArgs, out: &mut dyn Write) -> Resu
         TopicsCommand::Alter {
             name,
             partitions,
+            replication_factor,
+            throttle,
             configs,
             delete_configs,
         } => {
             if let Some(total) = partitions {
                 client.create_partitions(&name, total, timeout).await?;
                 writeln!(out, "topic {name} now has {total} partitions")?;
+            }
+            if let Some(rf) = replication_factor {
+                super::replica_moves::replication_factor(
+                    &client,
+                    &name,
+                    rf.into(),
+                    throttle,
+                    timeout,
+                    out,
+                )
+                .await?;
             }
             let changes: Vec<ConfigChange> = configs
                 .into_iter()
@@ -194,6 +218,9 @@ pub async fn run(bootstrap: &str, args: TopicsArgs, out: &mut dyn Write) -> Resu
         TopicsCommand::Delete { name } => {
             client.delete_topic(&name, timeout).await?;
             writeln!(out, "deleted topic {name}")?;
+        }
+        TopicsCommand::Reassign(args) => {
+            super::reassign::run(&client, args, timeout, out).await?;
         }
     }
     Ok(())

@@ -22,7 +22,33 @@ impl Client {
         let md = self.fetch_metadata(Some(&[]), false).await?;
         let mut out = Vec::new();
         for (id, b) in &md.brokers {
-            let mut conn = self.conn(&b.addr()).await?;
+            out.extend(self.broker_log_dirs(*id, &b.addr()).await?);
+        }
+        Ok(out)
+    }
+
+    /// The log directories of the brokers that answer within `per_broker` each; a broker
+    /// that does not is left out. For progress reports, which must not hang on a frozen
+    /// broker.
+    pub async fn describe_log_dirs_within(&self, per_broker: Duration) -> Vec<LogDir> {
+        let Ok(md) = self.fetch_metadata(Some(&[]), false).await else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (id, b) in &md.brokers {
+            let addr = b.addr();
+            let asked = tokio::time::timeout(per_broker, self.broker_log_dirs(*id, &addr));
+            if let Ok(Ok(dirs)) = asked.await {
+                out.extend(dirs);
+            }
+        }
+        out
+    }
+
+    async fn broker_log_dirs(&self, id: i32, addr: &str) -> Result<Vec<LogDir>> {
+        let mut out = Vec::new();
+        let mut conn = self.conn(addr).await?;
+        {
             let version = conn.version(ApiKey::DescribeLogDirs)?;
             let resp = conn
                 .send(
@@ -61,7 +87,7 @@ impl Client {
                     })
                     .collect();
                 out.push(LogDir {
-                    broker: *id,
+                    broker: id,
                     path: r.log_dir.as_str().to_owned(),
                     replicas,
                 });

@@ -30,7 +30,7 @@ impl BrokerInfo {
 }
 
 /// One partition of a topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartitionInfo {
     pub partition: i32,
     /// The leader's broker id; `None` while the partition is offline.
@@ -45,7 +45,7 @@ pub struct PartitionInfo {
 }
 
 /// One topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicInfo {
     pub name: String,
     /// Kafka's textual topic id (URL-safe base64 of the 16 bytes), when the broker sent one.

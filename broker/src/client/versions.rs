@@ -42,6 +42,9 @@ pub fn client_range(api: ApiKey) -> Option<(i16, i16)> {
         // v3 adds the replica id that followers send.
         ApiKey::OffsetForLeaderEpoch => (3, 4),
         ApiKey::ElectLeaders => (0, 2),
+        // v1 adds allow_replication_factor_change (KIP-860).
+        ApiKey::AlterPartitionReassignments => (0, 1),
+        ApiKey::ListPartitionReassignments => (0, 0),
         // Consumer groups (groups.rs). FindCoordinator v4+ looks up a batch of keys.
         ApiKey::FindCoordinator => (0, 3),
         // v4 adds each group's state.

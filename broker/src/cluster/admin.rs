@@ -4,6 +4,7 @@
 
 use super::view::read;
 use super::{random_uuid, uuid_text, Cluster};
+use crate::replica::throttle;
 use fjord_shared::cluster::{self, TopicAssignment, TopicConfig};
 use fjord_shared::coord_client::{Error as CoordError, MultiError, Op};
 use fjord_shared::jute::{CreateMode, ErrorCode};
@@ -52,7 +53,29 @@ pub const TOPIC_CONFIGS: &[&str] = &[
     "min.cleanable.dirty.ratio",
     "delete.retention.ms",
     "min.compaction.lag.ms",
+    throttle::LEADER_REPLICAS,
+    throttle::FOLLOWER_REPLICAS,
 ];
+
+/// The broker configs that can be changed at run time (`/config/brokers/<id>` and
+/// `<default>`).
+pub const DYNAMIC_BROKER_CONFIGS: &[&str] = &[throttle::LEADER_RATE, throttle::FOLLOWER_RATE];
+
+/// Checks one dynamic broker config; the error is the message for INVALID_CONFIG.
+pub fn validate_broker_config(key: &str, value: &str) -> Result<(), String> {
+    if !DYNAMIC_BROKER_CONFIGS.contains(&key) {
+        return Err(format!(
+            "{key:?} cannot be changed at run time; the broker configs that can are {}",
+            DYNAMIC_BROKER_CONFIGS.join(", ")
+        ));
+    }
+    match value.parse::<i64>() {
+        Ok(v) if v >= 0 => Ok(()),
+        _ => Err(format!(
+            "{key} must be a number of bytes per second, not {value:?}"
+        )),
+    }
+}
 
 /// Checks one topic config; the error is the message for INVALID_CONFIG.
 pub fn validate_config(key: &str, value: &str) -> Result<(), String> {
@@ -86,6 +109,11 @@ pub fn validate_config(key: &str, value: &str) -> Result<(), String> {
             "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
             _ => Err(format!("unknown compression.type {value:?}")),
         },
+        throttle::LEADER_REPLICAS | throttle::FOLLOWER_REPLICAS => {
+            throttle::ThrottledReplicas::parse(value)
+                .map(|_| ())
+                .map_err(|e| format!("{key}: {e}"))
+        }
         "message.timestamp.type" => match value {
             "CreateTime" | "LogAppendTime" => Ok(()),
             _ => Err("message.timestamp.type must be CreateTime or LogAppendTime".to_owned()),
@@ -367,6 +395,13 @@ pub async fn create_partitions(
             format!("bad topic znode: {e}"),
         )
     })?;
+    let moving = |m: &BTreeMap<String, Vec<i32>>| m.values().any(|r| !r.is_empty());
+    if moving(&topic.adding_replicas) || moving(&topic.removing_replicas) {
+        return Err(AdminError::new(
+            ResponseError::ReassignmentInProgress,
+            format!("partitions of {name} are being reassigned; add partitions once that is done"),
+        ));
+    }
     let current = topic.by_partition();
     let have = current.len() as i32;
     if count <= have {
@@ -432,28 +467,79 @@ pub async fn update_topic_config(
     validate_only: bool,
     change: impl Fn(&mut BTreeMap<String, String>) -> Result<(), AdminError>,
 ) -> Result<(), AdminError> {
-    let client = c.client();
-    if read(&client, &cluster::topic_path(name)).await?.is_none() {
+    if read(&c.client(), &cluster::topic_path(name))
+        .await?
+        .is_none()
+    {
         return Err(AdminError::new(
             ResponseError::UnknownTopicOrPartition,
             format!("no topic {name}"),
         ));
     }
+    let path = cluster::topic_config_path(name);
+    update_config(c, &path, validate_only, change, validate_config).await
+}
+
+/// A broker's dynamic config (`entity` is its id, or `<default>` for every broker), or
+/// an empty one.
+pub async fn read_broker_config(
+    c: &Cluster,
+    entity: &str,
+) -> Result<BTreeMap<String, String>, AdminError> {
+    Ok(read(&c.client(), &cluster::broker_config_path(entity))
+        .await?
+        .map(|(data, _)| {
+            serde_json::from_slice::<TopicConfig>(&data)
+                .unwrap_or_default()
+                .config
+        })
+        .unwrap_or_default())
+}
+
+/// Changes a broker's dynamic config (`entity`: its id, or `<default>`), as
+/// [`update_topic_config`] does a topic's.
+pub async fn update_broker_config(
+    c: &Cluster,
+    entity: &str,
+    validate_only: bool,
+    change: impl Fn(&mut BTreeMap<String, String>) -> Result<(), AdminError>,
+) -> Result<(), AdminError> {
+    let path = cluster::broker_config_path(entity);
+    update_config(c, &path, validate_only, change, validate_broker_config).await
+}
+
+/// Read-modify-write of the config znode at `path`, retried while others change it.
+async fn update_config(
+    c: &Cluster,
+    path: &str,
+    validate_only: bool,
+    change: impl Fn(&mut BTreeMap<String, String>) -> Result<(), AdminError>,
+    validate: fn(&str, &str) -> Result<(), String>,
+) -> Result<(), AdminError> {
+    let client = c.client();
     for _ in 0..50 {
-        let (mut config, version) = read_topic_config(c, name).await?;
+        let (mut config, version) = match read(&client, path).await? {
+            Some((data, version)) => (
+                serde_json::from_slice::<TopicConfig>(&data)
+                    .unwrap_or_default()
+                    .config,
+                Some(version),
+            ),
+            None => (BTreeMap::new(), None),
+        };
+        let before = config.clone();
         change(&mut config)?;
         for (k, v) in &config {
-            validate_config(k, v).map_err(|m| AdminError::new(ResponseError::InvalidConfig, m))?;
+            validate(k, v).map_err(|m| AdminError::new(ResponseError::InvalidConfig, m))?;
         }
-        if validate_only {
+        if validate_only || config == before {
             return Ok(());
         }
         let data = serde_json::to_vec(&TopicConfig { version: 1, config }).unwrap_or_default();
-        let path = cluster::topic_config_path(name);
         let written = match version {
-            Some(v) => client.set_data(&path, data, Some(v)).await.map(|_| ()),
+            Some(v) => client.set_data(path, data, Some(v)).await.map(|_| ()),
             None => client
-                .create(&path, data, &client.acl_for(&path), CreateMode::Persistent)
+                .create(path, data, &client.acl_for(path), CreateMode::Persistent)
                 .await
                 .map(|_| ()),
         };
@@ -465,7 +551,7 @@ pub async fn update_topic_config(
     }
     Err(AdminError::new(
         ResponseError::ConcurrentTransactions,
-        "the topic config kept changing; retry",
+        format!("{path} kept changing; retry"),
     ))
 }
 

@@ -14,11 +14,15 @@
 //!   brokers leave the ISR, and the leader epoch goes up. With no live ISR member it goes
 //!   offline (leader -1, ISR kept) unless the topic sets `unclean.leader.election.enable`;
 //!   when an ISR member returns it leads again;
+//! - a partition being reassigned whose target replicas are all in sync gets them as its
+//!   replicas, with its state, in one multi ([`super::reassignment`]);
 //! - a topic marked for deletion has its znodes removed, then its deletion mark.
 //!
-//! The decisions are the pure functions [`initial_state`] and [`next_state`].
+//! The decisions are the pure functions [`initial_state`], [`next_state`] and
+//! [`reassignment::completion`].
 
-use super::view::{children, read, ClusterView};
+use super::reassignment;
+use super::view::{children, read, ClusterView, TopicView};
 use fjord_shared::cluster::{self, ControllerInfo, PartitionState};
 use fjord_shared::coord_client::{Client, Error as CoordError, MultiError, Op};
 use fjord_shared::jute::{CreateMode, ErrorCode};
@@ -134,6 +138,9 @@ pub fn initial_state(
 /// hold up acks=all, so they lose leadership to another live ISR member and leave the ISR,
 /// unless nobody else is there to take over (then they keep it until they are gone).
 /// Dead brokers leave the ISR at once (the leader epoch stays: only the ISR changed).
+/// Brokers that are no longer `replicas` (a reassignment replaced them) are treated like
+/// brokers shutting down: they leave the ISR, and a leader among them hands over to an
+/// in-sync replica as soon as there is one.
 pub fn next_state(
     current: &PartitionState,
     replicas: &[i32],
@@ -142,7 +149,8 @@ pub fn next_state(
     unclean: bool,
     controller_epoch: i32,
 ) -> Option<PartitionState> {
-    let eligible = |r: &i32| live.contains(r) && !shutting_down.contains(r);
+    let leaving = |r: &i32| shutting_down.contains(r) || !replicas.contains(r);
+    let eligible = |r: &i32| live.contains(r) && !leaving(r);
     let live_isr: Vec<i32> = current
         .isr
         .iter()
@@ -160,7 +168,7 @@ pub fn next_state(
         let isr: Vec<i32> = live_isr
             .iter()
             .copied()
-            .filter(|r| *r == current.leader || !shutting_down.contains(r))
+            .filter(|r| *r == current.leader || !leaving(r))
             .collect();
         if isr == current.isr || isr.is_empty() {
             return None;
@@ -168,11 +176,7 @@ pub fn next_state(
         return Some(state(current.leader, current.leader_epoch, isr));
     }
     if let Some(&leader) = live_isr.iter().find(|r| eligible(r)) {
-        let isr: Vec<i32> = live_isr
-            .iter()
-            .copied()
-            .filter(|r| !shutting_down.contains(r))
-            .collect();
+        let isr: Vec<i32> = live_isr.iter().copied().filter(|r| !leaving(r)).collect();
         return Some(state(leader, current.leader_epoch + 1, isr));
     }
     if current.leader >= 0 && live.contains(&current.leader) {
@@ -465,6 +469,65 @@ fn create_op(client: &Client, path: String, data: Vec<u8>) -> Op {
     Op::create(path, data, &acl, CreateMode::Persistent)
 }
 
+/// Completes the reassignments of `topic` whose target replicas are all in sync (see
+/// [`reassignment::completion`]): one fenced multi writes their new states and the topic
+/// znode with their target replicas alone, so no broker ever sees one without the other.
+/// Returns the partitions completed; none if the topic or a state changed meanwhile (the
+/// event that brings the change retries).
+async fn complete_reassignments(
+    client: &Client,
+    epoch: Epoch,
+    view: &ClusterView,
+    topic: &str,
+    t: &TopicView,
+) -> Result<BTreeSet<i32>, CoordError> {
+    if !t.reassigning() {
+        return Ok(BTreeSet::new());
+    }
+    let live: BTreeSet<i32> = view.brokers.keys().copied().collect();
+    let mut done = t.clone();
+    let mut ops = Vec::new();
+    let mut completed = Vec::new();
+    for p in t.assignment.keys() {
+        let replicas = t.replicas(*p);
+        let Some((current, version)) = t.states.get(p) else {
+            continue;
+        };
+        let Some(next) =
+            reassignment::completion(current, &replicas, &live, &view.shutting_down, epoch.epoch)
+        else {
+            continue;
+        };
+        ops.push(Op::set_data(
+            cluster::partition_state_path(topic, *p),
+            serde_json::to_vec(&next).unwrap_or_default(),
+            Some(*version),
+        ));
+        done.assignment.insert(*p, replicas.target());
+        done.adding.remove(p);
+        done.removing.remove(p);
+        completed.push((*p, replicas, next));
+    }
+    if completed.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    ops.push(Op::set_data(
+        cluster::topic_path(topic),
+        serde_json::to_vec(&done.znode(None)).unwrap_or_default(),
+        Some(t.znode_version),
+    ));
+    match fenced_multi(client, epoch, ops).await {
+        Ok(()) => {}
+        Err(CoordError::Zk(ErrorCode::BadVersion)) => return Ok(BTreeSet::new()),
+        Err(e) => return Err(e),
+    }
+    for (p, replicas, next) in &completed {
+        tracing::info!(topic, partition = p, replicas = ?replicas.target(), removed = ?replicas.removing,
+            leader = next.leader, leader_epoch = next.leader_epoch, isr = ?next.isr, "partition reassignment completed");
+    }
+    Ok(completed.into_iter().map(|(p, _, _)| p).collect())
+}
+
 /// Brings the partition states in line with the view (see the module docs).
 pub async fn reconcile(
     client: &Client,
@@ -492,10 +555,14 @@ pub async fn reconcile(
         if !new.is_empty() {
             create_states(client, epoch, topic, &t.assignment, &new, &live).await?;
         }
+        let completed = complete_reassignments(client, epoch, view, topic, t).await?;
         for (p, replicas) in &t.assignment {
             let Some((current, version)) = t.states.get(p) else {
                 continue;
             };
+            if completed.contains(p) {
+                continue;
+            }
             if let Some(next) = next_state(
                 current,
                 replicas,
@@ -652,6 +719,22 @@ mod tests {
         // Nobody else is in sync: it keeps leading until it is gone.
         assert_eq!(
             next_state(&state(1, 3, &[1]), &[1, 2], &all, &shutting, false, 2),
+            None
+        );
+    }
+
+    #[test]
+    fn replicas_a_reassignment_dropped_leave_the_isr_and_hand_over_leadership() {
+        let all = live(&[1, 2, 3, 4]);
+        // 4 was being added, then a new target dropped it: it leaves the ISR.
+        let s = next_state(&state(1, 3, &[1, 2, 4]), &[1, 2], &all, &none(), false, 2).unwrap();
+        assert_eq!((s.leader, s.leader_epoch, s.isr), (1, 3, vec![1, 2]));
+        // It led: an in-sync replica still listed takes over, in a new epoch.
+        let s = next_state(&state(4, 3, &[4, 2]), &[1, 2], &all, &none(), false, 2).unwrap();
+        assert_eq!((s.leader, s.leader_epoch, s.isr), (2, 4, vec![2]));
+        // Nobody listed is in sync: it keeps leading until one is.
+        assert_eq!(
+            next_state(&state(4, 3, &[4]), &[1, 2], &all, &none(), false, 2),
             None
         );
     }

@@ -5,6 +5,7 @@
 //!   carries out topic deletions; every write it makes is fenced by `/controller_epoch`.
 //! - [`admin`]: topic creation, deletion requests, new partitions and config changes, as
 //!   any broker writes them for CreateTopics and friends.
+//! - [`reassignment`]: moving partition replicas between brokers (KIP-455).
 //!
 //! A [`Cluster`] owns the coordinator session. If the session expires (the coordinator
 //! was unreachable for longer than the session timeout), the broker is *fenced*: another
@@ -13,6 +14,7 @@
 
 pub mod admin;
 pub mod controller;
+pub mod reassignment;
 pub mod view;
 
 use fjord_shared::cluster::{self, BrokerRegistration, ClusterId};
@@ -40,10 +42,11 @@ pub enum JoinError {
 }
 
 /// The coordinator subtrees watched for changes.
-const WATCHED: [&str; 4] = [
+const WATCHED: [&str; 5] = [
     cluster::TOPICS,
     cluster::BROKER_IDS,
     cluster::TOPIC_CONFIGS,
+    cluster::BROKER_CONFIGS,
     cluster::ADMIN,
 ];
 

@@ -6,6 +6,7 @@
 //! published as an immutable snapshot (`Arc<ClusterView>`) through a `watch` channel, so
 //! request handlers read it without locks and react to changes by waiting on the channel.
 
+use super::reassignment::Replicas;
 use bytes::Bytes;
 use fjord_shared::cluster::{
     self, BrokerRegistration, ClusterId, ControllerInfo, PartitionState, PreferredReplicaElection,
@@ -35,8 +36,15 @@ pub struct TopicView {
     pub topic_id: String,
     /// `topic_id` parsed once, for the Fetch and Metadata requests that name topics by id.
     id: Uuid,
-    /// partition → replicas, preferred leader first.
+    /// partition → replicas, preferred leader first (during a reassignment: every
+    /// replica, the target first; see [`super::reassignment`]).
     pub assignment: BTreeMap<i32, Vec<i32>>,
+    /// partition → replicas joining it in a reassignment (Kafka's `adding_replicas`).
+    pub adding: BTreeMap<i32, Vec<i32>>,
+    /// partition → replicas leaving it in a reassignment (Kafka's `removing_replicas`).
+    pub removing: BTreeMap<i32, Vec<i32>>,
+    /// The version of the topic znode the assignment was read from.
+    pub znode_version: i32,
     /// partition → (state, znode version for conditional updates).
     pub states: BTreeMap<i32, (PartitionState, i32)>,
     /// Topic config overrides.
@@ -49,11 +57,66 @@ impl TopicView {
         self.id
     }
 
+    /// A partition's replicas with its reassignment, if it is being reassigned.
+    pub fn replicas(&self, partition: i32) -> Replicas {
+        let list = |m: &BTreeMap<i32, Vec<i32>>| m.get(&partition).cloned().unwrap_or_default();
+        Replicas {
+            all: list(&self.assignment),
+            adding: list(&self.adding),
+            removing: list(&self.removing),
+        }
+    }
+
+    /// Whether any partition of the topic is being reassigned.
+    pub fn reassigning(&self) -> bool {
+        self.adding
+            .values()
+            .chain(self.removing.values())
+            .any(|r| !r.is_empty())
+    }
+
+    /// The topic znode's content for this view (version 3, Kafka's layout), with
+    /// `partition`'s replicas replaced by `replicas` when given.
+    pub fn znode(&self, change: Option<(i32, &Replicas)>) -> TopicAssignment {
+        let mut assignment = self.assignment.clone();
+        let mut adding = self.adding.clone();
+        let mut removing = self.removing.clone();
+        if let Some((p, r)) = change {
+            assignment.insert(p, r.all.clone());
+            adding.insert(p, r.adding.clone());
+            removing.insert(p, r.removing.clone());
+        }
+        let keyed = |m: BTreeMap<i32, Vec<i32>>| -> BTreeMap<String, Vec<i32>> {
+            m.into_iter()
+                .filter(|(_, r)| !r.is_empty())
+                .map(|(p, r)| (p.to_string(), r))
+                .collect()
+        };
+        TopicAssignment {
+            version: 3,
+            partitions: assignment
+                .into_iter()
+                .map(|(p, r)| (p.to_string(), r))
+                .collect(),
+            topic_id: (!self.topic_id.is_empty()).then(|| self.topic_id.clone()),
+            adding_replicas: keyed(adding),
+            removing_replicas: keyed(removing),
+        }
+    }
+
     /// Sets the topic id (its coordinator text) and the parsed id together.
     pub fn set_topic_id(&mut self, text: String) {
         self.id = parse_topic_id(&text);
         self.topic_id = text;
     }
+}
+
+/// A topic znode's per-partition lists keyed by partition number; keys that are not
+/// numbers are skipped.
+fn keyed_by_partition(m: &BTreeMap<String, Vec<i32>>) -> BTreeMap<i32, Vec<i32>> {
+    m.iter()
+        .filter_map(|(p, r)| Some((p.parse().ok()?, r.clone())))
+        .collect()
 }
 
 /// A topic id as stored in the coordinator (Kafka's URL-safe base64 of 16 bytes) as a
@@ -82,6 +145,8 @@ pub struct ClusterView {
     pub preferred_election: Option<BTreeSet<(String, i32)>>,
     /// Brokers in a controlled shutdown.
     pub shutting_down: BTreeSet<i32>,
+    /// Dynamic broker configs by entity (a broker id, or `<default>`).
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// False until the first full load: an empty view must not be taken as "no topics".
     pub loaded: bool,
 }
@@ -132,6 +197,10 @@ impl ClusterView {
         }
         v.reload(client, cluster::PREFERRED_REPLICA_ELECTION)
             .await?;
+        for entity in children(client, cluster::BROKER_CONFIGS).await? {
+            v.reload(client, &cluster::broker_config_path(&entity))
+                .await?;
+        }
         for id in children(client, cluster::CONTROLLED_SHUTDOWN).await? {
             if let Ok(id) = id.parse::<i32>() {
                 v.shutting_down.insert(id);
@@ -186,12 +255,15 @@ impl ClusterView {
                 }
             }
             ["brokers", "topics", topic] => match read(client, path).await? {
-                Some((d, _)) => {
+                Some((d, version)) => {
                     if let Some(a) = parse::<TopicAssignment>(path, &d) {
                         let is_new = !self.topics.contains_key(*topic);
                         let t = self.topics.entry((*topic).to_owned()).or_default();
                         t.set_topic_id(a.topic_id.clone().unwrap_or_default());
                         t.assignment = a.by_partition();
+                        t.adding = keyed_by_partition(&a.adding_replicas);
+                        t.removing = keyed_by_partition(&a.removing_replicas);
+                        t.znode_version = version;
                         if is_new {
                             // A topic seen for the first time: its states and config may
                             // already exist (we joined late, or events raced).
@@ -227,6 +299,19 @@ impl ClusterView {
                         .and_then(|(d, _)| parse::<TopicConfig>(path, &d))
                         .map(|c| c.config)
                         .unwrap_or_default();
+                }
+            }
+            ["config", "brokers", entity] => {
+                match read(client, path)
+                    .await?
+                    .and_then(|(d, _)| parse::<TopicConfig>(path, &d))
+                {
+                    Some(c) => {
+                        self.broker_configs.insert((*entity).to_owned(), c.config);
+                    }
+                    None => {
+                        self.broker_configs.remove(*entity);
+                    }
                 }
             }
             ["admin", "preferred_replica_election"] => {

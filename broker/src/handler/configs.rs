@@ -1,9 +1,14 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topic configs (stored in
-//! `/config/topics/<t>`), plus a read-only view of broker configs.
+//! `/config/topics/<t>`) and for the dynamic broker configs (the replication throttle
+//! rates, stored in `/config/brokers/<id>` or, for every broker, `/config/brokers/<default>`,
+//! which Kafka's tools address with an empty name); the other broker configs are
+//! described, read-only.
 
 use super::Ctx;
 use crate::cluster::admin;
+use crate::replica::throttle;
 use crate::security::acl::Operation;
+use fjord_shared::cluster::DEFAULT_ENTITY;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
@@ -19,6 +24,8 @@ const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 /// Config sources (`DescribeConfigsResponse.ConfigSource`).
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const DYNAMIC_BROKER_CONFIG: i8 = 2;
+const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 const STATIC_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
 
@@ -32,7 +39,8 @@ fn config_type(key: &str) -> i8 {
         "unclean.leader.election.enable" => 1,
         "segment.bytes" | "max.message.bytes" | "min.insync.replicas" => 3,
         "retention.ms" | "retention.bytes" | "segment.ms" => 5,
-        "cleanup.policy" => 7,
+        throttle::LEADER_RATE | throttle::FOLLOWER_RATE => 5,
+        "cleanup.policy" | throttle::LEADER_REPLICAS | throttle::FOLLOWER_REPLICAS => 7,
         _ => 2,
     }
 }
@@ -165,11 +173,41 @@ pub async fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeCon
                     continue;
                 }
             },
-            BROKER if name.is_empty() || name == broker.id.to_string() => broker
-                .broker_configs()
+            // The `<default>` entity: the dynamic defaults set for every broker.
+            BROKER if name.is_empty() => admin::read_broker_config(&broker.cluster, DEFAULT_ENTITY)
+                .await
+                .unwrap_or_default()
                 .into_iter()
-                .map(|(k, v)| (k, v, STATIC_BROKER_CONFIG, true))
+                .map(|(k, v)| (k, v, DYNAMIC_DEFAULT_BROKER_CONFIG, false))
                 .collect(),
+            BROKER if name == broker.id.to_string() => {
+                let mut entries: Vec<(String, String, i8, bool)> = broker
+                    .broker_configs()
+                    .into_iter()
+                    .map(|(k, v)| (k, v, STATIC_BROKER_CONFIG, true))
+                    .collect();
+                let own = admin::read_broker_config(&broker.cluster, &name)
+                    .await
+                    .unwrap_or_default();
+                let all = admin::read_broker_config(&broker.cluster, DEFAULT_ENTITY)
+                    .await
+                    .unwrap_or_default();
+                for key in admin::DYNAMIC_BROKER_CONFIGS {
+                    entries.push(match (own.get(*key), all.get(*key)) {
+                        (Some(v), _) => (key.to_string(), v.clone(), DYNAMIC_BROKER_CONFIG, false),
+                        (None, Some(v)) => (
+                            key.to_string(),
+                            v.clone(),
+                            DYNAMIC_DEFAULT_BROKER_CONFIG,
+                            false,
+                        ),
+                        (None, None) => {
+                            (key.to_string(), i64::MAX.to_string(), DEFAULT_CONFIG, false)
+                        }
+                    });
+                }
+                entries
+            }
             _ => {
                 results.push(
                     result
@@ -208,16 +246,41 @@ pub async fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeCon
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// Applies `changes` (value `None` deletes a key) to a topic's overrides; `replace`
-/// starts from an empty set (legacy AlterConfigs) instead of the current one.
-async fn change_topic(
+/// The config znode a request's resource names: a topic, a broker id, or every broker
+/// (an empty broker name).
+enum Target {
+    Topic(String),
+    Broker(String),
+}
+
+fn target(resource_type: i8, name: &str) -> Result<Target, admin::AdminError> {
+    match resource_type {
+        TOPIC => Ok(Target::Topic(name.to_owned())),
+        BROKER if name.is_empty() => Ok(Target::Broker(DEFAULT_ENTITY.to_owned())),
+        BROKER => match name.parse::<i32>() {
+            Ok(id) if id >= 0 => Ok(Target::Broker(id.to_string())),
+            _ => Err(admin::AdminError::new(
+                ResponseError::InvalidRequest,
+                format!("{name:?} is not a broker id"),
+            )),
+        },
+        other => Err(admin::AdminError::new(
+            ResponseError::InvalidRequest,
+            format!("configs of resource type {other} cannot be changed"),
+        )),
+    }
+}
+
+/// Applies `changes` (value `None` deletes a key) to a topic's or broker's config;
+/// `replace` starts from an empty set (legacy AlterConfigs) instead of the current one.
+async fn change(
     ctx: &Ctx<'_>,
-    name: &str,
+    target: Target,
     changes: Vec<(String, Option<String>, i8)>,
     replace: bool,
     validate_only: bool,
 ) -> Result<(), admin::AdminError> {
-    admin::update_topic_config(&ctx.broker.cluster, name, validate_only, |config| {
+    let apply = |config: &mut std::collections::BTreeMap<String, String>| {
         if replace {
             config.clear();
         }
@@ -260,8 +323,16 @@ async fn change_topic(
             }
         }
         Ok(())
-    })
-    .await
+    };
+    let cluster = &ctx.broker.cluster;
+    match target {
+        Target::Topic(name) => {
+            admin::update_topic_config(cluster, &name, validate_only, apply).await
+        }
+        Target::Broker(entity) => {
+            admin::update_broker_config(cluster, &entity, validate_only, apply).await
+        }
+    }
 }
 
 pub async fn alter(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
@@ -271,11 +342,6 @@ pub async fn alter(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsRespo
         let outcome = if let Some(e) = refused(ctx, r.resource_type, &name, Operation::AlterConfigs)
         {
             Err(e)
-        } else if r.resource_type != TOPIC {
-            Err(admin::AdminError::new(
-                ResponseError::InvalidRequest,
-                "only topic configs can be changed",
-            ))
         } else {
             let changes = r
                 .configs
@@ -288,7 +354,10 @@ pub async fn alter(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsRespo
                     )
                 })
                 .collect();
-            change_topic(ctx, &name, changes, true, req.validate_only).await
+            match target(r.resource_type, &name) {
+                Ok(t) => change(ctx, t, changes, true, req.validate_only).await,
+                Err(e) => Err(e),
+            }
         };
         let mut resp = alter_configs_response::AlterConfigsResourceResponse::default()
             .with_resource_type(r.resource_type)
@@ -313,11 +382,6 @@ pub async fn incremental_alter(
         let outcome = if let Some(e) = refused(ctx, r.resource_type, &name, Operation::AlterConfigs)
         {
             Err(e)
-        } else if r.resource_type != TOPIC {
-            Err(admin::AdminError::new(
-                ResponseError::InvalidRequest,
-                "only topic configs can be changed",
-            ))
         } else {
             let changes = r
                 .configs
@@ -330,7 +394,10 @@ pub async fn incremental_alter(
                     )
                 })
                 .collect();
-            change_topic(ctx, &name, changes, false, req.validate_only).await
+            match target(r.resource_type, &name) {
+                Ok(t) => change(ctx, t, changes, false, req.validate_only).await,
+                Err(e) => Err(e),
+            }
         };
         let mut resp = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
             .with_resource_type(r.resource_type)

@@ -128,6 +128,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
             broker.replicas.data_arrived().notify_waiters();
         }
     }
+    let quota = &broker.replicas.throttles.leader;
     loop {
         // Register for wake-ups before reading, so an append in between is not missed.
         let notified = broker.replicas.data_arrived().notified();
@@ -152,7 +153,20 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
             .and_then(|()| broker.replicas.leader(&broker.cluster, topic, w.partition))
             .and_then(|part| {
                 check_epoch(w.current_leader_epoch, part.leader_epoch())?;
-                part.read(w.offset, budget, total == 0, follower)
+                // Catch-up of an out-of-sync follower of a throttled replica waits while
+                // the leader quota is spent; it still learns the high watermark.
+                let throttled =
+                    follower && part.leader_throttled() && !part.isr().contains(&replica);
+                let budget = if throttled && quota.exceeded(Instant::now()) {
+                    0
+                } else {
+                    budget
+                };
+                let read = part.read(w.offset, budget, total == 0 && budget > 0, follower)?;
+                if throttled {
+                    quota.record(read.records.len(), Instant::now());
+                }
+                Ok(read)
             });
             let data = match outcome {
                 Ok(ReadResult {

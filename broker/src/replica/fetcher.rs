@@ -58,6 +58,8 @@ pub struct FetcherConfig {
     pub partition_max_bytes: i32,
     /// Where and how to reach the leaders.
     pub inter_broker: Arc<InterBroker>,
+    /// The follower-side replication throttle.
+    pub throttles: Arc<super::throttle::Throttles>,
 }
 
 /// Every fetcher of this broker, by leader id.
@@ -279,6 +281,32 @@ async fn fetch_once(
                 .unwrap_or(false)
         })
         .collect();
+    // Throttled catch-up (a replica outside the ISR, named by the topic's
+    // follower.replication.throttled.replicas) waits while the follower quota is spent.
+    let view = cluster.view();
+    let catching_up = |tp: &TopicPartition, f: &Followed| {
+        f.partition.follower_throttled()
+            && !view
+                .topics
+                .get(&tp.topic)
+                .and_then(|t| t.states.get(&tp.partition))
+                .is_some_and(|(s, _)| s.isr.contains(&cluster.broker_id))
+    };
+    let throttled: Vec<TopicPartition> = fetching
+        .iter()
+        .filter(|(tp, f)| catching_up(tp, f))
+        .map(|(tp, _)| tp.clone())
+        .collect();
+    let quota = &config.throttles.follower;
+    let fetching: Vec<&(TopicPartition, Followed)> =
+        if !throttled.is_empty() && quota.exceeded(std::time::Instant::now()) {
+            fetching
+                .into_iter()
+                .filter(|(tp, _)| !throttled.contains(tp))
+                .collect()
+        } else {
+            fetching
+        };
     if fetching.is_empty() {
         return Ok(Progress::Idle);
     }
@@ -329,6 +357,9 @@ async fn fetch_once(
             match ResponseError::try_from_code(p.error_code) {
                 None => {
                     let records = p.records.unwrap_or_default();
+                    if throttled.contains(&tp) {
+                        quota.record(records.len(), std::time::Instant::now());
+                    }
                     match f.partition.append_replicated(
                         leader,
                         f.epoch,

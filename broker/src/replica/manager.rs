@@ -5,6 +5,7 @@ use super::fetcher::{FetcherConfig, Fetchers};
 use super::partition::{now_ms, Partition, PartitionError, PartitionInit};
 
 use super::producer_state::rebuild_from_log;
+use super::throttle::{self, Throttles};
 use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::log::config::{FsyncPolicy, LogConfig};
@@ -12,6 +13,7 @@ use crate::log::error::LogError;
 use crate::log::manager::{LogManager, SharedPartitionLog};
 use crate::log::topic_partition::TopicPartition;
 use dashmap::DashMap;
+use fjord_shared::cluster::DEFAULT_ENTITY;
 use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +32,8 @@ pub struct ReplicaManager {
     data_arrived: Arc<Notify>,
     /// ISR shrinks and expansions of the partitions led here, for the metrics.
     pub isr_changes: Arc<crate::stats::IsrChanges>,
+    /// Replication throttles (dynamic broker configs), as a leader and as a follower.
+    pub throttles: Arc<Throttles>,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -112,7 +116,9 @@ impl ReplicaManager {
             ..LogConfig::default()
         };
         let manager = LogManager::open(cfg.data_dir.join("logs"), log.clone(), now_ms())?;
+        let throttles = Arc::new(Throttles::default());
         let fetch = FetcherConfig {
+            throttles: throttles.clone(),
             max_wait: Duration::from_millis(cfg.replica_fetch_wait_max_ms),
             max_bytes: 10 << 20,
             partition_max_bytes: 1 << 20,
@@ -132,6 +138,7 @@ impl ReplicaManager {
             },
             data_arrived: Arc::new(Notify::new()),
             isr_changes: Default::default(),
+            throttles,
         };
         Ok(rm)
     }
@@ -196,9 +203,10 @@ impl ReplicaManager {
         }
     }
 
-    /// Takes the roles the latest view gives this broker, and deletes logs of vanished
-    /// topics. Serialized, and always from the newest view, so an older view can never be
-    /// applied over a newer one.
+    /// Takes the roles the latest view gives this broker, and deletes the logs of
+    /// partitions it no longer holds (vanished topics, replicas moved away). Serialized,
+    /// and always from the newest view, so an older view can never be applied over a
+    /// newer one.
     pub fn apply_view(&self, cluster: &Arc<Cluster>) {
         let Ok(_guard) = self.apply_lock.lock() else {
             return;
@@ -208,6 +216,15 @@ impl ReplicaManager {
         if !view.loaded {
             return;
         }
+        let rate = |key: &str| -> Option<u64> {
+            [me.to_string(), DEFAULT_ENTITY.to_owned()]
+                .iter()
+                .find_map(|e| view.broker_configs.get(e)?.get(key)?.parse().ok())
+        };
+        self.throttles.leader.set_rate(rate(throttle::LEADER_RATE));
+        self.throttles
+            .follower
+            .set_rate(rate(throttle::FOLLOWER_RATE));
         let mut wanted = std::collections::BTreeSet::new();
         for (topic, t) in &view.topics {
             let config = log_config(&self.defaults.log, &t.config);
@@ -217,7 +234,13 @@ impl ReplicaManager {
                 .and_then(|v| v.parse::<usize>().ok())
                 .unwrap_or(self.defaults.min_insync);
             for (p, replicas) in &t.assignment {
-                if !replicas.contains(&me) {
+                // A broker a reassignment dropped keeps its log while the state still
+                // names it leader or in sync: the controller moves that away first.
+                let named = t
+                    .states
+                    .get(p)
+                    .is_some_and(|(s, _)| s.leader == me || s.isr.contains(&me));
+                if !replicas.contains(&me) && !named {
                     continue;
                 }
                 let tp = TopicPartition::new(topic.as_str(), *p);
@@ -230,6 +253,10 @@ impl ReplicaManager {
                     }
                 };
                 part.set_config(config.clone(), min_insync);
+                part.set_throttled(
+                    throttle::throttled(&t.config, throttle::LEADER_REPLICAS, *p, me),
+                    throttle::throttled(&t.config, throttle::FOLLOWER_REPLICAS, *p, me),
+                );
                 match t.states.get(p) {
                     Some((s, version)) => {
                         if s.leader == me {

@@ -20,6 +20,7 @@ pub mod isr;
 mod manager;
 mod partition;
 pub mod producer_state;
+pub mod throttle;
 pub mod truncation;
 
 #[cfg(test)]

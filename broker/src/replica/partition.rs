@@ -12,7 +12,7 @@ use crate::log::topic_partition::TopicPartition;
 use bytes::Bytes;
 use fjord_shared::cluster::PartitionState;
 use kafka_protocol::ResponseError;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
@@ -114,6 +114,9 @@ pub struct Partition {
     pub(super) fsync_always: bool,
     /// Where ISR shrinks and expansions of a partition led here are counted.
     pub(super) isr_changes: Arc<crate::stats::IsrChanges>,
+    /// Whether this replica's catch-up traffic is throttled: bit 0 as a leader, bit 1 as
+    /// a follower (see [`super::throttle`]).
+    throttled: AtomicU8,
 }
 
 impl std::fmt::Debug for Partition {
@@ -176,7 +179,26 @@ impl Partition {
             producers: Mutex::new(init.producers),
             fsync_always: init.fsync_always,
             isr_changes: init.isr_changes,
+            throttled: AtomicU8::new(0),
         })
+    }
+
+    /// Marks the replica throttled as a leader and as a follower (topic configs).
+    pub(super) fn set_throttled(&self, leader: bool, follower: bool) {
+        self.throttled.store(
+            u8::from(leader) | (u8::from(follower) << 1),
+            Ordering::Release,
+        );
+    }
+
+    /// Whether out-of-sync followers of this leader are throttled.
+    pub fn leader_throttled(&self) -> bool {
+        self.throttled.load(Ordering::Acquire) & 1 != 0
+    }
+
+    /// Whether this follower's catch-up is throttled.
+    pub fn follower_throttled(&self) -> bool {
+        self.throttled.load(Ordering::Acquire) & 2 != 0
     }
 
     pub fn is_leader(&self) -> bool {

@@ -89,6 +89,15 @@ pub fn error_counts(response: &ResponseKind) -> Counts {
                     .flat_map(|t| t.partition_result.iter().map(|p| p.error_code)),
             )
         }
+        ResponseKind::AlterPartitionReassignments(r) => {
+            c.add(r.error_code);
+            c.extend(
+                r.responses
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+            )
+        }
+        ResponseKind::ListPartitionReassignments(r) => c.add(r.error_code),
         ResponseKind::JoinGroup(r) => c.add(r.error_code),
         ResponseKind::SyncGroup(r) => c.add(r.error_code),
         ResponseKind::Heartbeat(r) => c.add(r.error_code),

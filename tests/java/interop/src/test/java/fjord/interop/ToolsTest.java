@@ -37,6 +37,7 @@ class ToolsTest extends ClusterTest {
   static final String PRODUCER_PERF = "org.apache.kafka.tools.ProducerPerformance";
   static final String CONSUMER_PERF = "org.apache.kafka.tools.ConsumerPerformance";
   static final String API_VERSIONS = "org.apache.kafka.tools.BrokerApiVersionsCommand";
+  static final String REASSIGN = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand";
 
   private KafkaTool.Result tool(String main, String stdin, String... args) throws Exception {
     String[] all = new String[args.length + 2];
@@ -203,11 +204,22 @@ class ToolsTest extends ClusterTest {
     KafkaTool.Result bad =
         tool(CONFIGS, null, "--entity-type", "topics", "--entity-name", "tools-configs", "--alter", "--add-config", "retention.ms=never");
     assertNotEquals(0, bad.exit(), bad.toString());
-    // A deliberate difference (README): broker settings are flags, not changed at run time.
+    // A deliberate difference (README): broker settings are flags; only the replication
+    // throttle rates change at run time.
     KafkaTool.Result broker =
         tool(CONFIGS, null, "--entity-type", "brokers", "--entity-name", "1", "--alter", "--add-config", "log.cleaner.threads=2");
     assertNotEquals(0, broker.exit(), broker.toString());
-    assertTrue(broker.stdout().contains("only topic configs can be changed") || broker.stderr().contains("only topic configs can be changed"), broker.toString());
+    assertTrue(broker.stdout().contains("cannot be changed at run time") || broker.stderr().contains("cannot be changed at run time"), broker.toString());
+    ok(CONFIGS, "--entity-type", "brokers", "--entity-name", "1", "--alter", "--add-config", "leader.replication.throttled.rate=1048576");
+    ok(CONFIGS, "--entity-type", "brokers", "--entity-default", "--alter", "--add-config", "follower.replication.throttled.rate=2097152");
+    String dynamic = ok(CONFIGS, "--entity-type", "brokers", "--entity-name", "1", "--describe");
+    assertTrue(dynamic.contains("leader.replication.throttled.rate=1048576 sensitive=false synonyms={DYNAMIC_BROKER_CONFIG:leader.replication.throttled.rate=1048576}"), dynamic);
+    String defaults = ok(CONFIGS, "--entity-type", "brokers", "--entity-default", "--describe");
+    assertTrue(defaults.contains("follower.replication.throttled.rate=2097152"), defaults);
+    ok(CONFIGS, "--entity-type", "brokers", "--entity-name", "1", "--alter", "--delete-config", "leader.replication.throttled.rate");
+    ok(CONFIGS, "--entity-type", "brokers", "--entity-default", "--alter", "--delete-config", "follower.replication.throttled.rate");
+    dynamic = ok(CONFIGS, "--entity-type", "brokers", "--entity-name", "1", "--describe");
+    assertFalse(dynamic.contains("throttled.rate="), dynamic);
     // Broker configs: --describe --all lists the static ones.
     String all = ok(CONFIGS, "--entity-type", "brokers", "--entity-name", "1", "--describe", "--all");
     assertTrue(all.contains("All configs for broker 1 are:"), all);
@@ -316,5 +328,67 @@ class ToolsTest extends ClusterTest {
         return false;
       }
     });
+  }
+
+  @Test
+  @Order(8)
+  void reassignPartitionsWithAThrottle() throws Exception {
+    createTopic("tools-moves", 2, 1);
+    String input = java.util.stream.IntStream.range(0, 400).mapToObj(i -> "r" + i + "\n").collect(Collectors.joining());
+    assertEquals(0, tool(PRODUCER, input, "--topic", "tools-moves", "--producer-property",
+        "partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner").exit());
+    TopicDescription before =
+        cluster.admin().describeTopics(Set.of("tools-moves")).allTopicNames().get(30, TimeUnit.SECONDS).get("tools-moves");
+    // Each partition moves to the two brokers it is not on (RF 1 -> 2).
+    StringBuilder plan = new StringBuilder("{\"version\":1,\"partitions\":[");
+    java.util.Map<Integer, List<Integer>> target = new java.util.TreeMap<>();
+    for (TopicPartitionInfo p : before.partitions()) {
+      int now = p.replicas().get(0).id();
+      List<Integer> to = java.util.stream.IntStream.rangeClosed(1, 3).filter(b -> b != now).boxed().toList();
+      target.put(p.partition(), to);
+      if (p.partition() > 0) {
+        plan.append(',');
+      }
+      plan.append("{\"topic\":\"tools-moves\",\"partition\":").append(p.partition())
+          .append(",\"replicas\":").append(to.toString().replace(" ", "")).append('}');
+    }
+    plan.append("]}");
+    java.nio.file.Path file = java.nio.file.Files.createTempFile("plan", ".json");
+    java.nio.file.Files.writeString(file, plan.toString());
+    String executed = ok(REASSIGN, "--reassignment-json-file", file.toString(), "--execute", "--throttle", "50000000");
+    assertTrue(executed.contains("Save this to use as the --reassignment-json-file option during rollback"), executed);
+    assertTrue(executed.contains("The inter-broker throttle limit was set to 50000000 B/s"), executed);
+    assertTrue(executed.contains("Successfully started partition reassignment"), executed);
+    // A second --execute of the same plan while it may still run needs --additional;
+    // --verify reports until it is done, then removes the throttles.
+    KafkaCluster.await(Duration.ofSeconds(60), "the reassignment verified", () -> {
+      try {
+        String v = ok(REASSIGN, "--reassignment-json-file", file.toString(), "--verify");
+        return v.contains("Reassignment of partition tools-moves-0 is completed")
+            && v.contains("Reassignment of partition tools-moves-1 is completed")
+            && v.contains("Clearing broker-level throttles");
+      } catch (Exception e) {
+        return false;
+      }
+    });
+    TopicDescription after =
+        cluster.admin().describeTopics(Set.of("tools-moves")).allTopicNames().get(30, TimeUnit.SECONDS).get("tools-moves");
+    for (TopicPartitionInfo p : after.partitions()) {
+      assertEquals(target.get(p.partition()), p.replicas().stream().map(n -> n.id()).toList(), p.toString());
+      assertEquals(2, p.isr().size(), p.toString());
+    }
+    assertTrue(ok(REASSIGN, "--list").contains("No partition reassignments found."));
+    String dynamic = ok(CONFIGS, "--entity-type", "brokers", "--entity-name", "1", "--describe");
+    assertFalse(dynamic.contains("throttled.rate="), "--verify removed the throttle: " + dynamic);
+    String topicConfigs = ok(CONFIGS, "--entity-type", "topics", "--entity-name", "tools-moves", "--describe");
+    assertFalse(topicConfigs.contains("throttled.replicas="), topicConfigs);
+    // Every record is still there, once.
+    String consumed = ok(CONSUMER, "--topic", "tools-moves", "--from-beginning", "--timeout-ms", "10000");
+    assertEquals(400, lines(consumed).stream().filter(l -> l.startsWith("r")).distinct().count(), consumed);
+    // Bad input: a broker that does not exist.
+    java.nio.file.Files.writeString(file,
+        "{\"version\":1,\"partitions\":[{\"topic\":\"tools-moves\",\"partition\":0,\"replicas\":[1,9]}]}");
+    KafkaTool.Result bad = tool(REASSIGN, null, "--reassignment-json-file", file.toString(), "--execute");
+    assertNotEquals(0, bad.exit(), bad.toString());
   }
 }
