@@ -112,6 +112,19 @@ impl Cluster {
     }
 
     /// Reads the topic from the beginning and checks it holds exactly `n` records
+    /// `0..n` each followed by padding (one each).
+    fn assert_records_prefixed(&self, topic: &str, n: usize) {
+        let out = self.ok(&["consume", topic, "--from", "beginning"], "");
+        let mut got: Vec<usize> = out
+            .stdout
+            .lines()
+            .map(|l| l.trim_end_matches('v').parse().unwrap())
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, (0..n).collect::<Vec<_>>(), "records of {topic}");
+    }
+
+    /// Reads the topic from the beginning and checks it holds exactly `n` records
     /// `0..n` (one each).
     fn assert_records(&self, topic: &str, n: usize) {
         let out = self.ok(&["consume", topic, "--from", "beginning"], "");
@@ -392,4 +405,243 @@ fn replication_factor_changes_keep_identical_data_on_every_replica() {
     let too_many = c.run(&["topics", "alter", "rf", "--replication-factor", "4"], "");
     assert!(!too_many.success(), "{too_many}");
     assert!(too_many.stderr.contains("3 are live"), "{too_many}");
+}
+
+#[test]
+fn a_throttled_move_copies_at_the_throttled_rate() {
+    const RATE: f64 = 1024.0 * 1024.0;
+    let c = Cluster::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    c.ok(
+        &[
+            "topics",
+            "create",
+            "slow",
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "1",
+        ],
+        "",
+    );
+    let value = "v".repeat(1000);
+    let lines: String = (0..12_000).map(|i| format!("{i}{value}\n")).collect();
+    c.ok(&["produce", "slow"], &lines);
+    let (from, _) = c.partitions("slow")[0].clone();
+    let to = if from[0] == 1 { 2 } else { 1 };
+    let (_, data) = log_bytes(&c.log_dir(from[0], "slow", 0));
+    let bytes = data.len() as f64;
+    assert!(bytes > 10.0 * RATE, "{bytes} bytes to copy");
+    let plan = write_plan(
+        &dir,
+        "slow.json",
+        &plan_json("slow", &[(0, vec![from[0], to])]),
+    );
+    let started = Instant::now();
+    c.ok(
+        &[
+            "topics",
+            "reassign",
+            "--execute",
+            &plan,
+            "--throttle",
+            &(RATE as u64).to_string(),
+        ],
+        "",
+    );
+    let deadline = started + Duration::from_secs(60);
+    loop {
+        let out = c.run(&["topics", "reassign", "--verify", &plan], "");
+        if out.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the throttled move did not finish:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let rate = bytes / elapsed;
+    eprintln!("throttled copy: {bytes} bytes in {elapsed:.2} s = {rate:.0} B/s (throttle {RATE})");
+    assert!(
+        (0.8 * RATE..=1.2 * RATE).contains(&rate),
+        "{bytes} bytes in {elapsed:.1} s: {rate:.0} B/s against a throttle of {RATE} B/s"
+    );
+    // --verify removed the throttle once done: an unthrottled move is fast again.
+    let (_, copy) = log_bytes(&c.log_dir(to, "slow", 0));
+    assert!(copy == data, "the new replica's log differs");
+    let back = write_plan(&dir, "back.json", &plan_json("slow", &[(0, vec![to])]));
+    c.ok(&["topics", "reassign", "--execute", &back], "");
+    c.wait_verified(&back);
+    c.assert_records_prefixed("slow", 12_000);
+}
+
+#[test]
+fn an_unclean_election_recovers_an_offline_partition() {
+    let mut c = Cluster {
+        coord: Spec::coordinator()
+            .args(["--tick-ms", "200"])
+            .start()
+            .unwrap(),
+        brokers: Vec::new(),
+    };
+    // Broker 1 drops a silent follower from the ISR after a second; broker 2 keeps its
+    // session while frozen.
+    for (id, session) in [(1u32, "6000"), (2, "60000")] {
+        let b = Spec::broker(id, c.coord.addr())
+            .args([
+                "--session-timeout-ms",
+                session,
+                "--replica-lag-time-max-ms",
+                "1000",
+            ])
+            .start()
+            .unwrap();
+        c.brokers.push(b);
+    }
+    wait_until("both brokers listed", || {
+        let out = c.run(&["cluster"], "");
+        out.success() && out.stdout.contains("\n2 ")
+    });
+    // Replicas [1, 2]: broker 1 leads.
+    let dir = tempfile::tempdir().unwrap();
+    c.ok(
+        &[
+            "topics",
+            "create",
+            "u",
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "2",
+        ],
+        "",
+    );
+    let (replicas, _) = c.partitions("u")[0].clone();
+    if replicas[0] != 1 {
+        let plan = write_plan(&dir, "order.json", &plan_json("u", &[(0, vec![1, 2])]));
+        c.ok(&["topics", "reassign", "--execute", &plan], "");
+        c.ok(&["cluster", "rebalance-leaders"], "");
+    }
+    produce(&c, "u", 100);
+    // Broker 2 freezes and leaves the ISR; more records go to broker 1 alone, which dies.
+    c.brokers[1].pause().unwrap();
+    wait_until("broker 2 out of the ISR", || {
+        c.partitions("u")[0].1 == vec![1]
+    });
+    let lines: String = (100..150).map(|i| format!("{i}\n")).collect();
+    c.ok(&["produce", "u"], &lines);
+    c.brokers[0].kill9().unwrap();
+    c.brokers[1].resume().unwrap();
+    // Ask broker 2 (the only one left) once the controller has marked it offline.
+    let via_two = |args: &[&str]| {
+        let mut all = vec!["--bootstrap".to_owned(), c.brokers[1].connect_string()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        fjord(all, "", CLI_TIMEOUT).unwrap()
+    };
+    wait_until("the partition offline", || {
+        let out = via_two(&["topics", "describe", "u"]);
+        out.success()
+            && out
+                .stdout
+                .lines()
+                .any(|l| l.starts_with("0 ") && l.contains(" none "))
+    });
+    let elected = via_two(&["cluster", "elect-unclean", "--partition", "u:0"]);
+    assert!(elected.success(), "{elected}");
+    assert!(elected.stdout.contains("elected"), "{elected}");
+    wait_until("broker 2 leads", || {
+        let out = via_two(&["topics", "describe", "u"]);
+        out.success()
+            && out
+                .stdout
+                .lines()
+                .any(|l| l.starts_with("0 ") && l.split_whitespace().nth(1) == Some("2"))
+    });
+    // What broker 2 had is readable, and it takes writes again.
+    let read = via_two(&["consume", "u", "--from", "beginning"]);
+    let got: Vec<usize> = read.stdout.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(
+        got,
+        (0..100).collect::<Vec<_>>(),
+        "broker 2's records:\n{read}"
+    );
+    let mut all = vec!["--bootstrap".to_owned(), c.brokers[1].connect_string()];
+    all.extend(["produce", "u"].map(str::to_owned));
+    fjord(all, "after\n", CLI_TIMEOUT).unwrap().ok().unwrap();
+    let again = via_two(&["cluster", "elect-unclean", "--partition", "u:0"]);
+    assert!(again.success(), "{again}");
+    assert!(
+        again.stdout.contains("already has a live leader"),
+        "{again}"
+    );
+    let unknown = via_two(&["cluster", "elect-unclean", "--partition", "nope:0"]);
+    assert!(!unknown.success(), "{unknown}");
+    assert!(
+        unknown.stdout.contains("UNKNOWN_TOPIC_OR_PARTITION"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn balance_spreads_replicas_and_leaders_over_a_new_broker() {
+    let mut c = Cluster::start(3);
+    c.ok(
+        &[
+            "topics",
+            "create",
+            "even",
+            "--partitions",
+            "6",
+            "--replication-factor",
+            "2",
+        ],
+        "",
+    );
+    produce(&c, "even", 3000);
+    c.add_broker(6000);
+    let plan = c.ok(&["cluster", "balance"], "");
+    assert!(plan.stdout.contains("\"partitions\":["), "{plan}");
+    assert!(
+        plan.stdout.contains(" 4"),
+        "broker 4 gets replicas:\n{plan}"
+    );
+    let before = c.partitions("even");
+    assert!(
+        before.iter().all(|(r, _)| !r.contains(&4)),
+        "the plan alone moved something"
+    );
+    let done = c.ok(
+        &["cluster", "balance", "--execute", "--throttle", "10000000"],
+        "",
+    );
+    assert!(done.stdout.contains("partitions done"), "{done}");
+    assert!(
+        done.stdout.contains("replication throttle removed"),
+        "{done}"
+    );
+    let after = c.partitions("even");
+    let mut replicas = [0usize; 5];
+    let mut preferred = [0usize; 5];
+    for (r, isr) in &after {
+        assert_eq!(r.len(), 2, "{after:?}");
+        assert_eq!(isr.len(), 2, "{after:?}");
+        for b in r {
+            replicas[*b as usize] += 1;
+        }
+        preferred[r[0] as usize] += 1;
+    }
+    assert_eq!(
+        &replicas[1..],
+        &[3, 3, 3, 3],
+        "replicas per broker: {after:?}"
+    );
+    assert!(
+        preferred[1..].iter().all(|n| (1..=2).contains(n)),
+        "preferred leaders per broker: {preferred:?}"
+    );
+    c.assert_records("even", 3000);
+    let again = c.ok(&["cluster", "balance"], "");
+    assert!(again.stdout.contains("nothing to move"), "{again}");
 }

@@ -50,6 +50,18 @@ pub enum ClusterAction {
         #[arg(long, default_value_t = 30_000)]
         timeout_ms: u64,
     },
+    /// Unclean leader election: give partitions without a live leader their first live
+    /// replica as leader even if it was out of sync. Records that only the dead replicas
+    /// had are lost; this is for deliberately recovering an offline partition.
+    ElectUnclean {
+        /// TOPIC:PARTITION; repeat for several (none: every partition without a leader).
+        #[arg(long = "partition", value_name = "TOPIC:PARTITION",
+              value_parser = super::topic_offsets::parse_topic_partition)]
+        partitions: Vec<(String, i32)>,
+        /// How long to wait for the controller, in ms.
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u64,
+    },
     /// Each broker's log directory and the size of every replica in it, then each
     /// broker's total (DescribeLogDirs).
     LogDirs,
@@ -95,6 +107,43 @@ pub async fn run(
     match args.action {
         Some(ClusterAction::RebalanceLeaders { timeout_ms }) => {
             return rebalance_leaders(&client, Duration::from_millis(timeout_ms), out).await;
+        }
+        Some(ClusterAction::ElectUnclean {
+            partitions,
+            timeout_ms,
+        }) => {
+            let results = client
+                .elect_unclean_leaders(&partitions, Duration::from_millis(timeout_ms))
+                .await?;
+            let mut t = Table::new(&["TOPIC", "PARTITION", "RESULT"]);
+            let mut failed = 0;
+            for (topic, p, code, message) in &results {
+                let result = if *code == 0 {
+                    "elected (records only the lost replicas had are gone)".to_owned()
+                } else if *code == crate::client::code::ELECTION_NOT_NEEDED {
+                    "already has a live leader".to_owned()
+                } else {
+                    failed += 1;
+                    format!(
+                        "{}: {}",
+                        crate::client::error_name(*code),
+                        message.clone().unwrap_or_default()
+                    )
+                };
+                t.row(vec![topic.clone(), p.to_string(), result]);
+            }
+            if results.is_empty() {
+                table::note(out, "no partition is without a leader")?;
+            } else {
+                t.write(out, "")?;
+            }
+            return if failed > 0 {
+                Err(CliError::Incomplete(format!(
+                    "{failed} partition(s) got no leader"
+                )))
+            } else {
+                Ok(())
+            };
         }
         Some(ClusterAction::LogDirs) => {
             return super::cluster_brokers::log_dirs(&client, out).await

@@ -335,9 +335,19 @@ pub async fn follow(
     let start = Instant::now();
     let deadline = start + wait;
     loop {
-        let ongoing: Vec<Tp> = client
-            .list_partition_reassignments()
-            .await?
+        let listed = match client.list_partition_reassignments().await {
+            Ok(listed) => listed,
+            // The controller moved (or died): the reassignment carries on under the next
+            // one, so find it and ask again.
+            Err(e) if Instant::now() < deadline => {
+                table::note(out, &format!("cannot list reassignments ({e}); retrying"))?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let _ = client.fetch_metadata(Some(&[]), false).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let ongoing: Vec<Tp> = listed
             .into_iter()
             .map(|r| (r.topic, r.partition))
             .filter(|tp| plan.contains_key(tp))

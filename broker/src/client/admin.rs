@@ -499,6 +499,73 @@ impl Client {
         })
     }
 
+    /// An unclean leader election (ElectLeaders, type 1) for `partitions` (every partition
+    /// without a live leader if empty), sent to the controller. Returns (topic, partition,
+    /// error code, message) per partition; code 0 means it has a leader now.
+    pub async fn elect_unclean_leaders(
+        &self,
+        partitions: &[(String, i32)],
+        timeout: Duration,
+    ) -> Result<Vec<(String, i32, i16, Option<String>)>> {
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (t, p) in partitions {
+            by_topic.entry(t).or_default().push(*p);
+        }
+        let topics = (!partitions.is_empty()).then(|| {
+            by_topic
+                .iter()
+                .map(|(t, ps)| {
+                    kafka_protocol::messages::elect_leaders_request::TopicPartitions::default()
+                        .with_topic(name(t))
+                        .with_partitions(ps.clone())
+                })
+                .collect()
+        });
+        let req = kafka_protocol::messages::ElectLeadersRequest::default()
+            .with_election_type(1)
+            .with_topic_partitions(topics)
+            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32);
+        let mut attempt = 0;
+        loop {
+            let sent = async {
+                let mut conn = self.controller_conn().await?;
+                let version = conn.version(ApiKey::ElectLeaders)?;
+                let resp = conn.send(&req, version, timeout).await?;
+                if resp.error_code != 0 {
+                    return Err(Error::kafka(
+                        ApiKey::ElectLeaders,
+                        "",
+                        resp.error_code,
+                        None,
+                    ));
+                }
+                // A refusal of the whole request comes as one result without a topic.
+                if let Some(p) = resp
+                    .replica_election_results
+                    .iter()
+                    .filter(|t| t.topic.0.is_empty())
+                    .flat_map(|t| t.partition_result.iter())
+                    .find(|p| p.error_code != 0)
+                {
+                    return Err(Error::kafka(
+                        ApiKey::ElectLeaders,
+                        "",
+                        p.error_code,
+                        text(&p.error_message),
+                    ));
+                }
+                Ok(election_results(resp))
+            };
+            match sent.await {
+                Err(e) if attempt < self.inner.opts.retries && e.is_retriable(false) => {
+                    attempt += 1;
+                    self.pause_and_refresh(attempt, &e, None).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// A preferred-leader election (ElectLeaders) on every partition: each moves back to
     /// its first replica if that broker is alive and in sync. Returns (topic, partition,
     /// error code, message) per partition; code 0 means it moved, 84
@@ -522,19 +589,27 @@ impl Client {
                 None,
             ));
         }
-        let mut out = Vec::new();
-        for t in resp.replica_election_results {
-            for p in t.partition_result {
-                out.push((
+        Ok(election_results(resp))
+    }
+}
+
+/// (topic, partition, error code, message) per partition of an ElectLeaders answer.
+fn election_results(
+    resp: kafka_protocol::messages::ElectLeadersResponse,
+) -> Vec<(String, i32, i16, Option<String>)> {
+    resp.replica_election_results
+        .iter()
+        .flat_map(|t| {
+            t.partition_result.iter().map(move |p| {
+                (
                     t.topic.0.as_str().to_owned(),
                     p.partition_id,
                     p.error_code,
                     text(&p.error_message),
-                ));
-            }
-        }
-        Ok(out)
-    }
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ pub mod code {
     pub const NOT_CONTROLLER: i16 = 41;
     /// A new leader's high watermark has not caught up yet (KIP-207): retry.
     pub const OFFSET_NOT_AVAILABLE: i16 = 78;
+    /// A leader election found the partition already led as asked.
+    pub const ELECTION_NOT_NEEDED: i16 = 84;
     /// The group coordinator is still loading the group's state: retry.
     pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
     /// No coordinator for the group yet (e.g. `__consumer_offsets` is being created): retry.

@@ -26,6 +26,7 @@ use super::view::{children, read, ClusterView, TopicView};
 use fjord_shared::cluster::{self, ControllerInfo, PartitionState};
 use fjord_shared::coord_client::{Client, Error as CoordError, MultiError, Op};
 use fjord_shared::jute::{CreateMode, ErrorCode};
+use kafka_protocol::ResponseError;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// This controller's epoch and the version of `/controller_epoch` that fences its writes.
@@ -224,6 +225,89 @@ pub fn preferred_state(
     })
 }
 
+/// An unclean election for one partition (ElectLeaders with the unclean type): a
+/// partition without a live leader is led by its first live replica that is not shutting
+/// down, alone in the ISR, in a new epoch, even if that replica was out of sync: records
+/// only the lost replicas had are gone. Kafka's errors otherwise.
+pub fn unclean_state(
+    current: &PartitionState,
+    replicas: &[i32],
+    live: &BTreeSet<i32>,
+    shutting_down: &BTreeSet<i32>,
+    controller_epoch: i32,
+) -> Result<PartitionState, ResponseError> {
+    if current.leader >= 0 && live.contains(&current.leader) {
+        return Err(ResponseError::ElectionNotNeeded);
+    }
+    let leader = replicas
+        .iter()
+        .copied()
+        .find(|r| live.contains(r) && !shutting_down.contains(r))
+        .ok_or(ResponseError::EligibleLeadersNotAvailable)?;
+    Ok(PartitionState {
+        version: 1,
+        leader,
+        leader_epoch: current.leader_epoch + 1,
+        controller_epoch,
+        isr: vec![leader],
+    })
+}
+
+/// Per partition: its new leader, or why it got none.
+pub type Elected = BTreeMap<(String, i32), Result<i32, ResponseError>>;
+
+/// Carries out unclean elections (see [`unclean_state`]) for `which`.
+pub async fn elect_unclean(
+    client: &Client,
+    epoch: Epoch,
+    view: &ClusterView,
+    which: &[(String, i32)],
+) -> Result<Elected, CoordError> {
+    let live: BTreeSet<i32> = view.brokers.keys().copied().collect();
+    let mut out = BTreeMap::new();
+    for (topic, p) in which {
+        let found = view
+            .topics
+            .get(topic)
+            .filter(|_| !view.deleting.contains(topic))
+            .and_then(|t| Some((t.assignment.get(p)?, t.states.get(p)?)));
+        let Some((replicas, (current, version))) = found else {
+            out.insert(
+                (topic.clone(), *p),
+                Err(ResponseError::UnknownTopicOrPartition),
+            );
+            continue;
+        };
+        let next = match unclean_state(current, replicas, &live, &view.shutting_down, epoch.epoch) {
+            Ok(next) => next,
+            Err(e) => {
+                out.insert((topic.clone(), *p), Err(e));
+                continue;
+            }
+        };
+        let op = state_op(topic, *p, &next, *version);
+        match fenced_multi(client, epoch, vec![op]).await {
+            Ok(()) => {
+                tracing::warn!(
+                    topic,
+                    partition = p,
+                    leader = next.leader,
+                    leader_epoch = next.leader_epoch,
+                    "unclean leader election: records only the lost replicas had are gone"
+                );
+                out.insert((topic.clone(), *p), Ok(next.leader));
+            }
+            // The state changed meanwhile (a replica came back): report it as not needed
+            // only if it now has a leader; the caller can ask again.
+            Err(CoordError::Zk(ErrorCode::BadVersion)) => {
+                out.insert((topic.clone(), *p), Err(ResponseError::NotController));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
 /// Partitions to hand back to their preferred leader, as Kafka's auto rebalance: for each
 /// live broker, if more than `percent` of the partitions it prefers are led elsewhere,
 /// all of those.
@@ -282,11 +366,7 @@ pub async fn elect_preferred(
             else {
                 continue;
             };
-            let op = Op::set_data(
-                cluster::partition_state_path(topic, *p),
-                serde_json::to_vec(&next).unwrap_or_default(),
-                Some(*version),
-            );
+            let op = state_op(topic, *p, &next, *version);
             match fenced_multi(client, epoch, vec![op]).await {
                 Ok(()) => {
                     moved += 1;
@@ -463,6 +543,15 @@ async fn create_state(
     Ok(())
 }
 
+/// A multi op writing a partition's state over the version it was read at.
+fn state_op(topic: &str, partition: i32, state: &PartitionState, version: i32) -> Op {
+    Op::set_data(
+        cluster::partition_state_path(topic, partition),
+        serde_json::to_vec(state).unwrap_or_default(),
+        Some(version),
+    )
+}
+
 /// A multi op creating the persistent znode `path` with the ACL the client gives it.
 fn create_op(client: &Client, path: String, data: Vec<u8>) -> Op {
     let acl = client.acl_for(&path);
@@ -498,11 +587,7 @@ async fn complete_reassignments(
         else {
             continue;
         };
-        ops.push(Op::set_data(
-            cluster::partition_state_path(topic, *p),
-            serde_json::to_vec(&next).unwrap_or_default(),
-            Some(*version),
-        ));
+        ops.push(state_op(topic, *p, &next, *version));
         done.assignment.insert(*p, replicas.target());
         done.adding.remove(p);
         done.removing.remove(p);
@@ -571,11 +656,7 @@ pub async fn reconcile(
                 unclean,
                 epoch.epoch,
             ) {
-                let op = Op::set_data(
-                    cluster::partition_state_path(topic, *p),
-                    serde_json::to_vec(&next).unwrap_or_default(),
-                    Some(*version),
-                );
+                let op = state_op(topic, *p, &next, *version);
                 match fenced_multi(client, epoch, vec![op]).await {
                     // A leader changed the ISR meanwhile: the next event retries.
                     Ok(()) | Err(CoordError::Zk(ErrorCode::BadVersion)) => {}
@@ -736,6 +817,29 @@ mod tests {
         assert_eq!(
             next_state(&state(4, 3, &[4]), &[1, 2], &all, &none(), false, 2),
             None
+        );
+    }
+
+    #[test]
+    fn an_unclean_election_takes_the_first_live_replica_of_an_offline_partition() {
+        let offline = state(-1, 4, &[1]);
+        let s = unclean_state(&offline, &[1, 2, 3], &live(&[2, 3]), &none(), 7).unwrap();
+        assert_eq!(
+            (s.leader, s.leader_epoch, s.isr, s.controller_epoch),
+            (2, 5, vec![2], 7)
+        );
+        assert_eq!(
+            unclean_state(&offline, &[1, 2, 3], &live(&[2, 3]), &live(&[2]), 7).map(|s| s.leader),
+            Ok(3),
+            "not a broker shutting down"
+        );
+        assert_eq!(
+            unclean_state(&state(2, 4, &[2]), &[1, 2], &live(&[2]), &none(), 7),
+            Err(ResponseError::ElectionNotNeeded)
+        );
+        assert_eq!(
+            unclean_state(&offline, &[1], &live(&[2]), &none(), 7),
+            Err(ResponseError::EligibleLeadersNotAvailable)
         );
     }
 

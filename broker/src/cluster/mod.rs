@@ -318,6 +318,21 @@ impl Cluster {
         waited.is_ok() && settled(&self.view())
     }
 
+    /// Unclean leader elections (ElectLeaders with the unclean type), carried out here
+    /// only if this broker is the controller: `None` otherwise (the caller answers
+    /// NOT_CONTROLLER and the client asks the controller).
+    pub async fn elect_unclean(
+        &self,
+        which: &[(String, i32)],
+    ) -> Option<Result<controller::Elected, CoordError>> {
+        let view = self.view();
+        if view.controller != Some(self.broker_id) || self.is_fenced() {
+            return None;
+        }
+        let epoch = self.controller.lock().ok().and_then(|c| *c)?;
+        Some(controller::elect_unclean(&self.client(), epoch, &view, which).await)
+    }
+
     /// The current coordinator session.
     pub fn client(&self) -> Arc<Client> {
         self.client

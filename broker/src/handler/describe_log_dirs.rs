@@ -1,6 +1,7 @@
-//! DescribeLogDirs: this broker's log directory and the size of every partition replica
-//! in it (what `kafka-log-dirs --describe` and `fjord cluster log-dirs` show). Each broker
-//! answers for itself; tools ask every broker.
+//! DescribeLogDirs: this broker's log directory, the size of every partition replica in
+//! it, and (v4+) the size and free space of its file system (what `kafka-log-dirs
+//! --describe` and `fjord cluster log-dirs` show, and what a reassignment's progress is
+//! read from). Each broker answers for itself; tools ask every broker.
 
 use super::Ctx;
 use crate::security::acl::Operation;
@@ -14,6 +15,28 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Kafka's value for volume sizes it cannot tell (total_bytes, usable_bytes, v4+).
 const UNKNOWN_VOLUME_BYTES: i64 = -1;
+
+/// The size of the file system holding `dir` and the bytes still usable on it (v4+:
+/// `kafka-log-dirs` and balancers read them); Kafka's -1 for what cannot be read.
+#[allow(unsafe_code)]
+fn volume_bytes(dir: &std::path::Path) -> (i64, i64) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return (UNKNOWN_VOLUME_BYTES, UNKNOWN_VOLUME_BYTES);
+    };
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string that outlives the call, and `st` points to
+    // writable memory of the size statvfs fills; it is read only after a successful call.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return (UNKNOWN_VOLUME_BYTES, UNKNOWN_VOLUME_BYTES);
+    }
+    // SAFETY: statvfs returned 0, so it initialised the whole struct.
+    let st = unsafe { st.assume_init() };
+    let unit = st.f_frsize as u128;
+    let bytes = |blocks: u128| i64::try_from(blocks * unit).unwrap_or(i64::MAX);
+    (bytes(st.f_blocks as u128), bytes(st.f_bavail as u128))
+}
 
 pub fn handle(ctx: &Ctx<'_>, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
     if !ctx.cluster_allowed(Operation::Describe) {
@@ -65,10 +88,31 @@ pub fn handle(ctx: &Ctx<'_>, req: DescribeLogDirsRequest) -> DescribeLogDirsResp
                 .with_partitions(partitions)
         })
         .collect();
-    let dir = ctx.broker.replicas.log_dir().display().to_string();
+    let dir = ctx.broker.replicas.log_dir();
+    let (total, usable) = volume_bytes(&dir);
     DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
-        .with_log_dir(StrBytes::from_string(dir))
+        .with_log_dir(StrBytes::from_string(dir.display().to_string()))
         .with_topics(topics)
-        .with_total_bytes(UNKNOWN_VOLUME_BYTES)
-        .with_usable_bytes(UNKNOWN_VOLUME_BYTES)])
+        .with_total_bytes(total)
+        .with_usable_bytes(usable)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_volume_of_a_directory_has_a_size_and_free_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let (total, usable) = volume_bytes(dir.path());
+        assert!(
+            total > 0 && usable >= 0 && usable <= total,
+            "{total} {usable}"
+        );
+        let gone = dir.path().join("nope");
+        assert_eq!(
+            volume_bytes(&gone),
+            (UNKNOWN_VOLUME_BYTES, UNKNOWN_VOLUME_BYTES)
+        );
+    }
 }

@@ -1,8 +1,14 @@
-//! ElectLeaders (KIP-460), preferred elections only: the broker writes Kafka's
-//! `/admin/preferred_replica_election` request for the controller, waits (up to
-//! `timeout_ms`) until the controller has carried it out and deleted it, and reports per
-//! partition whether its preferred replica leads now. `fjord cluster rebalance-leaders`
-//! and Kafka's `kafka-leader-election.sh --election-type preferred` use it.
+//! ElectLeaders (KIP-460).
+//!
+//! - Preferred: the broker writes Kafka's `/admin/preferred_replica_election` request for
+//!   the controller, waits (up to `timeout_ms`) until the controller has carried it out
+//!   and deleted it, and reports per partition whether its preferred replica leads now.
+//!   `fjord cluster rebalance-leaders` and `kafka-leader-election.sh --election-type
+//!   preferred` use it.
+//! - Unclean: for partitions without a live leader, the controller makes the first live
+//!   replica the leader even if it was out of sync (deliberately recovering an offline
+//!   partition, accepting the loss of what only the dead replicas had). Served by the
+//!   controller; another broker answers NOT_CONTROLLER, and clients ask the controller.
 
 use super::Ctx;
 use crate::security::acl::Operation;
@@ -34,11 +40,15 @@ pub async fn handle(ctx: &Ctx<'_>, req: ElectLeadersRequest) -> ElectLeadersResp
             "electing leaders needs ALTER on the cluster",
         );
     }
-    if req.election_type != 0 {
-        return failed(
-            ResponseError::InvalidRequest,
-            "only preferred elections are supported; unclean election is a topic setting",
-        );
+    match req.election_type {
+        0 => {}
+        1 => return unclean(ctx, req).await,
+        other => {
+            return failed(
+                ResponseError::InvalidRequest,
+                &format!("unknown election type {other}"),
+            )
+        }
     }
     let before = broker.cluster.view();
     // The partitions asked for, with whether the preferred replica led before.
@@ -173,6 +183,71 @@ pub async fn handle(ctx: &Ctx<'_>, req: ElectLeadersRequest) -> ElectLeadersResp
                 .with_error_message(Some(StrBytes::from_string(message))),
         );
     }
+    answer(by_topic)
+}
+
+/// An unclean election (see the module docs).
+async fn unclean(ctx: &Ctx<'_>, req: ElectLeadersRequest) -> ElectLeadersResponse {
+    let view = ctx.broker.cluster.view();
+    let which: Vec<(String, i32)> = match &req.topic_partitions {
+        Some(list) => list
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(move |p| (t.topic.0.as_str().to_owned(), *p))
+            })
+            .collect(),
+        // Every partition without a live leader.
+        None => view
+            .topics
+            .iter()
+            .flat_map(|(topic, t)| t.assignment.keys().map(move |p| (topic.clone(), *p)))
+            .filter(|(topic, p)| {
+                view.leader(topic, *p)
+                    .is_none_or(|l| !view.brokers.contains_key(&l))
+            })
+            .collect(),
+    };
+    let elected = match ctx.broker.cluster.elect_unclean(&which).await {
+        None => {
+            return failed(
+                ResponseError::NotController,
+                "unclean elections are carried out by the controller",
+            )
+        }
+        Some(Err(e)) => {
+            return failed(
+                ResponseError::UnknownServerError,
+                &format!("coordinator: {e}"),
+            )
+        }
+        Some(Ok(elected)) => elected,
+    };
+    let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
+    for ((topic, p), outcome) in elected {
+        let r = PartitionResult::default().with_partition_id(p);
+        let r = match outcome {
+            Ok(_) => r,
+            Err(code) => {
+                let message = match code {
+                    ResponseError::ElectionNotNeeded => {
+                        "the partition has a live leader".to_owned()
+                    }
+                    ResponseError::EligibleLeadersNotAvailable => "no replica is alive".to_owned(),
+                    ResponseError::UnknownTopicOrPartition => format!("no partition {topic}-{p}"),
+                    _ => "the partition changed meanwhile; try again".to_owned(),
+                };
+                r.with_error_code(code.code())
+                    .with_error_message(Some(StrBytes::from_string(message)))
+            }
+        };
+        by_topic.entry(topic).or_default().push(r);
+    }
+    answer(by_topic)
+}
+
+fn answer(by_topic: BTreeMap<String, Vec<PartitionResult>>) -> ElectLeadersResponse {
     ElectLeadersResponse::default().with_replica_election_results(
         by_topic
             .into_iter()
