@@ -55,6 +55,7 @@ impl Broker {
             topic,
             self.config.num_partitions,
             self.default_replication_factor(),
+            None,
             BTreeMap::new(),
             false,
         )

@@ -234,3 +234,40 @@ def test_grow_reassign_decommission_and_cancel_under_load(kafka_cluster, tmp_pat
     assert not consumed.reread_committed, f"an owner started before the committed offset:\n{report}"
     assert not consumed.skipped_ahead, f"an owner started past every offset read:\n{report}"
     assert not consumed.run_gaps, f"gaps within an ownership:\n{report}"
+
+
+def test_topics_and_partitions_with_replicas_given_by_hand(kafka_cluster):
+    """CreateTopics and CreatePartitions with replica assignments (kafka-topics
+    --replica-assignment), through confluent-kafka's AdminClient: the replicas
+    land exactly as given, and bad lists get INVALID_REPLICA_ASSIGNMENT."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewPartitions, NewTopic
+    from kafka_helpers import admin_client, admin_results
+
+    cluster = kafka_cluster(brokers=3)
+    admin = admin_client(cluster.bootstrap)
+    given = [[1, 2], [2, 3], [3, 1]]
+    admin_results(admin.create_topics([NewTopic("by-hand", num_partitions=len(given), replica_assignment=given)]))
+    states = wait_for_partitions(cluster, "by-hand", fully_replicated, 30, "created as given")
+    assert [list(states[p].replicas) for p in range(3)] == given, states
+    assert [states[p].leader for p in range(3)] == [1, 2, 3], states
+
+    for bad in ([[1, 1]], [[1, 9]], [[1, 2], [3]]):
+        futures = admin.create_topics([NewTopic("refused", num_partitions=len(bad), replica_assignment=bad)])
+        try:
+            futures["refused"].result(timeout=30)
+            raise AssertionError(f"{bad} was accepted")
+        except KafkaException as e:
+            assert e.args[0].code() == KafkaError.INVALID_REPLICA_ASSIGNMENT, (bad, e)
+    assert "refused" not in admin.list_topics(timeout=10).topics
+
+    admin_results(admin.create_partitions([NewPartitions("by-hand", 4, replica_assignment=[[2, 1]])]))
+    states = wait_for_partitions(cluster, "by-hand", lambda s: len(s) == 4 and fully_replicated(s), 30,
+                                 "grown as given")
+    assert list(states[3].replicas) == [2, 1], states
+    futures = admin.create_partitions([NewPartitions("by-hand", 5, replica_assignment=[[2]])])
+    try:
+        futures["by-hand"].result(timeout=30)
+        raise AssertionError("a new partition with one replica of a two-replica topic was accepted")
+    except KafkaException as e:
+        assert e.args[0].code() == KafkaError.INVALID_REPLICA_ASSIGNMENT, e

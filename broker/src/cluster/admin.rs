@@ -263,11 +263,51 @@ pub fn assign_replicas(
 
 /// Creates a topic, and returns its new id (`None` for `validate_only`). `rf` of -1 and
 /// `partitions` of -1 mean the broker defaults.
+/// Checks replica lists given by hand (CreateTopics and CreatePartitions with
+/// assignments): one per partition from `first` on without gaps, none empty, no broker
+/// twice in one, the same length `rf` for all (if given), and only live brokers, as Kafka
+/// checks them. Returns the replication factor.
+pub fn check_assignment(
+    assignment: &BTreeMap<i32, Vec<i32>>,
+    first: i32,
+    rf: Option<usize>,
+    live: &[i32],
+) -> Result<usize, AdminError> {
+    let bad = |m: String| Err(AdminError::new(ResponseError::InvalidReplicaAssignment, m));
+    let expected: Vec<i32> = (first..first + assignment.len() as i32).collect();
+    if assignment.is_empty() || assignment.keys().copied().collect::<Vec<_>>() != expected {
+        return bad(format!(
+            "the assignment must name partitions {first}..{} once each",
+            first + assignment.len() as i32 - 1
+        ));
+    }
+    let rf = rf.unwrap_or_else(|| assignment.values().next().map_or(0, Vec::len));
+    for (p, replicas) in assignment {
+        let distinct: std::collections::BTreeSet<i32> = replicas.iter().copied().collect();
+        if replicas.is_empty() || distinct.len() != replicas.len() {
+            return bad(format!(
+                "partition {p}: the replicas {replicas:?} are empty or name a broker twice"
+            ));
+        }
+        if replicas.len() != rf {
+            return bad(format!(
+                "partition {p} has {} replicas; every partition needs {rf}",
+                replicas.len()
+            ));
+        }
+        if let Some(b) = replicas.iter().find(|b| !live.contains(b)) {
+            return bad(format!("partition {p}: broker {b} is not registered"));
+        }
+    }
+    Ok(rf)
+}
+
 pub async fn create_topic(
     c: &Cluster,
     name: &str,
     partitions: i32,
     rf: i16,
+    manual: Option<BTreeMap<i32, Vec<i32>>>,
     configs: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<Option<String>, AdminError> {
@@ -291,7 +331,9 @@ pub async fn create_topic(
         ));
     }
     let brokers = view.live_brokers();
-    if rf <= 0 || rf as usize > brokers.len() {
+    if let Some(m) = &manual {
+        check_assignment(m, 0, None, &brokers)?;
+    } else if rf <= 0 || rf as usize > brokers.len() {
         return Err(AdminError::new(
             ResponseError::InvalidReplicationFactor,
             format!(
@@ -306,7 +348,10 @@ pub async fn create_topic(
     if validate_only {
         return Ok(None);
     }
-    let assignment = assign(&view, partitions, rf as usize, 0);
+    let assignment = match manual {
+        Some(m) => m,
+        None => assign(&view, partitions, rf as usize, 0),
+    };
     let topic_id = uuid_text(&random_uuid());
     let topic = TopicAssignment::new(&assignment, topic_id.clone());
     let config = TopicConfig {
@@ -379,6 +424,7 @@ pub async fn create_partitions(
     c: &Cluster,
     name: &str,
     count: i32,
+    manual: Option<Vec<Vec<i32>>>,
     validate_only: bool,
 ) -> Result<(), AdminError> {
     let client = c.client();
@@ -415,7 +461,25 @@ pub async fn create_partitions(
     let rf = current.values().next().map_or(1, Vec::len);
     let view = c.view();
     let brokers = view.live_brokers();
-    if rf > brokers.len() {
+    let manual = match manual {
+        Some(lists) => {
+            if lists.len() as i32 != count - have {
+                return Err(AdminError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!(
+                        "{} replica lists for {} new partitions",
+                        lists.len(),
+                        count - have
+                    ),
+                ));
+            }
+            let m: BTreeMap<i32, Vec<i32>> = (have..).zip(lists).collect();
+            check_assignment(&m, have, Some(rf), &brokers)?;
+            Some(m)
+        }
+        None => None,
+    };
+    if manual.is_none() && rf > brokers.len() {
         return Err(AdminError::new(
             ResponseError::InvalidReplicationFactor,
             "not enough live brokers for the replication factor",
@@ -424,7 +488,11 @@ pub async fn create_partitions(
     if validate_only {
         return Ok(());
     }
-    for (p, r) in assign(&view, count - have, rf, have) {
+    let new = match manual {
+        Some(m) => m,
+        None => assign(&view, count - have, rf, have),
+    };
+    for (p, r) in new {
         topic.partitions.insert(p.to_string(), r);
     }
     match client
@@ -586,6 +654,38 @@ pub async fn wait_ready(c: &Cluster, topics: &[(String, usize)], timeout: Durati
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hand_made_assignments_are_checked_as_kafka_checks_them() {
+        let m = |lists: &[&[i32]]| -> BTreeMap<i32, Vec<i32>> {
+            lists
+                .iter()
+                .enumerate()
+                .map(|(p, r)| (p as i32, r.to_vec()))
+                .collect()
+        };
+        let live = [1, 2, 3];
+        assert_eq!(
+            check_assignment(&m(&[&[1, 2], &[2, 3]]), 0, None, &live),
+            Ok(2)
+        );
+        for (bad, why) in [
+            (m(&[&[1, 2], &[3]]), "every partition needs 2"),
+            (m(&[&[1, 1]]), "name a broker twice"),
+            (m(&[&[]]), "empty"),
+            (m(&[&[1, 9]]), "broker 9 is not registered"),
+        ] {
+            let e = check_assignment(&bad, 0, None, &live).unwrap_err();
+            assert_eq!(e.code, ResponseError::InvalidReplicaAssignment);
+            assert!(e.message.contains(why), "{}", e.message);
+        }
+        let gap: BTreeMap<i32, Vec<i32>> = [(0, vec![1]), (2, vec![2])].into();
+        assert!(check_assignment(&gap, 0, None, &live).is_err());
+        // New partitions of a topic with 2 replicas, from partition 4 on.
+        let more: BTreeMap<i32, Vec<i32>> = [(4, vec![1, 3])].into();
+        assert_eq!(check_assignment(&more, 4, Some(2), &live), Ok(2));
+        assert!(check_assignment(&more, 4, Some(3), &live).is_err());
+    }
 
     #[test]
     fn assignment_spreads_leaders_and_never_repeats_a_broker() {

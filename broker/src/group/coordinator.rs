@@ -225,6 +225,7 @@ impl GroupCoordinator {
             OFFSETS_TOPIC,
             self.config.partitions,
             self.config.replication_factor.min(live).max(1),
+            None,
             configs,
             false,
         )

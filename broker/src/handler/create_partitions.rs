@@ -27,13 +27,15 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartit
                 ResponseError::TopicAuthorizationFailed,
                 format!("{} may not alter topic {name}", ctx.principal),
             ))
-        } else if t.assignments.is_some() {
-            Err(admin::AdminError::new(
-                ResponseError::InvalidRequest,
-                "manual replica assignment is not supported",
-            ))
         } else {
-            admin::create_partitions(&broker.cluster, &name, t.count, req.validate_only).await
+            let manual = t.assignments.as_ref().map(|lists| {
+                lists
+                    .iter()
+                    .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                    .collect()
+            });
+            admin::create_partitions(&broker.cluster, &name, t.count, manual, req.validate_only)
+                .await
         };
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
         match outcome {

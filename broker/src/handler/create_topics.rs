@@ -32,15 +32,28 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
                 ))
             })
             .collect();
-        let partitions = if t.num_partitions == -1 {
-            broker.config.num_partitions
-        } else {
-            t.num_partitions
+        // Replicas given by hand (kafka-topics --replica-assignment) decide the partition
+        // count and replication factor.
+        let manual: Option<BTreeMap<i32, Vec<i32>>> = (!t.assignments.is_empty()).then(|| {
+            t.assignments
+                .iter()
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.iter().map(|b| b.0).collect(),
+                    )
+                })
+                .collect()
+        });
+        let partitions = match &manual {
+            Some(m) => m.len() as i32,
+            None if t.num_partitions == -1 => broker.config.num_partitions,
+            None => t.num_partitions,
         };
-        let rf = if t.replication_factor == -1 {
-            broker.default_replication_factor()
-        } else {
-            t.replication_factor
+        let rf = match &manual {
+            Some(m) => m.values().next().map_or(0, Vec::len) as i16,
+            None if t.replication_factor == -1 => broker.default_replication_factor(),
+            None => t.replication_factor,
         };
         let outcome = if !ctx.may_create_topic(&name) {
             Err(admin::AdminError::new(
@@ -52,8 +65,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
                 ResponseError::InvalidRequest,
                 format!("topic {name} is named more than once in the request"),
             ))
-        } else if !t.assignments.is_empty() {
-            Err(admin::AdminError::new(ResponseError::InvalidRequest, "manual replica assignment is not supported; give partitions and a replication factor"))
+        } else if !t.assignments.is_empty()
+            && (t.num_partitions != -1 || t.replication_factor != -1)
+        {
+            Err(admin::AdminError::new(
+                ResponseError::InvalidRequest,
+                "give either replica assignments or a partition count and replication factor, not both",
+            ))
         } else if broker.cluster.is_fenced() {
             Err(admin::AdminError::new(
                 ResponseError::NotController,
@@ -65,6 +83,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
                 &name,
                 partitions,
                 rf,
+                manual,
                 configs,
                 req.validate_only,
             )

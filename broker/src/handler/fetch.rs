@@ -135,6 +135,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
         tokio::pin!(notified);
         notified.as_mut().enable();
 
+        let mut throttled_until: Option<Instant> = None;
         let mut results: Vec<(usize, PartitionData)> = Vec::with_capacity(wanted.len());
         let mut total: usize = 0;
         let mut any_error = false;
@@ -157,10 +158,18 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                 // the leader quota is spent; it still learns the high watermark.
                 let throttled =
                     follower && part.leader_throttled() && !part.isr().contains(&replica);
-                let budget = if throttled && quota.exceeded(Instant::now()) {
-                    0
+                let wait = if throttled {
+                    quota.wait_time(Instant::now())
                 } else {
+                    Duration::ZERO
+                };
+                let budget = if wait.is_zero() {
                     budget
+                } else {
+                    // Come back when the quota allows it rather than at the deadline.
+                    let at = Instant::now() + wait;
+                    throttled_until = Some(throttled_until.map_or(at, |t: Instant| t.min(at)));
+                    0
                 };
                 let read = part.read(w.offset, budget, total == 0 && budget > 0, follower)?;
                 if throttled {
@@ -234,6 +243,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
             }
             return FetchResponse::default().with_responses(topics);
         }
-        let _ = tokio::time::timeout(deadline - now, notified).await;
+        let wake = throttled_until.map_or(deadline, |t| t.min(deadline));
+        let _ = tokio::time::timeout(wake.saturating_duration_since(now), notified).await;
     }
 }

@@ -213,6 +213,7 @@ async fn run(
         };
         match step {
             Ok(Progress::Idle) => pause(&cancel, BACKOFF).await,
+            Ok(Progress::Throttled(wait)) => pause(&cancel, wait.min(BACKOFF)).await,
             Ok(Progress::Busy) => {}
             Err(e) => {
                 tracing::info!(leader, error = %e, "replica fetch failed; reconnecting");
@@ -233,6 +234,8 @@ async fn pause(cancel: &CancellationToken, d: Duration) {
 enum Progress {
     /// Nothing could be fetched (every partition waits): back off.
     Idle,
+    /// Only throttled partitions are left, and the quota is spent for this long.
+    Throttled(Duration),
     Busy,
 }
 
@@ -298,17 +301,21 @@ async fn fetch_once(
         .map(|(tp, _)| tp.clone())
         .collect();
     let quota = &config.throttles.follower;
-    let fetching: Vec<&(TopicPartition, Followed)> =
-        if !throttled.is_empty() && quota.exceeded(std::time::Instant::now()) {
-            fetching
-                .into_iter()
-                .filter(|(tp, _)| !throttled.contains(tp))
-                .collect()
-        } else {
-            fetching
-        };
+    let wait = if throttled.is_empty() {
+        Duration::ZERO
+    } else {
+        quota.wait_time(std::time::Instant::now())
+    };
+    let fetching: Vec<&(TopicPartition, Followed)> = if wait.is_zero() {
+        fetching
+    } else {
+        fetching
+            .into_iter()
+            .filter(|(tp, _)| !throttled.contains(tp))
+            .collect()
+    };
     if fetching.is_empty() {
-        return Ok(Progress::Idle);
+        return Ok(Progress::Throttled(wait));
     }
     let mut by_topic: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
     for (tp, f) in &fetching {

@@ -104,6 +104,21 @@ impl Quota {
         b.balance < 0.0
     }
 
+    /// How long throttled traffic must still wait at `now` (zero if it may pass).
+    pub fn wait_time(&self, now: Instant) -> std::time::Duration {
+        let Some(rate) = self.rate() else {
+            return std::time::Duration::ZERO;
+        };
+        let Ok(mut b) = self.bucket.lock() else {
+            return std::time::Duration::ZERO;
+        };
+        Self::refill(&mut b, rate, now);
+        if b.balance >= 0.0 || rate == 0 {
+            return std::time::Duration::ZERO;
+        }
+        std::time::Duration::from_secs_f64(-b.balance / rate as f64)
+    }
+
     /// Counts `bytes` of throttled traffic sent or received at `now`.
     pub fn record(&self, bytes: usize, now: Instant) {
         let Some(rate) = self.rate() else {
@@ -218,7 +233,12 @@ mod tests {
         let t0 = Instant::now();
         assert!(!q.exceeded(t0));
         q.record(3000, t0);
+        assert_eq!(q.wait_time(t0), Duration::from_secs(3));
         assert!(q.exceeded(t0 + Duration::from_millis(2900)));
+        assert_eq!(
+            q.wait_time(t0 + Duration::from_millis(3000)),
+            Duration::ZERO
+        );
         assert!(!q.exceeded(t0 + Duration::from_millis(3000)));
         // An idle period banks at most one second's worth.
         let later = t0 + Duration::from_secs(60);
