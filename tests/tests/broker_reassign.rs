@@ -292,6 +292,37 @@ fn reassign_plan_execute_verify_cancel_and_bad_plans() {
     let again = c.run(&["topics", "reassign", "--execute", &stuck], "");
     assert!(!again.success(), "{again}");
     assert!(again.stderr.contains("already being reassigned"), "{again}");
+
+    // Another stuck move, replaced with --additional by one that can finish: the frozen
+    // broker is dropped from it at once, the original replicas stay until the new target
+    // is in sync.
+    let q = 3;
+    let original_q = before[q as usize].0.clone();
+    let spare = (1..=3).find(|b| !original_q.contains(b)).unwrap();
+    let first = write_plan(
+        &dir,
+        "first.json",
+        &plan_json("moves", &[(q, vec![frozen_id, original_q[1]])]),
+    );
+    c.ok(&["topics", "reassign", "--execute", &first], "");
+    let second = write_plan(
+        &dir,
+        "second.json",
+        &plan_json("moves", &[(q, vec![spare, original_q[1]])]),
+    );
+    c.ok(
+        &["topics", "reassign", "--execute", &second, "--additional"],
+        "",
+    );
+    c.wait_verified(&second);
+    let (replicas, isr) = c.partitions("moves")[q as usize].clone();
+    assert_eq!(replicas, vec![spare, original_q[1]], "after --additional");
+    let mut isr = isr;
+    isr.sort_unstable();
+    let mut want = vec![spare, original_q[1]];
+    want.sort_unstable();
+    assert_eq!(isr, want);
+
     let cancelled = c.ok(&["topics", "reassign", "--cancel", &stuck], "");
     assert!(
         cancelled
@@ -315,6 +346,14 @@ fn reassign_plan_execute_verify_cancel_and_bad_plans() {
         "the frozen broker to drop its copy of the cancelled move",
         || !c.log_dir(frozen_id, "moves", p).exists(),
     );
+    wait_until(
+        "the frozen broker to drop its copy of the replaced move",
+        || !c.log_dir(frozen_id, "moves", q).exists(),
+    );
+    let gone = original_q[0];
+    wait_until(&format!("broker {gone} to delete moves-{q}"), || {
+        !c.log_dir(gone, "moves", q).exists()
+    });
     c.assert_records("moves", 4000);
 }
 
