@@ -320,6 +320,18 @@ fn json_output_and_progress_lines() {
     assert!(cluster[0].get("controller").is_some());
     let dirs = json(&["cluster", "log-dirs"]);
     assert_eq!(dirs.len(), 2, "replicas, then totals");
+    let free = |key: &str| -> i64 {
+        dirs[1].as_array().unwrap()[0]
+            .get(key)
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1)
+    };
+    assert!(
+        free("volume_size") > 0 && (0..=free("volume_size")).contains(&free("volume_free")),
+        "{:?}",
+        dirs[1]
+    );
     let versions = json(&["cluster", "api-versions"]);
     assert!(versions[0].get("apis").unwrap().as_array().unwrap().len() > 20);
     // Nothing found: no JSON line on stdout, the note on stderr.

@@ -1,6 +1,7 @@
 //! `fjord cluster log-dirs` and `fjord cluster api-versions`: what each broker says of
-//! itself: its log directory with the size of every replica (DescribeLogDirs, as
-//! `kafka-log-dirs --describe` shows it), and the API versions it serves (as
+//! itself: its log directory with the size of every replica and the space left on its file
+//! system (DescribeLogDirs, as `kafka-log-dirs --describe` shows it), and the API versions
+//! it serves (as
 //! `kafka-broker-api-versions` prints them, with the version this client would use).
 
 use std::io::Write;
@@ -22,7 +23,15 @@ pub async fn log_dirs(client: &Client, out: &mut dyn Write) -> Result<(), CliErr
         "SIZE",
         "OFFSET-LAG",
     ]);
-    let mut totals = Table::new(&["BROKER", "LOG-DIR", "REPLICAS", "TOTAL-SIZE"]);
+    let mut totals = Table::new(&[
+        "BROKER",
+        "LOG-DIR",
+        "REPLICAS",
+        "TOTAL-SIZE",
+        "VOLUME-SIZE",
+        "VOLUME-FREE",
+    ]);
+    let known = |v: i64| if v < 0 { "-".to_owned() } else { v.to_string() };
     for d in &dirs {
         for ((topic, partition), (size, lag)) in &d.replicas {
             table.row(vec![
@@ -39,6 +48,8 @@ pub async fn log_dirs(client: &Client, out: &mut dyn Write) -> Result<(), CliErr
             d.path.clone(),
             d.replicas.len().to_string(),
             d.replicas.values().map(|(s, _)| s).sum::<i64>().to_string(),
+            known(d.volume.0),
+            known(d.volume.1),
         ]);
     }
     table.write(out, "")?;

@@ -14,6 +14,9 @@ pub struct LogDir {
     pub path: String,
     /// (topic, partition) → (bytes, offset lag behind the leader).
     pub replicas: BTreeMap<(String, i32), (i64, i64)>,
+    /// The size of the directory's file system and the bytes still usable on it (-1:
+    /// unknown, or a broker older than DescribeLogDirs v4).
+    pub volume: (i64, i64),
 }
 
 impl Client {
@@ -90,6 +93,7 @@ impl Client {
                     broker: id,
                     path: r.log_dir.as_str().to_owned(),
                     replicas,
+                    volume: (r.total_bytes, r.usable_bytes),
                 });
             }
         }
