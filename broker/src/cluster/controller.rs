@@ -598,7 +598,7 @@ async fn complete_reassignments(
     }
     ops.push(Op::set_data(
         cluster::topic_path(topic),
-        serde_json::to_vec(&done.znode(None)).unwrap_or_default(),
+        serde_json::to_vec(&done.znode()).unwrap_or_default(),
         Some(t.znode_version),
     ));
     match fenced_multi(client, epoch, ops).await {

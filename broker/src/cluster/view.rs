@@ -75,32 +75,20 @@ impl TopicView {
             .any(|r| !r.is_empty())
     }
 
-    /// The topic znode's content for this view (version 3, Kafka's layout), with
-    /// `partition`'s replicas replaced by `replicas` when given.
-    pub fn znode(&self, change: Option<(i32, &Replicas)>) -> TopicAssignment {
-        let mut assignment = self.assignment.clone();
-        let mut adding = self.adding.clone();
-        let mut removing = self.removing.clone();
-        if let Some((p, r)) = change {
-            assignment.insert(p, r.all.clone());
-            adding.insert(p, r.adding.clone());
-            removing.insert(p, r.removing.clone());
-        }
-        let keyed = |m: BTreeMap<i32, Vec<i32>>| -> BTreeMap<String, Vec<i32>> {
-            m.into_iter()
-                .filter(|(_, r)| !r.is_empty())
-                .map(|(p, r)| (p.to_string(), r))
+    /// The topic znode's content for this view (version 3, Kafka's layout).
+    pub fn znode(&self) -> TopicAssignment {
+        let keyed = |m: &BTreeMap<i32, Vec<i32>>, all: bool| -> BTreeMap<String, Vec<i32>> {
+            m.iter()
+                .filter(|(_, r)| all || !r.is_empty())
+                .map(|(p, r)| (p.to_string(), r.clone()))
                 .collect()
         };
         TopicAssignment {
             version: 3,
-            partitions: assignment
-                .into_iter()
-                .map(|(p, r)| (p.to_string(), r))
-                .collect(),
+            partitions: keyed(&self.assignment, true),
             topic_id: (!self.topic_id.is_empty()).then(|| self.topic_id.clone()),
-            adding_replicas: keyed(adding),
-            removing_replicas: keyed(removing),
+            adding_replicas: keyed(&self.adding, false),
+            removing_replicas: keyed(&self.removing, false),
         }
     }
 

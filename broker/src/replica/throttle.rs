@@ -113,8 +113,12 @@ impl Quota {
             return std::time::Duration::ZERO;
         };
         Self::refill(&mut b, rate, now);
-        if b.balance >= 0.0 || rate == 0 {
+        if b.balance >= 0.0 {
             return std::time::Duration::ZERO;
+        }
+        if rate == 0 {
+            // Nothing refills a zero rate: look again in a second (the rate may change).
+            return std::time::Duration::from_secs(1);
         }
         std::time::Duration::from_secs_f64(-b.balance / rate as f64)
     }
@@ -250,6 +254,13 @@ mod tests {
         // Lifting the limit lets everything through at once.
         q.set_rate(None);
         assert!(!q.exceeded(later));
+        assert_eq!(q.wait_time(later), Duration::ZERO);
+        // A zero rate lets one answer through, then holds throttled traffic back.
+        q.set_rate(Some(0));
+        assert_eq!(q.wait_time(later), Duration::ZERO);
+        q.record(1, later);
+        assert!(q.exceeded(later + Duration::from_secs(60)));
+        assert!(!q.wait_time(later + Duration::from_secs(60)).is_zero());
     }
 
     #[test]
