@@ -76,20 +76,7 @@ pub async fn sizes(client: &Client) -> BTreeMap<Tp, i64> {
 }
 
 /// Bytes for people: `812 B`, `1.5 MiB`.
-pub fn human_bytes(b: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b.max(0) as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use super::output::bytes as human_bytes;
 
 /// Prints a plan's moves, then the plan itself as one line of Kafka's JSON.
 pub fn print_plan(

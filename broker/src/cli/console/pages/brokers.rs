@@ -78,18 +78,4 @@ pub async fn page(State(app): State<Shared>) -> Response {
     render(&app, "Brokers", "/brokers", &body)
 }
 
-/// 1536 → `1.5 KiB`.
-pub fn bytes(n: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::cli::output::bytes;
